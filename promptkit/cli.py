@@ -1,0 +1,379 @@
+"""The `promptkit` command line: parse, call the library, print. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import PromptkitError
+from .library import Library
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class PromptkitGroup(click.Group):
+    """Turns every PromptkitError into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PromptkitError as exc:
+            raise click.ClickException(str(exc)) from None
+        except sqlite3.DatabaseError as exc:
+            raise click.ClickException(f"library error: {exc}") from None
+
+
+def json_option(func):
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")(func)
+
+
+def templates_option(func):
+    return click.option(
+        "--templates", "templates_dir", type=click.Path(file_okay=False), envvar="PROMPTKIT_TEMPLATES",
+        help="Your template folder, searched before the packaged one (env: PROMPTKIT_TEMPLATES).",
+    )(func)
+
+
+def emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    elif text is not None:
+        click.echo(text)
+
+
+def open_library(ctx: click.Context, create: bool = True) -> Library:
+    return Library(ctx.obj["db"], create=create)
+
+
+@click.group(cls=PromptkitGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, prog_name="promptkit")
+@click.option("--db", type=click.Path(dir_okay=True), envvar="PROMPTKIT_DB", default=None,
+              help="Library file (default ./library.db; env: PROMPTKIT_DB).")
+@click.pass_context
+def main(ctx: click.Context, db: str | None) -> None:
+    """promptkit: author prompts from fields, generate seed-locked images, keep a prompt library.
+
+    Quick start offline: `promptkit model tiny ./tiny-sd`, then
+    `promptkit build --subject "a lighthouse" --style watercolor --save first` and
+    `promptkit generate first --model ./tiny-sd --seeds 1-4`.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["db"] = db
+
+
+@main.command()
+@json_option
+@click.pass_context
+def init(ctx: click.Context, as_json: bool) -> None:
+    """Create the library (safe to run again)."""
+    with open_library(ctx) as lib:
+        data = {"db": str(lib.path), "images": str(lib.images_dir), "schema": lib.schema_version()}
+    emit(data, as_json, f"library ready: {data['db']} (images in {data['images']}, schema {data['schema']})")
+
+
+@main.command()
+@click.option("--kind", type=click.Choice(["style", "quality", "negative"]), help="Only this kind of preset.")
+@templates_option
+@json_option
+def presets(kind: str | None, templates_dir: str | None, as_json: bool) -> None:
+    """List style, quality and negative presets with their descriptions."""
+    from .templates import PromptBuilder
+
+    found = PromptBuilder(templates_dir).presets(kind)
+    data = [{"kind": p.kind, "name": p.name, "description": p.description, "positive": p.positive,
+             "negative": p.negative} for p in found]
+    emit(data, as_json, "\n".join(f"{p.kind:<9} {p.name:<16} {p.description}" for p in found))
+
+
+@main.command("templates")
+@templates_option
+@json_option
+def list_templates(templates_dir: str | None, as_json: bool) -> None:
+    """List the templates you can pass to --template."""
+    from .templates import PromptBuilder
+
+    builder = PromptBuilder(templates_dir)
+    data = []
+    for name in builder.template_names():
+        _, filename = builder.template_source(name)
+        data.append({"name": name, "file": filename, "digest": builder.template_digest(name)})
+    emit(data, as_json, "\n".join(f"{d['name']:<16} {d['file']}" for d in data))
+
+
+@main.command()
+@click.option("--subject", default="", help="What the image is of.")
+@click.option("--action", default="", help="What the subject is doing.")
+@click.option("--environment", default="", help="Where: setting, background, light.")
+@click.option("--style", multiple=True, help="Style preset name (repeatable); see `promptkit presets`.")
+@click.option("--quality", multiple=True, help="Quality preset name (repeatable).")
+@click.option("--negative", multiple=True, help="Your own negative terms (repeatable).")
+@click.option("--negative-preset", default="standard", show_default=True, help="Negative preset ('none' for none).")
+@click.option("--template", default="default", show_default=True, help="Template NAME (the file NAME.j2).")
+@click.option("--set", "extras", multiple=True, metavar="KEY=VALUE", help="Extra field for the template.")
+@click.option("--save", "save_name", default=None, help="Store the prompt in the library under this name.")
+@click.option("--parent", default=None, help="Prompt id or name this one was iterated from.")
+@click.option("--tag", "tags", multiple=True, help="Tag to store with --save (repeatable).")
+@click.option("--model", default=None, help="Use this model's own tokenizer for token counts.")
+@templates_option
+@json_option
+@click.pass_context
+def build(ctx, subject, action, environment, style, quality, negative, negative_preset, template, extras,
+          save_name, parent, tags, model, templates_dir, as_json) -> None:
+    """Render a prompt from fields and check it (tokens, overflow, duplicates, contradictions)."""
+    from .lint import lint_prompt
+    from .templates import Fields, PromptBuilder, parse_extras
+
+    fields = Fields(subject=subject, action=action, environment=environment, style=list(style),
+                    quality=list(quality), negative=list(negative),
+                    negative_preset="" if negative_preset == "none" else negative_preset,
+                    extras=parse_extras(extras))
+    prompt = PromptBuilder(templates_dir).render(fields, template)
+    report = lint_prompt(prompt.positive, prompt.negative, model=model, notes=prompt.notes)
+    prompt_id = None
+    if save_name is not None or parent is not None:
+        with open_library(ctx) as lib:
+            parent_id = lib.get_prompt(parent)["id"] if parent else None
+            prompt_id = lib.save_prompt(prompt, name=save_name, parent_id=parent_id, tags=list(tags))
+    tokens = {"positive": report.positive.count if report.positive else None,
+              "negative": report.negative.count if report.negative else None,
+              "limit": report.positive.limit if report.positive else None, "tokenizer": report.tokenizer}
+    data = {"id": prompt_id, "positive": prompt.positive, "negative": prompt.negative, "tokens": tokens,
+            "warnings": report.warnings, "template": prompt.template, "template_digest": prompt.template_digest}
+    if as_json:
+        emit(data, True)
+        return
+    click.echo(f"positive: {prompt.positive}")
+    click.echo(f"negative: {prompt.negative}")
+    if report.tokenizer:
+        click.echo(f"tokens:   {tokens['positive']} positive, {tokens['negative']} negative "
+                   f"(window {tokens['limit']}; {report.tokenizer})")
+    else:
+        click.echo("tokens:   no tokenizer available; counts skipped")
+    for warning in report.warnings:
+        click.echo(f"warning:  {warning}")
+    if prompt_id is not None:
+        click.echo(f"saved as prompt {prompt_id}" + (f" ({save_name})" if save_name else ""))
+
+
+def engine_options(func):
+    options = [
+        click.option("--device", default=None, help="cuda, mps or cpu (default: the best available)."),
+        click.option("--dtype", default=None, help="float16, bfloat16 or float32 (default: fp16 on GPU, fp32 on CPU)."),
+        click.option("--allow-pickle", is_flag=True, help="Allow a .ckpt/.bin pickle checkpoint (can run code)."),
+        click.option("--cpu-offload", is_flag=True, help="Model CPU offload (saves GPU memory, slower)."),
+        click.option("--attention-slicing", is_flag=True, help="Attention slicing (saves memory)."),
+        click.option("--vae-slicing", is_flag=True, help="Decode the batch one image at a time."),
+        click.option("--vae-tiling", is_flag=True, help="Decode in tiles (large images)."),
+        click.option("--compile", "compile_unet", is_flag=True, help="torch.compile the UNet."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_engine(model, device, dtype, allow_pickle, cpu_offload, attention_slicing, vae_slicing, vae_tiling,
+                compile_unet):
+    from .params import check_model_ref
+
+    check_model_ref(model, allow_pickle)
+    from .engine import Engine, EngineOptions
+
+    return Engine.get(model, EngineOptions(device=device, dtype=dtype, allow_pickle=allow_pickle,
+                                           cpu_offload=cpu_offload, attention_slicing=attention_slicing,
+                                           vae_slicing=vae_slicing, vae_tiling=vae_tiling, compile=compile_unet))
+
+
+class ProgressBar:
+    """Images done / total with a rate, on a terminal only."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", desc="generating", file=sys.stderr)
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--model", required=True, envvar="PROMPTKIT_MODEL",
+              help="Diffusers folder, .safetensors file or hub id (env: PROMPTKIT_MODEL).")
+@click.option("--seeds", default="1-4", show_default=True, help="List 1,2,3, range 1-8, or random:N.")
+@click.option("--steps", type=int, default=25, show_default=True)
+@click.option("--cfg", type=float, default=7.0, show_default=True, help="Classifier-free guidance scale.")
+@click.option("--sampler", default="DPM++ 2M Karras", show_default=True, help="See the README's sampler table.")
+@click.option("--width", type=int, default=None, help="Multiple of 8 (default: the model's native size).")
+@click.option("--height", type=int, default=None, help="Multiple of 8 (default: the model's native size).")
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Images per pipeline call.")
+@click.option("--noise-device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
+              help="Where initial noise is drawn: cpu (same on every machine) or gpu (A1111's default).")
+@engine_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@json_option
+@click.pass_context
+def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, batch_size, noise_device, quiet,
+             as_json, **engine_flags) -> None:
+    """Generate images of a saved PROMPT (id or name) on fixed seeds; store every image."""
+    from .generation import GenerationJob, run_job
+    from .params import GenerationParams, check_batch_size, parse_seeds
+
+    params = GenerationParams(sampler=sampler, steps=steps, cfg=cfg, width=width, height=height,
+                              noise_device=noise_device)
+    seed_list = parse_seeds(seeds)
+    check_batch_size(batch_size)
+    with open_library(ctx) as lib:
+        prompt_row = lib.get_prompt(prompt)
+        engine = make_engine(model, **engine_flags)
+        job = GenerationJob(prompt=prompt_row, params=params, seeds=seed_list, batch_size=batch_size)
+        bar = ProgressBar(len(seed_list), quiet)
+        try:
+            outcome = run_job(lib, engine, job, progress=bar)
+        finally:
+            bar.close()
+    if as_json:
+        emit(outcome.generations, True)
+    else:
+        for gen in outcome.generations:
+            click.echo(f"{gen['id']:>6}  seed {gen['seed']:<10} {gen['image_path']}")
+    if outcome.interrupted:
+        click.echo(f"interrupted: stopped after saving {len(outcome.generations)} of {len(seed_list)} images",
+                   err=True)
+        sys.exit(130)
+
+
+@main.command()
+@click.argument("generation_id", type=int)
+@click.argument("stars", type=int)
+@click.option("--note", default="", help="A short note on the image.")
+@json_option
+@click.pass_context
+def rate(ctx, generation_id: int, stars: int, note: str, as_json: bool) -> None:
+    """Rate a generated image 1 to 5 stars."""
+    with open_library(ctx, create=False) as lib:
+        rating_id = lib.rate(generation_id, stars, note)
+    emit({"id": rating_id, "generation_id": generation_id, "stars": stars, "note": note}, as_json,
+         f"rated generation {generation_id}: {'*' * stars}")
+
+
+def _prompt_line(p: dict[str, Any]) -> str:
+    name = f" [{p['name']}]" if p.get("name") else ""
+    return f"{p['id']:>6}{name}  {p['positive']}"
+
+
+@main.command()
+@click.argument("query")
+@click.option("--limit", type=int, default=20, show_default=True)
+@json_option
+@click.pass_context
+def search(ctx, query: str, limit: int, as_json: bool) -> None:
+    """Full-text search over saved prompts (name, text, tags, notes)."""
+    with open_library(ctx, create=False) as lib:
+        rows = lib.search(query, limit)
+    emit(rows, as_json, "\n".join(_prompt_line(r) for r in rows) or "no matches")
+
+
+@main.command("prompts")
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+@click.pass_context
+def list_prompts(ctx, limit: int, as_json: bool) -> None:
+    """List saved prompts, newest first."""
+    with open_library(ctx, create=False) as lib:
+        rows = lib.list_prompts(limit)
+    emit(rows, as_json, "\n".join(_prompt_line(r) for r in rows) or "no prompts yet")
+
+
+@main.command()
+@click.argument("prompt")
+@json_option
+@click.pass_context
+def show(ctx, prompt: str, as_json: bool) -> None:
+    """Show a prompt (id or name) with its generations and ratings."""
+    with open_library(ctx, create=False) as lib:
+        data = lib.show_prompt(prompt)
+    if as_json:
+        emit(data, True)
+        return
+    click.echo(_prompt_line(data))
+    click.echo(f"  negative: {data['negative']}")
+    click.echo(f"  template: {data['template']} ({data['template_digest'][:12]})  created {data['created_at']}")
+    for gen in data["generations"]:
+        stars = ", ".join("*" * r["stars"] for r in gen["ratings"])
+        click.echo(f"  gen {gen['id']:>5} seed {gen['seed']:<8} {gen['sampler']} {gen['steps']} steps "
+                   f"cfg {gen['cfg']:g} {gen['width']}x{gen['height']}  {gen['image_path']}  {stars}")
+
+
+@main.command()
+@click.argument("generation_id", type=int)
+@engine_options
+@json_option
+@click.pass_context
+def reproduce(ctx, generation_id: int, as_json: bool, **engine_flags) -> None:
+    """Regenerate an image from the library alone; exit 1 unless its sha256 matches."""
+    from .generation import reproduce as reproduce_generation
+
+    with open_library(ctx, create=False) as lib:
+        gen = lib.get_generation(generation_id)
+        engine = make_engine(gen["model"], **engine_flags)
+        result = reproduce_generation(lib, engine, generation_id)
+    emit(result, as_json, f"generation {generation_id}: {'match' if result['match'] else 'MISMATCH'} "
+                          f"(stored {result['stored_sha256'][:16]}, new {result['new_sha256'][:16]})")
+    if not as_json:
+        for note in result["notes"]:
+            click.echo(f"note: {note}")
+    if not result["match"]:
+        sys.exit(1)
+
+
+@main.group()
+def model() -> None:
+    """Model helpers."""
+
+
+@model.command("tiny")
+@click.argument("path", type=click.Path(file_okay=False))
+@json_option
+def model_tiny(path: str, as_json: bool) -> None:
+    """Write the tiny random-weight SD pipeline to PATH (offline; it draws noise, not pictures)."""
+    from .tinymodel import TINY_NOTE, write_tiny_pipeline
+
+    folder = write_tiny_pipeline(path)
+    emit({"path": str(folder)}, as_json, f"wrote {folder}: {TINY_NOTE}")
+
+
+@main.command()
+@click.option("--model-dir", default="tiny-sd", show_default=True, type=click.Path(file_okay=False),
+              help="Where to write (or find) the tiny random-weight model.")
+@json_option
+@click.pass_context
+def demo(ctx, model_dir: str, as_json: bool) -> None:
+    """Offline quick start: tiny model, prompts A and B on the same seeds, stored in the library."""
+    from pathlib import Path
+
+    from .demo import run_demo
+
+    with open_library(ctx) as lib:
+        summary = run_demo(lib, Path(model_dir), say=(lambda _m: None) if as_json else click.echo)
+        path = lib.path
+    if as_json:
+        emit(summary, True)
+    else:
+        click.echo(f"library: {path}; try `promptkit show 1`, `promptkit search lighthouse`, "
+                   f"`promptkit rate GENERATION_ID 5`")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,229 @@
+"""Generation jobs: batches through the engine, images and rows into the library.
+
+PNG encoding, hashing and database writes run on a writer thread with a bounded queue,
+so they overlap the next batch's denoising instead of sitting on its path.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import LibraryProblem, PromptkitError
+from .library import Library, utc_now
+from .params import GenerationParams, check_batch_size
+from .pnginfo import encode_png
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class GenerationJob:
+    """One prompt on a list of seeds with one set of parameters."""
+
+    prompt: dict[str, Any]  # a prompts row (id, positive, negative, template, ...)
+    params: GenerationParams
+    seeds: list[int]
+    batch_size: int = 1
+    experiment_id: int | None = None
+    variant: str | None = None
+
+    def batches(self) -> list[list[int]]:
+        check_batch_size(self.batch_size)
+        return [self.seeds[i : i + self.batch_size] for i in range(0, len(self.seeds), self.batch_size)]
+
+
+@dataclass
+class JobOutcome:
+    generations: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def image_metadata(job: GenerationJob, engine_info: dict[str, Any], seed: int, batch: list[int], index: int,
+                   size: tuple[int, int]) -> dict[str, Any]:
+    """Everything needed to reproduce one image; no timestamps, so it is deterministic."""
+    prompt = job.prompt
+    return {
+        "positive": prompt["positive"],
+        "negative": prompt["negative"],
+        "template": prompt.get("template"),
+        "template_digest": prompt.get("template_digest"),
+        "fields": prompt.get("fields"),
+        "seed": int(seed),
+        "sampler": job.params.sampler,
+        "steps": job.params.steps,
+        "cfg": job.params.cfg,
+        "width": size[0],
+        "height": size[1],
+        "noise_device": job.params.noise_device,
+        "extra": job.params.extra,
+        "batch": {"size": len(batch), "index": index, "seeds": [int(s) for s in batch]},
+        "model": engine_info["model"],
+        "model_hash": engine_info["model_hash"],
+        "device": engine_info["device"],
+        "dtype": engine_info["dtype"],
+        "versions": engine_info["versions"],
+    }
+
+
+class _Writer(threading.Thread):
+    """Encodes, stores and records images off the denoising path."""
+
+    def __init__(self, library_path, job: GenerationJob, max_pending: int) -> None:
+        super().__init__(name="promptkit-writer", daemon=True)
+        self.library_path = library_path
+        self.job = job
+        self.queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self.results: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        library = None
+        try:
+            library = Library(self.library_path)
+            while True:
+                item = self.queue.get()
+                if item is None:
+                    return
+                image, meta, seconds = item
+                png = encode_png(image, meta)
+                sha, file = library.store_image(png)
+                row = {
+                    "prompt_id": self.job.prompt["id"],
+                    "experiment_id": self.job.experiment_id,
+                    "variant": self.job.variant,
+                    "model": meta["model"],
+                    "model_hash": meta["model_hash"],
+                    "sampler": meta["sampler"],
+                    "steps": meta["steps"],
+                    "cfg": meta["cfg"],
+                    "width": meta["width"],
+                    "height": meta["height"],
+                    "seed": meta["seed"],
+                    "noise_device": meta["noise_device"],
+                    "batch": meta["batch"],
+                    "params": meta["extra"],
+                    "image_sha256": sha,
+                    "image_path": library.relative_image_path(file),
+                    "device": meta["device"],
+                    "dtype": meta["dtype"],
+                    "versions": meta["versions"],
+                    "seconds": seconds,
+                    "created_at": utc_now(),
+                }
+                gen_id = library.add_generation(row)
+                self.results.append({"id": gen_id, "seed": meta["seed"], "image_path": str(file),
+                                     "image_sha256": sha})
+        except BaseException as exc:  # reported to the main thread
+            self.error = exc
+            # Keep draining so the producer never blocks on a dead writer.
+            while True:
+                try:
+                    if self.queue.get(timeout=0.1) is None:
+                        return
+                except queue.Empty:
+                    continue
+        finally:
+            if library is not None:
+                library.close()
+
+    def put(self, item) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+
+class _StopAfterBatch:
+    """First Ctrl-C: finish and save the current batch, then stop. Second: stop now."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_StopAfterBatch":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def run_job(library: Library, engine, job: GenerationJob, progress: Progress | None = None) -> JobOutcome:
+    """Generate every seed of JOB in batches; store each image and its row as it comes.
+
+    A row is written only after its PNG is safely on disk.
+    """
+    # 1. Check inputs before any work
+    batches = job.batches()
+    if not job.seeds:
+        raise PromptkitError("no seeds to generate")
+    engine_info = engine.describe()
+    total, done = len(job.seeds), 0
+    writer = _Writer(library.path, job, max_pending=max(2, 2 * job.batch_size))
+    writer.start()
+    outcome = JobOutcome()
+    try:
+        with _StopAfterBatch() as stop:
+            for batch in batches:
+                # 2. Denoise one batch
+                result = engine.run_batch(job.prompt["positive"], job.prompt["negative"], batch, job.params)
+                size = (result.info["width"], result.info["height"])
+                per_image = result.seconds / len(batch)
+                # 3. Hand the images to the writer and go on with the next batch
+                for index, (seed, image) in enumerate(zip(batch, result.images)):
+                    writer.put((image, image_metadata(job, engine_info, seed, batch, index, size), per_image))
+                done += len(batch)
+                if progress:
+                    progress(done, total)
+                if stop.requested:
+                    outcome.interrupted = True
+                    break
+    finally:
+        writer.queue.put(None)
+        writer.join()
+    if writer.error is not None:
+        error = writer.error
+        if isinstance(error, PromptkitError):
+            raise error
+        raise LibraryProblem(f"saving images to {str(library.path)!r} failed: {type(error).__name__}: {error}") from error
+    outcome.generations = sorted(writer.results, key=lambda r: r["id"])
+    return outcome
+
+
+def reproduce(library: Library, engine, generation_id: int) -> dict[str, Any]:
+    """Regenerate a stored image by re-running the batch it was made in; compare sha256."""
+    gen = library.get_generation(generation_id)
+    prompt = library.get_prompt(gen["prompt_id"])
+    batch = gen.get("batch") or {"size": 1, "index": 0, "seeds": [gen["seed"]]}
+    params = GenerationParams(
+        sampler=gen["sampler"], steps=gen["steps"], cfg=gen["cfg"], width=gen["width"], height=gen["height"],
+        noise_device=gen.get("noise_device") or "cpu", extra=gen.get("params") or {},
+    )
+    job = GenerationJob(prompt=prompt, params=params, seeds=list(batch["seeds"]), batch_size=len(batch["seeds"]))
+    result = engine.run_batch(prompt["positive"], prompt["negative"], job.seeds, params)
+    index = int(batch["index"])
+    meta = image_metadata(job, engine.describe(), job.seeds[index], job.seeds, index,
+                          (result.info["width"], result.info["height"]))
+    png = encode_png(result.images[index], meta)
+    import hashlib
+
+    sha = hashlib.sha256(png).hexdigest()
+    notes = []
+    info = engine.describe()
+    for key in ("device", "dtype", "model_hash"):
+        if gen.get(key) and gen[key] != info[key]:
+            notes.append(f"{key} differs: stored {gen[key]!r}, now {info[key]!r}")
+    if gen.get("versions") and gen["versions"] != info["versions"]:
+        notes.append(f"library versions differ: stored {gen['versions']}, now {info['versions']}")
+    return {"id": gen["id"], "stored_sha256": gen["image_sha256"], "new_sha256": sha,
+            "match": sha == gen["image_sha256"], "notes": notes}

@@ -1,0 +1,151 @@
+"""Generation parameters, seed lists and sampler names, checked before any work (no torch here)."""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import BadParameter
+
+# A1111 names -> (diffusers scheduler class, extra config). The engine builds them.
+SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "DDPM": ("DDPMScheduler", {}),
+    "DDIM": ("DDIMScheduler", {}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "DPM++ SDE Karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
+    ),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+}
+DEFAULT_SAMPLER = "DPM++ 2M Karras"
+MAX_SEED = 2**32 - 1
+
+
+def canonical_sampler(name: str) -> str:
+    """Match a sampler name case-insensitively (`euler_a`, `Euler A` -> `Euler a`)."""
+    wanted = re.sub(r"[\s_\-]+", " ", name.strip()).lower()
+    for known in SAMPLERS:
+        if known.lower() == wanted:
+            return known
+    raise BadParameter(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """Seeds from `1,2,3`, a range `1-8`, a mix `1-4,10`, or `random:N` (drawn once, then recorded)."""
+    spec = spec.strip()
+    if not spec:
+        raise BadParameter("--seeds is empty; give a list (1,2,3), a range (1-8) or random:N")
+    if spec.startswith("random:"):
+        count = _int(spec[7:], spec)
+        if count <= 0:
+            raise BadParameter(f"--seeds {spec!r}: the count must be at least 1")
+        rng = random.SystemRandom()
+        return [rng.randint(0, MAX_SEED) for _ in range(count)]
+    seeds: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
+        if match:
+            start, end = int(match.group(1)), int(match.group(2))
+            if end < start:
+                raise BadParameter(f"--seeds range {part!r} runs backwards; write {end}-{start}")
+            if end - start >= 100_000:
+                raise BadParameter(f"--seeds range {part!r} is longer than 100000 seeds")
+            seeds.extend(range(start, end + 1))
+        else:
+            seeds.append(_int(part, spec))
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise BadParameter(f"seed {seed} is outside 0..{MAX_SEED}")
+    return seeds
+
+
+def _int(text: str, spec: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise BadParameter(f"--seeds {spec!r}: {text.strip()!r} is not a whole number") from None
+
+
+@dataclass
+class GenerationParams:
+    """Everything besides the prompt and the seed that decides an image."""
+
+    sampler: str = DEFAULT_SAMPLER
+    steps: int = 25
+    cfg: float = 7.0
+    width: int | None = None  # None: the model's native size
+    height: int | None = None
+    noise_device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sampler = canonical_sampler(self.sampler)
+        if not isinstance(self.steps, int) or self.steps <= 0:
+            raise BadParameter(f"`steps` must be a whole number above 0 but is {self.steps}")
+        if self.steps > 1000:
+            raise BadParameter(f"`steps` must be at most 1000 but is {self.steps}")
+        if self.cfg < 0:
+            raise BadParameter(f"`cfg` must be 0 or more but is {self.cfg}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value is not None and (value <= 0 or value % 8 != 0):
+                raise BadParameter(f"`{name}` has to be a positive multiple of 8 but is {value}")
+        if self.noise_device not in ("cpu", "gpu"):
+            raise BadParameter(f"`noise_device` must be cpu or gpu but is {self.noise_device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_batch_size(batch_size: int) -> int:
+    if batch_size <= 0:
+        raise BadParameter(f"`batch_size` must be at least 1 but is {batch_size}")
+    return batch_size
+
+
+PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl"}
+
+
+def check_model_ref(model: str, allow_pickle: bool = False) -> str:
+    """Classify MODEL as 'folder', 'safetensors', 'pickle' or 'hub', refusing what cannot load.
+
+    Runs before torch is imported, so bad input fails fast.
+    """
+    from pathlib import Path
+
+    from .errors import ModelProblem
+
+    if not model or not model.strip():
+        raise ModelProblem("no model given; pass --model PATH or a hub id")
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelProblem(f"model folder {model!r} has no model_index.json; is it a diffusers pipeline folder?")
+        return "folder"
+    if path.is_file():
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            if not allow_pickle:
+                raise ModelProblem(
+                    f"refusing pickle checkpoint {model!r}: loading one can run arbitrary code. "
+                    "Convert it to .safetensors, or pass --allow-pickle if you trust its source"
+                )
+            return "pickle"
+        if path.suffix.lower() != ".safetensors":
+            raise ModelProblem(f"model file {model!r} is not a .safetensors file")
+        return "safetensors"
+    looks_like_path = model.startswith((".", "/", "~")) or path.suffix.lower() in PICKLE_SUFFIXES | {".safetensors"}
+    if looks_like_path or model.count("/") != 1:
+        raise ModelProblem(
+            f"model {model!r} not found: give a diffusers folder, a .safetensors file or a hub id like "
+            "stable-diffusion-v1-5/stable-diffusion-v1-5 (`promptkit model tiny PATH` makes an offline test model)"
+        )
+    return "hub"

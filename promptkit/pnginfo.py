@@ -1,0 +1,122 @@
+"""PNG metadata: an AUTOMATIC1111-compatible `parameters` chunk and a promptkit JSON chunk."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+from .errors import PromptkitError
+
+PARAMETERS_KEY = "parameters"
+PROMPTKIT_KEY = "promptkit"
+# A1111's own parser (modules/infotext_utils.py): `Key: value` pairs, values quoted when they hold commas.
+_PARAM_RE = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+def _one_line(text: str) -> str:
+    # A newline inside a prompt would end the prompt section early for every reader.
+    return " ".join(str(text).split())
+
+
+def _quote(value: Any) -> str:
+    text = _one_line(str(value))
+    if "," in text or ":" in text or '"' in text:
+        return json.dumps(text)
+    return text
+
+
+def format_number(value: float) -> str:
+    return f"{value:g}"
+
+
+def a1111_parameters(meta: dict[str, Any]) -> str:
+    """The `parameters` text A1111 and Civitai read: prompt, negative, then one line of settings."""
+    settings = [
+        ("Steps", meta["steps"]),
+        ("Sampler", meta["sampler"]),
+        ("CFG scale", format_number(meta["cfg"])),
+        ("Seed", meta["seed"]),
+        ("Size", f"{meta['width']}x{meta['height']}"),
+    ]
+    if meta.get("model_hash"):
+        settings.append(("Model hash", meta["model_hash"]))
+    settings.append(("Model", meta.get("model_name") or meta.get("model", "")))
+    if meta.get("noise_device") == "gpu":
+        settings.append(("RNG", "GPU"))
+    settings.append(("Version", f"promptkit {meta.get('versions', {}).get('promptkit', '')}".strip()))
+    lines = [_one_line(meta["positive"])]
+    negative = _one_line(meta.get("negative", ""))
+    if negative:
+        lines.append(f"Negative prompt: {negative}")
+    lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in settings))
+    return "\n".join(lines)
+
+
+def parse_a1111_parameters(text: str) -> dict[str, Any]:
+    """Parse A1111's `parameters` text into prompt, negative and a dict of settings."""
+    lines = text.strip().split("\n")
+    settings_line = lines[-1] if lines and len(_PARAM_RE.findall(lines[-1])) >= 3 else ""
+    if settings_line:
+        lines = lines[:-1]
+    positive: list[str] = []
+    negative: list[str] = []
+    in_negative = False
+    for line in lines:
+        if line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[len("Negative prompt:") :].strip()
+        (negative if in_negative else positive).append(line.strip())
+    settings: dict[str, str] = {}
+    for key, value in _PARAM_RE.findall(settings_line):
+        value = value.strip()
+        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = value[1:-1]
+        settings[key.strip()] = value
+    result: dict[str, Any] = {"positive": "\n".join(positive), "negative": "\n".join(negative), "settings": settings}
+    if "Size" in settings and "x" in settings["Size"]:
+        w, h = settings["Size"].split("x", 1)
+        result["width"], result["height"] = int(w), int(h)
+    for key, name, kind in (("Steps", "steps", int), ("CFG scale", "cfg", float), ("Seed", "seed", int)):
+        if key in settings:
+            try:
+                result[name] = kind(settings[key])
+            except ValueError:
+                raise PromptkitError(f"parameters field {key!r} is not a number: {settings[key]!r}") from None
+    if "Sampler" in settings:
+        result["sampler"] = settings["Sampler"]
+    if "Model" in settings:
+        result["model"] = settings["Model"]
+    return result
+
+
+def encode_png(image, meta: dict[str, Any]) -> bytes:
+    """PNG bytes with both chunks. Deterministic: the same pixels and META give the same bytes."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(PARAMETERS_KEY, a1111_parameters(meta))
+    info.add_text(PROMPTKIT_KEY, json.dumps(meta, sort_keys=True, ensure_ascii=False))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info, compress_level=4)
+    return buffer.getvalue()
+
+
+def read_png_text(path_or_bytes) -> dict[str, str]:
+    """The text chunks of a PNG file (or bytes)."""
+    from PIL import Image, UnidentifiedImageError
+
+    source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
+    try:
+        with Image.open(source) as image:
+            if image.format != "PNG":
+                raise PromptkitError(f"{path_or_bytes if not isinstance(path_or_bytes, bytes) else 'data'} is not a PNG")
+            image.load()
+            return {k: v for k, v in getattr(image, "text", {}).items() if isinstance(v, str)}
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        name = "data" if isinstance(path_or_bytes, (bytes, bytearray)) else str(path_or_bytes)
+        raise PromptkitError(f"{name} is not a readable PNG: {exc}") from None

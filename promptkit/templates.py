@@ -1,0 +1,317 @@
+"""The prompt builder: fields + presets + a sandboxed Jinja2 template -> a normalised Prompt."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from .errors import TemplateProblem, UnknownPreset
+
+PRESET_KINDS = ("style", "quality", "negative")
+DEFAULT_TEMPLATE = "default"
+DEFAULT_NEGATIVE_PRESET = "standard"
+# A rendered prompt longer than this is refused: CLIP reads 77 tokens, and a
+# runaway template must not exhaust memory.
+MAX_RENDERED_CHARS = 100_000
+STANDARD_FIELDS = ("subject", "action", "environment", "style", "quality", "negative")
+
+
+def packaged_templates_dir() -> Path:
+    """The templates shipped with promptkit: inside the wheel, or the source tree's `templates/`."""
+    here = Path(__file__).resolve().parent
+    inside = here / "templates"
+    return inside if inside.is_dir() else here.parent / "templates"
+
+
+def user_templates_dir(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The user's template folder: `--templates DIR`, else `PROMPTKIT_TEMPLATES`, else none."""
+    value = explicit or os.environ.get("PROMPTKIT_TEMPLATES")
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise TemplateProblem(f"template folder {str(path)!r} does not exist or is not a folder")
+    return path
+
+
+@dataclass(frozen=True)
+class Preset:
+    kind: str
+    name: str
+    description: str
+    positive: str = ""
+    negative: str = ""
+
+
+@dataclass
+class Fields:
+    """What a person fills in. `style` and `quality` are preset names."""
+
+    subject: str = ""
+    action: str = ""
+    environment: str = ""
+    style: list[str] = field(default_factory=list)
+    quality: list[str] = field(default_factory=list)
+    negative: list[str] = field(default_factory=list)
+    negative_preset: str = DEFAULT_NEGATIVE_PRESET
+    extras: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Fields":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+@dataclass
+class Prompt:
+    template: str
+    template_digest: str
+    fields: Fields
+    positive: str
+    negative: str
+    notes: list[str] = field(default_factory=list)
+
+
+class _CappedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with `*` and `**` refused when the result would be huge."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context, operator, left, right):  # type: ignore[override]
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+            raise SecurityError("exponent too large in template")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(count, int):
+                    if len(seq) * count > MAX_RENDERED_CHARS:
+                        raise SecurityError("repetition too large in template")
+        return super().call_binop(context, operator, left, right)
+
+
+def normalise_terms(text: str) -> tuple[str, list[str]]:
+    """Join comma-separated terms cleanly; return the text and the duplicate terms dropped.
+
+    Commas and newlines separate terms; empty segments vanish, whitespace collapses to one space,
+    and a term seen before (case-insensitive) is dropped, keeping the first.
+    """
+    seen: set[str] = set()
+    kept: list[str] = []
+    dropped: list[str] = []
+    for raw in re.split(r"[,\n]", text):
+        term = " ".join(raw.split())
+        if not term:
+            continue
+        key = term.lower()
+        if key in seen:
+            dropped.append(term)
+            continue
+        seen.add(key)
+        kept.append(term)
+    return ", ".join(kept), dropped
+
+
+class PromptBuilder:
+    """Renders prompts from fields through the sandboxed template loader chain.
+
+    :param templates_dir: the user's template folder, searched before the packaged one.
+    """
+
+    def __init__(self, templates_dir: str | os.PathLike | None = None) -> None:
+        self.user_dir = user_templates_dir(templates_dir)
+        self.search_path = [p for p in (self.user_dir, packaged_templates_dir()) if p]
+        self.env = _CappedSandbox(
+            loader=jinja2.FileSystemLoader([str(p) for p in self.search_path]),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+        )
+        self._presets: dict[str, dict[str, Preset]] | None = None
+
+    # -- presets --------------------------------------------------------
+    def presets(self, kind: str | None = None) -> list[Preset]:
+        table = self._load_presets()
+        kinds = [kind] if kind else list(PRESET_KINDS)
+        for k in kinds:
+            if k not in table:
+                raise UnknownPreset(f"unknown preset kind {k!r}; choose one of {', '.join(PRESET_KINDS)}")
+        return [p for k in kinds for p in table[k].values()]
+
+    def preset(self, kind: str, name: str) -> Preset:
+        table = self._load_presets()[kind]
+        if name not in table:
+            raise UnknownPreset(
+                f"unknown {kind} preset {name!r}; available: {', '.join(sorted(table))}"
+                f" (see `promptkit presets --kind {kind}`)"
+            )
+        return table[name]
+
+    def _load_presets(self) -> dict[str, dict[str, Preset]]:
+        if self._presets is not None:
+            return self._presets
+        table: dict[str, dict[str, Preset]] = {k: {} for k in PRESET_KINDS}
+        # Packaged first, then the user's folder, so the user's presets win.
+        for folder in reversed(self.search_path):
+            for kind in PRESET_KINDS:
+                path = folder / "presets" / f"{kind}.json"
+                if not path.is_file():
+                    continue
+                try:
+                    entries = json.loads(path.read_text(encoding="utf-8"))
+                    for entry in entries:
+                        table[kind][entry["name"]] = Preset(
+                            kind=kind,
+                            name=str(entry["name"]),
+                            description=str(entry.get("description", "")),
+                            positive=str(entry.get("positive", "")),
+                            negative=str(entry.get("negative", "")),
+                        )
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise TemplateProblem(f"preset file {str(path)!r} is not valid: {exc}") from None
+        self._presets = table
+        return table
+
+    # -- templates ------------------------------------------------------
+    def template_names(self) -> list[str]:
+        names = {n[:-3] for n in self.env.list_templates(extensions=["j2"]) if "/" not in n}
+        return sorted(names)
+
+    def template_source(self, name: str) -> tuple[str, str]:
+        """The source and file path of template NAME."""
+        try:
+            source, filename, _ = self.env.loader.get_source(self.env, f"{name}.j2")  # type: ignore[union-attr]
+        except jinja2.TemplateNotFound:
+            raise TemplateProblem(
+                f"unknown template {name!r}; available: {', '.join(self.template_names())}"
+            ) from None
+        return source, filename
+
+    def template_digest(self, name: str) -> str:
+        """sha256 over the template's source and every template it extends or includes."""
+        digest = hashlib.sha256()
+        seen: set[str] = set()
+        pending = [f"{name}.j2"]
+        while pending:
+            file_name = pending.pop(0)
+            if file_name in seen:
+                continue
+            seen.add(file_name)
+            try:
+                source, _, _ = self.env.loader.get_source(self.env, file_name)  # type: ignore[union-attr]
+            except jinja2.TemplateNotFound:
+                raise TemplateProblem(f"template {name!r} refers to missing template {file_name!r}") from None
+            digest.update(file_name.encode() + b"\0" + source.encode() + b"\0")
+            try:
+                refs = jinja2.meta.find_referenced_templates(self.env.parse(source))
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateProblem(f"template {file_name!r} line {exc.lineno}: {exc.message}") from None
+            pending.extend(r for r in refs if r)
+        return digest.hexdigest()
+
+    def render(self, fields: Fields, template: str = DEFAULT_TEMPLATE) -> Prompt:
+        """Render FIELDS through TEMPLATE into a normalised positive and negative prompt."""
+        context = self._context(fields)
+        try:
+            tmpl = self.env.get_template(f"{template}.j2")
+        except jinja2.TemplateNotFound as exc:
+            if exc.name == f"{template}.j2":
+                raise TemplateProblem(
+                    f"unknown template {template!r}; available: {', '.join(self.template_names())}"
+                ) from None
+            raise TemplateProblem(f"template {template!r} refers to missing template {exc.name!r}") from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateProblem(f"template {template!r} line {exc.lineno}: {exc.message}") from None
+        digest = self.template_digest(template)
+
+        try:
+            ctx = tmpl.new_context(context)
+            # The `negative` block is its own prompt: a blank stand-in goes first so the
+            # positive render skips it; the real definitions (child first) follow it.
+            ctx.blocks["negative"] = [_blank_block] + ctx.blocks.get("negative", [])
+            positive_raw = _join_capped(tmpl.root_render_func(ctx), template)
+            if len(ctx.blocks["negative"]) > 1:
+                negative_raw = _join_capped(ctx.blocks["negative"][1](ctx), template)
+            else:
+                negative_raw = context["negative"]
+        except jinja2.UndefinedError as exc:
+            raise TemplateProblem(
+                f"template {template!r}: {exc.message}; pass it with --set NAME=VALUE"
+            ) from None
+        except SecurityError as exc:
+            raise TemplateProblem(f"template {template!r} refused by the sandbox: {exc}") from None
+        except TemplateProblem:
+            raise
+        except Exception as exc:  # any other error inside user template code
+            raise TemplateProblem(f"template {template!r} failed: {type(exc).__name__}: {exc}") from None
+
+        positive, dropped_pos = normalise_terms(positive_raw)
+        negative, dropped_neg = normalise_terms(negative_raw)
+        notes = [f"duplicate term {t!r} dropped from the positive prompt" for t in dropped_pos]
+        notes += [f"duplicate term {t!r} dropped from the negative prompt" for t in dropped_neg]
+        return Prompt(template, digest, fields, positive, negative, notes)
+
+    def _context(self, fields: Fields) -> dict[str, Any]:
+        styles = [self.preset("style", name) for name in fields.style]
+        qualities = [self.preset("quality", name) for name in fields.quality]
+        negative_preset = self.preset("negative", fields.negative_preset) if fields.negative_preset else None
+        for key in fields.extras:
+            if key in STANDARD_FIELDS or not key.isidentifier():
+                raise TemplateProblem(
+                    f"extra field name {key!r} is not allowed: use a Python-style name that is not one of "
+                    f"{', '.join(STANDARD_FIELDS)}"
+                )
+        negative_parts = [negative_preset.negative if negative_preset else ""]
+        negative_parts += [p.negative for p in styles]
+        negative_parts += list(fields.negative)
+        return {
+            **fields.extras,
+            "subject": fields.subject,
+            "action": fields.action,
+            "environment": fields.environment,
+            "style": ", ".join(p.positive for p in styles),
+            "style_names": list(fields.style),
+            "quality": ", ".join(p.positive for p in qualities),
+            "negative": ", ".join(part for part in negative_parts if part),
+        }
+
+
+def _blank_block(_context):
+    return iter(())
+
+
+def _join_capped(pieces, template: str) -> str:
+    out: list[str] = []
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+        if size > MAX_RENDERED_CHARS:
+            raise TemplateProblem(
+                f"template {template!r} rendered more than {MAX_RENDERED_CHARS} characters; refused"
+            )
+        out.append(piece)
+    return "".join(out)
+
+
+_EXTRA_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+
+
+def parse_extras(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Turn `key=value` strings into a dict, naming the bad one on error."""
+    extras: dict[str, str] = {}
+    for pair in pairs:
+        match = _EXTRA_RE.match(pair)
+        if not match:
+            raise TemplateProblem(f"--set expects NAME=VALUE, got {pair!r}")
+        extras[match.group(1)] = match.group(2)
+    return extras

@@ -1,0 +1,137 @@
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from promptkit.cli import main
+from promptkit.library import Library
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def library_state(db: Path) -> str:
+    """A digest of every row of every table, to check that a command changed nothing."""
+    if not db.exists():
+        return "absent"
+    with Library(db, create=False) as lib:
+        digest = hashlib.sha256()
+        for table in sorted(lib.db.table_names()):
+            for row in sorted(repr(r) for r in lib.db.execute(f"SELECT * FROM [{table}]")):
+                digest.update(row.encode())
+        return digest.hexdigest()
+
+
+def test_build_save_search_show(isolated_library):
+    out = json.loads(run("build", "--subject", "a lighthouse", "--style", "watercolor", "--quality", "8k",
+                         "--save", "lh", "--tag", "sea", "--json").output)
+    assert out["id"] == 1 and out["positive"].startswith("a lighthouse, watercolor painting")
+    assert out["tokens"]["positive"] > 0 and out["tokens"]["limit"] == 75
+    assert isinstance(out["warnings"], list)
+    found = json.loads(run("search", "lighthouse", "--json").output)
+    assert [p["name"] for p in found] == ["lh"]
+    shown = json.loads(run("show", "lh", "--json").output)
+    assert shown["tags"] == ["sea"] and shown["generations"] == []
+
+
+def test_build_flags_long_prompt():
+    subject = ", ".join(f"thing{i}" for i in range(50))
+    out = json.loads(run("build", "--subject", subject, "--json").output)
+    assert out["tokens"]["positive"] > 75
+    assert any("past the 75-token window" in w and "thing49" in w for w in out["warnings"])
+
+
+def test_generate_rate_show_reproduce(isolated_library, tiny_model):
+    run("build", "--subject", "a lighthouse", "--save", "lh")
+    gens = json.loads(run("generate", "lh", "--model", tiny_model, "--seeds", "1-3", "--steps", "2",
+                          "--batch-size", "2", "--json").output)
+    assert [g["seed"] for g in gens] == [1, 2, 3]
+    assert all(Path(g["image_path"]).is_file() and len(g["image_sha256"]) == 64 for g in gens)
+    run("rate", str(gens[0]["id"]), "4", "--note", "nice")
+    shown = json.loads(run("show", "lh", "--json").output)
+    assert shown["generations"][0]["ratings"][0]["stars"] == 4
+    assert shown["generations"][2]["batch"] == {"size": 1, "index": 0, "seeds": [3]}
+    result = json.loads(run("reproduce", str(gens[1]["id"]), "--json").output)
+    assert result["match"] is True
+
+
+def test_template_escape_writes_nothing(isolated_library, tmp_path):
+    tdir = tmp_path / "evil"
+    tdir.mkdir()
+    (tdir / "evil.j2").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    run("init")
+    before = library_state(isolated_library)
+    result = run("build", "--subject", "x", "--template", "evil", "--templates", str(tdir), "--save", "e", ok=False)
+    assert result.exit_code == 1
+    assert "sandbox" in result.output and len(result.output.strip().splitlines()) == 1
+    assert library_state(isolated_library) == before
+
+
+BAD_INPUTS = [
+    (["build", "--subject", "x", "--style", "watercolour", "--save", "a"], "unknown style preset 'watercolour'"),
+    (["generate", "lh", "--model", "{model}", "--sampler", "Euler b"], "unknown sampler 'Euler b'"),
+    (["generate", "lh", "--model", "{model}", "--steps", "0"], "`steps` must be"),
+    (["generate", "lh", "--model", "{model}", "--cfg", "-1"], "`cfg` must be"),
+    (["generate", "lh", "--model", "{model}", "--width", "65"], "multiple of 8 but is 65"),
+    (["generate", "lh", "--model", "{model}", "--seeds", "9-1"], "runs backwards"),
+    (["generate", "lh", "--model", "./no/such/model"], "not found"),
+    (["generate", "999", "--model", "{model}"], "no prompt with id or name '999'"),
+    (["generate", "lh", "--model", "{model}", "--batch-size", "0"], "batch_size"),
+    (["rate", "999", "3"], "no generation with id 999"),
+    (["rate", "1", "9"], "stars must be 1 to 5"),
+    (["show", "nope"], "no prompt with id or name 'nope'"),
+    (["reproduce", "999"], "no generation with id 999"),
+    (["build", "--subject", "x", "--set", "novalue"], "NAME=VALUE"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS)
+def test_bad_input_one_line_nonzero_library_unchanged(isolated_library, tiny_model, args, message):
+    run("build", "--subject", "a lighthouse", "--save", "lh")
+    before = library_state(isolated_library)
+    args = [a.replace("{model}", tiny_model) for a in args]
+    result = run(*args, ok=False)
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert message in lines[0]
+    assert library_state(isolated_library) == before
+
+
+def test_read_commands_do_not_create_a_library(isolated_library):
+    result = run("search", "x", ok=False)
+    assert result.exit_code == 1 and "promptkit init" in result.output
+    assert not isolated_library.exists()
+
+
+def test_presets_and_templates_json():
+    presets = json.loads(run("presets", "--kind", "style", "--json").output)
+    assert {p["name"] for p in presets} >= {"watercolor", "cinematic", "concept-art"}
+    assert all(p["kind"] == "style" and p["description"] for p in presets)
+    templates = json.loads(run("templates", "--json").output)
+    assert {"default", "photo", "base"} <= {t["name"] for t in templates}
+
+
+def _commands(group, prefix=""):
+    for name, command in group.commands.items():
+        full = f"{prefix}{name}"
+        yield full, command
+        if hasattr(command, "commands"):
+            yield from _commands(command, full + " ")
+
+
+def test_every_command_has_help_and_is_in_the_readme():
+    readme = README.read_text()
+    for name, command in _commands(main):
+        assert command.help or command.short_help, name
+        assert f"promptkit {name}" in readme, f"`promptkit {name}` missing from README"
+        assert run(*name.split(), "--help").output.startswith("Usage:")
