@@ -6,6 +6,11 @@ the seconds spent. Pipelines load once per process and stay loaded.
 
 from __future__ import annotations
 
+import os
+
+# transformers warns at import that torchvision is absent and falls back to PIL: expected here.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
 import hashlib
 import json
 import time

@@ -7,6 +7,11 @@ It makes noise, not pictures.
 
 from __future__ import annotations
 
+import os
+
+# transformers warns at import that torchvision is absent and falls back to PIL: expected here.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
 from pathlib import Path
 
 TINY_NOTE = "random-weight tiny Stable Diffusion pipeline made by `promptkit model tiny`: it draws noise, not pictures"
@@ -81,6 +86,11 @@ def write_tiny_pipeline(path: str | Path) -> Path:
     """Save the tiny pipeline to PATH (a folder) in safetensors; return the folder."""
     folder = Path(path).expanduser()
     pipe = build_tiny_pipeline()
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     pipe.save_pretrained(str(folder), safe_serialization=True)
     (folder / "README.txt").write_text(TINY_NOTE + "\n", encoding="utf-8")
     return folder
