@@ -207,19 +207,36 @@ class ProgressBar:
             self.bar.close()
 
 
+def sampling_options(func):
+    """Steps, CFG, sampler, size and noise device: shared by generate, ab new and ab xy."""
+    options = [
+        click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps."),
+        click.option("--cfg", type=float, default=7.0, show_default=True, help="Classifier-free guidance scale."),
+        click.option("--sampler", default="DPM++ 2M Karras", show_default=True, help="See the README's sampler table."),
+        click.option("--width", type=int, default=None, help="Multiple of 8 (default: the model's native size)."),
+        click.option("--height", type=int, default=None, help="Multiple of 8 (default: the model's native size)."),
+        click.option("--noise-device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
+                     help="Where initial noise is drawn: cpu (same on every machine) or gpu (A1111's default)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def params_from(steps, cfg, sampler, width, height, noise_device):
+    from .params import GenerationParams
+
+    return GenerationParams(sampler=sampler, steps=steps, cfg=cfg, width=width, height=height,
+                            noise_device=noise_device)
+
+
 @main.command()
 @click.argument("prompt")
 @click.option("--model", required=True, envvar="PROMPTKIT_MODEL",
               help="Diffusers folder, .safetensors file or hub id (env: PROMPTKIT_MODEL).")
 @click.option("--seeds", default="1-4", show_default=True, help="List 1,2,3, range 1-8, or random:N.")
-@click.option("--steps", type=int, default=25, show_default=True)
-@click.option("--cfg", type=float, default=7.0, show_default=True, help="Classifier-free guidance scale.")
-@click.option("--sampler", default="DPM++ 2M Karras", show_default=True, help="See the README's sampler table.")
-@click.option("--width", type=int, default=None, help="Multiple of 8 (default: the model's native size).")
-@click.option("--height", type=int, default=None, help="Multiple of 8 (default: the model's native size).")
+@sampling_options
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Images per pipeline call.")
-@click.option("--noise-device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
-              help="Where initial noise is drawn: cpu (same on every machine) or gpu (A1111's default).")
 @engine_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @json_option
@@ -228,10 +245,9 @@ def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, batc
              as_json, **engine_flags) -> None:
     """Generate images of a saved PROMPT (id or name) on fixed seeds; store every image."""
     from .generation import GenerationJob, run_job
-    from .params import GenerationParams, check_batch_size, parse_seeds
+    from .params import check_batch_size, parse_seeds
 
-    params = GenerationParams(sampler=sampler, steps=steps, cfg=cfg, width=width, height=height,
-                              noise_device=noise_device)
+    params = params_from(steps, cfg, sampler, width, height, noise_device)
     seed_list = parse_seeds(seeds)
     check_batch_size(batch_size)
     with open_library(ctx) as lib:
@@ -360,7 +376,7 @@ def model_tiny(path: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def demo(ctx, model_dir: str, as_json: bool) -> None:
-    """Offline quick start: tiny model, prompts A and B on the same seeds, stored in the library."""
+    """Offline quick start: tiny model, an A/B experiment of prompts A and B on the same seeds."""
     from pathlib import Path
 
     from .demo import run_demo
@@ -371,9 +387,9 @@ def demo(ctx, model_dir: str, as_json: bool) -> None:
     if as_json:
         emit(summary, True)
     else:
-        click.echo(f"library: {path}; try `promptkit show 1`, `promptkit search lighthouse`, "
-                   f"`promptkit rate GENERATION_ID 5`")
+        click.echo(f"library: {path}")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+from .cli_ab import register as _register_ab  # noqa: E402
+
+_register_ab(main)

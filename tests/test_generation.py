@@ -105,7 +105,7 @@ def test_failure_mid_batch_leaves_no_row_without_its_file(isolated_library, tiny
 
 def test_sigkill_mid_run_leaves_no_row_without_its_file(isolated_library, tiny_model, saved_prompt, tmp_path):
     env = dict(os.environ, PROMPTKIT_DB=str(isolated_library))
-    cmd = [sys.executable, "-m", "promptkit.cli", "generate", "lighthouse", "--model", tiny_model,
+    cmd = [sys.executable, "-m", "promptkit", "generate", "lighthouse", "--model", tiny_model,
            "--seeds", "1-400", "--steps", "2", "--batch-size", "2", "--quiet"]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120

@@ -1,0 +1,407 @@
+"""A/B experiments: variants on one seed list, paired generation, blind pairwise votes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import BadParameter, NotFound, PromptkitError
+from .generation import GenerationJob, JobOutcome, Progress, run_job
+from .library import Library, utc_now
+from .params import GenerationParams
+
+OVERRIDABLE = ("sampler", "steps", "cfg", "width", "height", "noise_device")
+_LABEL_RE = re.compile(r"^[^\s:=,]{1,64}$")
+_NAME_RE = re.compile(r"^\S(.{0,98}\S)?$")
+
+
+class ExperimentProblem(PromptkitError):
+    """An experiment, variant or vote that cannot be used as asked."""
+
+
+@dataclass
+class VariantSpec:
+    """One arm of an experiment: a saved prompt plus parameter overrides."""
+
+    label: str
+    prompt: str  # id or name
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_override_value(key: str, value: str) -> Any:
+    if key not in OVERRIDABLE:
+        raise BadParameter(f"cannot override {key!r} in a variant; choose from {', '.join(OVERRIDABLE)}")
+    try:
+        if key in ("steps", "width", "height"):
+            return int(value)
+        if key == "cfg":
+            return float(value)
+    except ValueError:
+        raise BadParameter(f"variant override {key}={value!r} is not a number") from None
+    return value
+
+
+def parse_variant(text: str) -> VariantSpec:
+    """`LABEL=PROMPT[:k=v,k=v]`, e.g. `B=lighthouse-2:cfg=9,sampler=Euler a`."""
+    label, sep, rest = text.partition("=")
+    if not sep or not rest:
+        raise BadParameter(f"--variant expects LABEL=PROMPT[:k=v,…], got {text!r}")
+    prompt, overrides = rest, {}
+    head, colon, tail = rest.rpartition(":")
+    if colon and re.fullmatch(r"\s*\w+\s*=[^,]*(,\s*\w+\s*=[^,]*)*", tail):
+        prompt = head
+        for pair in tail.split(","):
+            key, _, value = pair.partition("=")
+            overrides[key.strip()] = parse_override_value(key.strip(), value.strip())
+    return VariantSpec(label.strip(), prompt.strip(), overrides)
+
+
+def check_label(label: str) -> str:
+    if not _LABEL_RE.match(label) or label.lower() == "tie":
+        raise BadParameter(f"variant label {label!r} is not allowed: 1-64 characters, no spaces, ':', '=' or ','"
+                           " and not 'tie'")
+    return label
+
+
+def create_experiment(
+    library: Library,
+    name: str,
+    variants: list[VariantSpec],
+    seeds: list[int],
+    params: GenerationParams,
+    model: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """Store an experiment with its variants; nothing is written if anything is wrong."""
+    # 1. Check inputs
+    if not _NAME_RE.match(name or "") or name.strip().isdigit():
+        raise BadParameter(f"experiment name {name!r} is not allowed: 1-100 characters, not all digits")
+    if len(variants) < 2:
+        raise ExperimentProblem(f"an experiment needs at least two variants; got {len(variants)}")
+    labels = [check_label(v.label) for v in variants]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ExperimentProblem(f"variant label {duplicates[0]!r} is used twice")
+    if not seeds:
+        raise BadParameter("an experiment needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise BadParameter("the seed list repeats a seed")
+    resolved = []
+    for spec in variants:
+        prompt = library.get_prompt(spec.prompt)
+        merged = {**params.to_dict(), **spec.overrides}
+        GenerationParams(**merged)  # validates the overrides
+        resolved.append((spec, prompt["id"]))
+    # 2. Write, all or nothing
+    with library.write() as db:
+        if db.execute("SELECT 1 FROM experiments WHERE name = ?", [name]).fetchone():
+            raise ExperimentProblem(f"an experiment named {name!r} already exists; choose another name")
+        experiments = db["experiments"]
+        experiments.insert({
+            "name": name,
+            "seeds": json.dumps([int(s) for s in seeds]),
+            "params": json.dumps({**params.to_dict(), **(extra or {})}, sort_keys=True),
+            "model": model,
+            "created_at": utc_now(),
+        })
+        experiment_id = int(experiments.last_pk)
+        db["variants"].insert_all(
+            {"experiment_id": experiment_id, "label": spec.label, "prompt_id": prompt_id,
+             "params": json.dumps(spec.overrides, sort_keys=True)}
+            for spec, prompt_id in resolved
+        )
+    return experiment_id
+
+
+def get_experiment(library: Library, name: str) -> dict[str, Any]:
+    """An experiment by name (or id) with its variants (each with its prompt)."""
+    text = str(name).strip()
+    column = "id" if text.isdigit() else "name"
+    row = library.db.execute(f"SELECT id, name, seeds, params, model, created_at FROM experiments WHERE {column} = ?",
+                             [int(text) if text.isdigit() else text]).fetchone()
+    if row is None:
+        raise NotFound(f"no experiment named {text!r}; see `promptkit ab list`")
+    experiment = {"id": row[0], "name": row[1], "seeds": json.loads(row[2]), "params": json.loads(row[3] or "{}"),
+                  "model": row[4], "created_at": row[5]}
+    variants = []
+    for label, prompt_id, overrides in library.db.execute(
+        "SELECT label, prompt_id, params FROM variants WHERE experiment_id = ? ORDER BY rowid", [row[0]]
+    ):
+        variants.append({"label": label, "prompt_id": prompt_id, "overrides": json.loads(overrides or "{}"),
+                         "prompt": library.get_prompt(prompt_id)})
+    experiment["variants"] = variants
+    return experiment
+
+
+def list_experiments(library: Library) -> list[dict[str, Any]]:
+    rows = library.db.execute(
+        "SELECT e.id, e.name, e.seeds, e.created_at, "
+        "(SELECT count(*) FROM variants v WHERE v.experiment_id = e.id), "
+        "(SELECT count(*) FROM generations g WHERE g.experiment_id = e.id), "
+        "(SELECT count(*) FROM votes w WHERE w.experiment_id = e.id) "
+        "FROM experiments e ORDER BY e.id"
+    ).fetchall()
+    return [{"id": r[0], "name": r[1], "seeds": len(json.loads(r[2])), "created_at": r[3], "variants": r[4],
+             "generations": r[5], "votes": r[6]} for r in rows]
+
+
+def variant_params(experiment: dict[str, Any], variant: dict[str, Any]) -> GenerationParams:
+    base = {k: v for k, v in experiment["params"].items() if k in GenerationParams.__dataclass_fields__}
+    return GenerationParams(**{**base, **variant["overrides"]})
+
+
+def cells(library: Library, experiment: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """(label, seed) -> the cell's generation (the first one made)."""
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for gen_id, label, seed, path, sha in library.db.execute(
+        "SELECT id, variant, seed, image_path, image_sha256 FROM generations WHERE experiment_id = ? ORDER BY id",
+        [experiment["id"]],
+    ):
+        found.setdefault((label, seed), {"id": gen_id, "label": label, "seed": seed, "image_path": path,
+                                         "image_sha256": sha})
+    return found
+
+
+def missing_cells(library: Library, experiment: dict[str, Any]) -> dict[str, list[int]]:
+    done = cells(library, experiment)
+    return {v["label"]: [s for s in experiment["seeds"] if (v["label"], s) not in done]
+            for v in experiment["variants"]}
+
+
+def run_experiment(library: Library, engine, name: str, batch_size: int = 4,
+                   progress: Progress | None = None) -> JobOutcome:
+    """Generate every missing (variant, seed) cell; an interrupted run resumes where it stopped."""
+    experiment = get_experiment(library, name)
+    todo = missing_cells(library, experiment)
+    total = sum(len(seeds) for seeds in todo.values())
+    outcome = JobOutcome()
+    done_before = 0
+    for variant in experiment["variants"]:
+        seeds = todo[variant["label"]]
+        if not seeds:
+            continue
+        job = GenerationJob(prompt=variant["prompt"], params=variant_params(experiment, variant), seeds=seeds,
+                            batch_size=batch_size, experiment_id=experiment["id"], variant=variant["label"])
+
+        def step(done: int, _total: int, offset: int = done_before) -> None:
+            if progress:
+                progress(offset + done, total)
+
+        part = run_job(library, engine, job, progress=step)
+        outcome.generations.extend(part.generations)
+        done_before += len(seeds)
+        if part.interrupted:
+            outcome.interrupted = True
+            break
+    return outcome
+
+
+def add_seeds(library: Library, name: str, seeds: list[int]) -> list[int]:
+    """Extend the experiment's seed list; every variant gets the new seeds on the next run."""
+    experiment = get_experiment(library, name)
+    new = [s for s in dict.fromkeys(seeds) if s not in experiment["seeds"]]
+    with library.write() as db:
+        db.execute("UPDATE experiments SET seeds = ? WHERE id = ?",
+                   [json.dumps(experiment["seeds"] + new), experiment["id"]])
+    return new
+
+
+# -- votes -------------------------------------------------------------------------
+
+
+def _label_for(experiment: dict[str, Any], label: str) -> str:
+    labels = [v["label"] for v in experiment["variants"]]
+    if label not in labels:
+        raise ExperimentProblem(f"experiment {experiment['name']!r} has no variant {label!r}; "
+                                f"variants: {', '.join(labels)}")
+    return label
+
+
+def record_vote(
+    library: Library,
+    name: str,
+    seed: int,
+    winner: str,
+    left: str | None = None,
+    right: str | None = None,
+) -> dict[str, Any]:
+    """Record a pairwise choice on SEED. WINNER is a label or 'tie'; LEFT/RIGHT say how they were shown.
+
+    With exactly two variants LEFT/RIGHT default to the variants' order.
+    """
+    experiment = get_experiment(library, name)
+    labels = [v["label"] for v in experiment["variants"]]
+    if left is None and right is None:
+        if len(labels) != 2:
+            raise ExperimentProblem(f"experiment {name!r} has {len(labels)} variants: say which pair was shown "
+                                    "(--left LABEL --right LABEL)")
+        left, right = labels
+    if left is None or right is None:
+        raise ExperimentProblem("give both the left and the right variant of the pair shown")
+    _label_for(experiment, left)
+    _label_for(experiment, right)
+    if left == right:
+        raise ExperimentProblem("a vote compares two different variants")
+    if winner != "tie":
+        _label_for(experiment, winner)
+        if winner not in (left, right):
+            raise ExperimentProblem(f"the winner {winner!r} is neither of the pair shown ({left}, {right})")
+    seed = int(seed)
+    if seed not in experiment["seeds"]:
+        raise ExperimentProblem(f"seed {seed} is not in experiment {name!r}")
+    done = cells(library, experiment)
+    for label in (left, right):
+        if (label, seed) not in done:
+            raise ExperimentProblem(f"seed {seed} was not generated for variant {label!r}; "
+                                    f"run `promptkit ab run {name}` first")
+    left_gen, right_gen = done[(left, seed)]["id"], done[(right, seed)]["id"]
+    winner_gen = None if winner == "tie" else done[(winner, seed)]["id"]
+    with library.write() as db:
+        votes = db["votes"]
+        votes.insert({"experiment_id": experiment["id"], "seed": seed, "left_generation_id": left_gen,
+                      "right_generation_id": right_gen, "winner_generation_id": winner_gen,
+                      "created_at": utc_now()})
+        vote_id = int(votes.last_pk)
+    return {"id": vote_id, "experiment": experiment["name"], "seed": seed, "left": left, "right": right,
+            "winner": winner}
+
+
+def undo_last_vote(library: Library, name: str) -> dict[str, Any]:
+    """Delete the experiment's most recent vote and return it."""
+    experiment = get_experiment(library, name)
+    votes = experiment_votes(library, experiment)
+    if not votes:
+        raise ExperimentProblem(f"experiment {name!r} has no votes to undo")
+    last = votes[-1]
+    with library.write() as db:
+        db.execute("DELETE FROM votes WHERE id = ?", [last["id"]])
+    return last
+
+
+def experiment_votes(library: Library, experiment: dict[str, Any]) -> list[dict[str, Any]]:
+    """Votes with labels: id, seed, left, right, winner ('tie' or a label)."""
+    label_of = {row[0]: row[1] for row in library.db.execute(
+        "SELECT id, variant FROM generations WHERE experiment_id = ?", [experiment["id"]])}
+    out = []
+    for vote_id, seed, left, right, winner, created in library.db.execute(
+        "SELECT id, seed, left_generation_id, right_generation_id, winner_generation_id, created_at "
+        "FROM votes WHERE experiment_id = ? ORDER BY id", [experiment["id"]]
+    ):
+        out.append({"id": vote_id, "seed": seed, "left": label_of.get(left), "right": label_of.get(right),
+                    "winner": "tie" if winner is None else label_of.get(winner), "created_at": created})
+    return out
+
+
+def all_pairs(experiment: dict[str, Any]) -> list[tuple[str, str]]:
+    return list(itertools.combinations([v["label"] for v in experiment["variants"]], 2))
+
+
+def next_pair(library: Library, name: str, rng: random.Random | None = None) -> dict[str, Any] | None:
+    """The next (seed, pair) to judge blind: fewest votes first, sides shuffled. None when all are voted."""
+    rng = rng or random.Random()
+    experiment = get_experiment(library, name)
+    done = cells(library, experiment)
+    voted: dict[tuple[int, frozenset], int] = {}
+    for vote in experiment_votes(library, experiment):
+        key = (vote["seed"], frozenset((vote["left"], vote["right"])))
+        voted[key] = voted.get(key, 0) + 1
+    candidates = []
+    for seed in experiment["seeds"]:
+        for a, b in all_pairs(experiment):
+            if (a, seed) in done and (b, seed) in done and (seed, frozenset((a, b))) not in voted:
+                candidates.append((seed, a, b))
+    total = sum(1 for seed in experiment["seeds"] for a, b in all_pairs(experiment)
+                if (a, seed) in done and (b, seed) in done)
+    if not candidates:
+        return None
+    seed, a, b = candidates[0]
+    left, right = (a, b) if rng.random() < 0.5 else (b, a)
+    return {"experiment": experiment["name"], "seed": seed,
+            "left": {"label": left, **done[(left, seed)]}, "right": {"label": right, **done[(right, seed)]},
+            "voted": total - len(candidates), "total": total}
+
+
+# -- X/Y grids ---------------------------------------------------------------------
+
+PARAM_AXES = {"cfg": float, "steps": int, "sampler": str, "width": int, "height": int}
+FIELD_AXES = ("subject", "action", "environment", "style", "quality")
+
+
+def parse_axis(text: str) -> dict[str, Any]:
+    """`cfg=3,7,11`, `sampler=Euler,DDIM`, `style=watercolor,sketch`, `seed=1-4`."""
+    from .params import canonical_sampler, parse_seeds
+
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not raw.strip():
+        raise BadParameter(f"axis {text!r} should look like NAME=V1,V2,…")
+    if name == "seed":
+        values: list[Any] = parse_seeds(raw)
+    elif name in PARAM_AXES:
+        try:
+            values = [PARAM_AXES[name](v.strip()) for v in raw.split(",") if v.strip()]
+        except ValueError:
+            raise BadParameter(f"axis {name}: {raw!r} has a value that is not a number") from None
+        if name == "sampler":
+            values = [canonical_sampler(v) for v in values]
+    elif name in FIELD_AXES:
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+    else:
+        raise BadParameter(f"unknown axis {name!r}; choose from seed, {', '.join(PARAM_AXES)}, "
+                           f"{', '.join(FIELD_AXES)}")
+    if len(set(map(str, values))) != len(values) or not values:
+        raise BadParameter(f"axis {name} needs distinct values")
+    return {"name": name, "values": values}
+
+
+def _axis_label(name: str, value: Any) -> str:
+    return re.sub(r"[\s:=,]+", "-", f"{name}{value}")[:31]
+
+
+def create_xy_experiment(library: Library, name: str, prompt_ref: str, x: dict[str, Any], y: dict[str, Any],
+                         seeds: list[int], params: GenerationParams, model: str | None = None,
+                         templates_dir: str | None = None) -> int:
+    """An X/Y plot over two axes, stored as an experiment: one variant per (x, y) cell."""
+    from .templates import Fields, PromptBuilder
+
+    if x["name"] == y["name"]:
+        raise BadParameter("the X and Y axes must differ")
+    seed_axis = "x" if x["name"] == "seed" else "y" if y["name"] == "seed" else None
+    if seed_axis:
+        seeds = (x if seed_axis == "x" else y)["values"]
+    base = library.get_prompt(prompt_ref)
+    builder = PromptBuilder(templates_dir)
+    xs = [None] if seed_axis == "x" else x["values"]
+    ys = [None] if seed_axis == "y" else y["values"]
+    # Render every field-axis prompt first: a bad preset must fail before anything is written.
+    plans = []
+    for yv in ys:
+        for xv in xs:
+            overrides: dict[str, Any] = {}
+            fields = dict(base["fields"] or {})
+            changed = False
+            for axis, value in ((x, xv), (y, yv)):
+                if value is None:
+                    continue
+                if axis["name"] in PARAM_AXES:
+                    overrides[axis["name"]] = value
+                else:
+                    changed = True
+                    fields[axis["name"]] = (value.split("+") if axis["name"] in ("style", "quality") else value)
+            prompt = builder.render(Fields.from_dict(fields), base["template"] or "default") if changed else None
+            label = "_".join(_axis_label(a["name"], v) for a, v in ((x, xv), (y, yv)) if v is not None)
+            key = f"{'' if xv is None else xv}|{'' if yv is None else yv}"
+            plans.append((label, key, overrides, prompt))
+    with library.write():
+        specs, labels = [], {}
+        for label, key, overrides, prompt in plans:
+            prompt_id = base["id"] if prompt is None else library.save_prompt(prompt, parent_id=base["id"],
+                                                                              tags=["xy", name])
+            specs.append(VariantSpec(label, str(prompt_id), overrides))
+            labels[key] = label
+        return create_experiment(library, name, specs, seeds, params, model,
+                                 extra={"xy": {"x": x, "y": y, "labels": labels}})

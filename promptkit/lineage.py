@@ -1,0 +1,112 @@
+"""Iteration: child prompts that change one thing, generated on the parent's seeds, and their lineage."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from .errors import BadParameter, PromptkitError
+from .library import Library
+from .params import GenerationParams
+from .templates import STANDARD_FIELDS, Fields, PromptBuilder
+
+LIST_FIELDS = ("style", "quality", "negative")
+
+
+def apply_changes(fields: dict[str, Any], changes: dict[str, str]) -> dict[str, Any]:
+    """Fields with CHANGES applied: a standard field by name (lists comma-separated), else a template extra."""
+    updated = {**fields, "extras": dict(fields.get("extras") or {})}
+    for key, value in changes.items():
+        if key in LIST_FIELDS:
+            updated[key] = [v.strip() for v in value.split(",") if v.strip()]
+        elif key == "negative_preset" or key in STANDARD_FIELDS:
+            updated[key] = value
+        else:
+            updated["extras"][key] = value
+    return updated
+
+
+def field_diff(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    keys = sorted(set(parent) | set(child))
+    return {k: {"from": parent.get(k), "to": child.get(k)} for k in keys if parent.get(k) != child.get(k)}
+
+
+def text_diff(before: str, after: str) -> dict[str, list[str]]:
+    """Terms added and removed between two comma-separated prompts."""
+    a = [t.strip() for t in before.split(",") if t.strip()]
+    b = [t.strip() for t in after.split(",") if t.strip()]
+    added, removed = [], []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b).get_opcodes():
+        if op in ("replace", "delete"):
+            removed += a[i1:i2]
+        if op in ("replace", "insert"):
+            added += b[j1:j2]
+    return {"added": added, "removed": removed}
+
+
+def iterate_prompt(library: Library, parent_ref: str, changes: dict[str, str], name: str | None = None,
+                   templates_dir: str | None = None) -> dict[str, Any]:
+    """Save a child of PARENT with CHANGES; return the child and its differences from the parent."""
+    if not changes:
+        raise BadParameter("nothing to change: give --set FIELD=VALUE or a field option")
+    parent = library.get_prompt(parent_ref)
+    fields = apply_changes(parent["fields"] or {}, changes)
+    prompt = PromptBuilder(templates_dir).render(Fields.from_dict(fields), parent["template"] or "default")
+    child_id = library.save_prompt(prompt, name=name, parent_id=parent["id"], tags=list(parent.get("tags") or []))
+    child = library.get_prompt(child_id)
+    return {
+        "parent": parent,
+        "child": child,
+        "fields": field_diff(parent["fields"] or {}, child["fields"] or {}),
+        "positive": text_diff(parent["positive"], child["positive"]),
+        "negative": text_diff(parent["negative"], child["negative"]),
+        "notes": prompt.notes,
+    }
+
+
+def parent_settings(library: Library, prompt_id: int) -> tuple[GenerationParams, list[int], str, int]:
+    """The parameters, seeds, model and batch size of the prompt's most recent generation run."""
+    latest = library.db.execute(
+        "SELECT sampler, steps, cfg, width, height, noise_device, model, params, batch FROM generations "
+        "WHERE prompt_id = ? ORDER BY id DESC LIMIT 1", [prompt_id]).fetchone()
+    if latest is None:
+        raise PromptkitError(f"prompt {prompt_id} has no generations to take seeds and parameters from; "
+                             "generate it first or pass --seeds")
+    sampler, steps, cfg, width, height, noise_device, model, _extra, _batch = latest
+    seeds = [row[0] for row in library.db.execute(
+        "SELECT DISTINCT seed FROM generations WHERE prompt_id = ? AND sampler = ? AND steps = ? AND cfg = ? "
+        "AND width = ? AND height = ? AND model = ? ORDER BY id", [prompt_id, sampler, steps, cfg, width, height,
+                                                                  model])]
+    import json
+
+    batch_size = max(json.loads(row[0] or "{}").get("size", 1) for row in library.db.execute(
+        "SELECT batch FROM generations WHERE prompt_id = ? AND model = ?", [prompt_id, model]))
+    params = GenerationParams(sampler=sampler, steps=steps, cfg=cfg, width=width, height=height,
+                              noise_device=noise_device or "cpu")
+    return params, seeds, model, batch_size
+
+
+def history(library: Library, ref: str) -> dict[str, Any]:
+    """The prompt's ancestors (root first) and its descendants as a tree."""
+    prompt = library.get_prompt(ref)
+    ancestors = []
+    current = prompt
+    seen = {prompt["id"]}
+    while current.get("parent_id") and current["parent_id"] not in seen:
+        current = library.get_prompt(current["parent_id"])
+        seen.add(current["id"])
+        ancestors.append(_brief(current))
+    ancestors.reverse()
+
+    def children(prompt_id: int, depth: int) -> list[dict[str, Any]]:
+        if depth > 50:
+            return []
+        rows = library.db.execute("SELECT id FROM prompts WHERE parent_id = ? ORDER BY id", [prompt_id]).fetchall()
+        return [{**_brief(library.get_prompt(r[0])), "children": children(r[0], depth + 1)} for r in rows]
+
+    return {"prompt": _brief(prompt), "ancestors": ancestors, "descendants": children(prompt["id"], 0)}
+
+
+def _brief(prompt: dict[str, Any]) -> dict[str, Any]:
+    return {"id": prompt["id"], "name": prompt.get("name"), "positive": prompt["positive"],
+            "created_at": prompt["created_at"]}

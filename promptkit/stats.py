@@ -1,0 +1,155 @@
+"""Verdicts for A/B experiments: sign tests, Wilson intervals, Wilcoxon on stars, Bradley–Terry.
+
+Every number comes from scipy or choix; nothing numerical is written by hand here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+ALPHA = 0.05
+POWER = 0.80
+TARGET_WIN_RATE = 0.65
+BOOTSTRAP_SAMPLES = 200
+BT_REGULARISATION = 0.01  # choix's alpha: keeps a variant that never lost at a finite score
+
+
+def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
+    from scipy.stats import binomtest
+
+    if trials == 0:
+        return 0.0, 1.0
+    ci = binomtest(successes, trials).proportion_ci(confidence_level=1 - ALPHA, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def sign_test_p(successes: int, trials: int) -> float:
+    from scipy.stats import binomtest
+
+    if trials == 0:
+        return 1.0
+    return float(binomtest(successes, trials, 0.5, alternative="two-sided").pvalue)
+
+
+@lru_cache(maxsize=16)
+def votes_needed(win_rate: float = TARGET_WIN_RATE, alpha: float = ALPHA, power: float = POWER) -> int:
+    """Decisive votes for an exact two-sided sign test to reach POWER against WIN_RATE."""
+    from scipy.stats import binom
+
+    for n in range(5, 5000):
+        # Largest c with P(X <= c) <= alpha/2 under no difference: reject when X <= c or X >= n - c.
+        c = int(binom.ppf(alpha / 2, n, 0.5))
+        while c >= 0 and binom.cdf(c, n, 0.5) > alpha / 2:
+            c -= 1
+        if c < 0:
+            continue
+        achieved = binom.cdf(c, n, win_rate) + binom.sf(n - c - 1, n, win_rate)
+        if achieved >= power:
+            return n
+    return 5000
+
+
+def pair_summary(a: str, b: str, wins_a: int, wins_b: int, ties: int) -> dict[str, Any]:
+    """Wins, losses, ties; B's win rate without ties, its Wilson 95% interval, the sign-test p and a verdict."""
+    decisive = wins_a + wins_b
+    low, high = wilson_interval(wins_b, decisive)
+    p_value = sign_test_p(wins_b, decisive)
+    rate = wins_b / decisive if decisive else None
+    if decisive and low > 0.5:
+        verdict = f"{b} beats {a} (p = {p_value:.3g}; {b} wins {rate:.0%}, 95% CI {low:.0%}–{high:.0%})"
+    elif decisive and high < 0.5:
+        verdict = f"{a} beats {b} (p = {p_value:.3g}; {a} wins {1 - rate:.0%}, 95% CI {1 - high:.0%}–{1 - low:.0%})"
+    else:
+        more = max(1, votes_needed() - decisive)
+        verdict = (f"not enough evidence yet: about {more} more decisive votes would be needed to detect a "
+                   f"{TARGET_WIN_RATE:.0%} win rate (exact sign test, two-sided α = {ALPHA}, {POWER:.0%} power; "
+                   "ties do not count)")
+    return {"a": a, "b": b, "wins_a": wins_a, "wins_b": wins_b, "ties": ties, "win_rate_b": rate,
+            "ci_low": low, "ci_high": high, "p_value": p_value, "verdict": verdict}
+
+
+def paired_ratings(stars_a: dict[int, float], stars_b: dict[int, float]) -> dict[str, Any]:
+    """Mean paired star difference (B − A, same seed) and a Wilcoxon signed-rank p-value."""
+    from scipy.stats import wilcoxon
+
+    seeds = sorted(set(stars_a) & set(stars_b))
+    diffs = np.array([stars_b[s] - stars_a[s] for s in seeds], dtype=float)
+    if len(diffs) == 0:
+        return {"pairs": 0, "mean_difference": None, "p_value": None}
+    if not np.any(diffs):
+        return {"pairs": len(diffs), "mean_difference": 0.0, "p_value": 1.0}
+    return {"pairs": len(diffs), "mean_difference": float(diffs.mean()),
+            "p_value": float(wilcoxon(diffs, zero_method="wilcox").pvalue)}
+
+
+def bradley_terry(labels: list[str], comparisons: list[tuple[str, str]], seed: int = 0) -> list[dict[str, Any]]:
+    """Ranking from (winner, loser) pairs: regularised Bradley–Terry scores with bootstrap 95% intervals."""
+    import choix
+
+    index = {label: i for i, label in enumerate(labels)}
+    data = [(index[w], index[l]) for w, l in comparisons]
+    n = len(labels)
+
+    def fit(sample: list[tuple[int, int]]) -> np.ndarray:
+        scores = choix.ilsr_pairwise(n, sample, alpha=BT_REGULARISATION) if sample else np.zeros(n)
+        return scores - scores.mean()
+
+    point = fit(data)
+    rng = np.random.default_rng(seed)
+    if data:
+        draws = np.array([fit([data[i] for i in rng.integers(0, len(data), len(data))])
+                          for _ in range(BOOTSTRAP_SAMPLES)])
+        low, high = np.percentile(draws, 2.5, axis=0), np.percentile(draws, 97.5, axis=0)
+    else:
+        low = high = np.zeros(n)
+    ranking = [{"label": label, "score": float(point[i]), "ci_low": float(low[i]), "ci_high": float(high[i])}
+               for label, i in index.items()]
+    return sorted(ranking, key=lambda r: -r["score"])
+
+
+def experiment_stats(library, name: str) -> dict[str, Any]:
+    """Everything `promptkit ab stats` reports for one experiment."""
+    from .abtest import all_pairs, cells, experiment_votes, get_experiment
+
+    experiment = get_experiment(library, name)
+    votes = experiment_votes(library, experiment)
+    labels = [v["label"] for v in experiment["variants"]]
+    stars = _stars_by_cell(library, experiment, cells(library, experiment))
+    pairs = []
+    for a, b in all_pairs(experiment):
+        relevant = [v for v in votes if {v["left"], v["right"]} == {a, b}]
+        wins_a = sum(1 for v in relevant if v["winner"] == a)
+        wins_b = sum(1 for v in relevant if v["winner"] == b)
+        ties = sum(1 for v in relevant if v["winner"] == "tie")
+        summary = pair_summary(a, b, wins_a, wins_b, ties)
+        summary["ratings"] = paired_ratings(stars.get(a, {}), stars.get(b, {}))
+        pairs.append(summary)
+    result: dict[str, Any] = {"experiment": experiment["name"], "variants": labels, "votes": len(votes),
+                              "pairs": pairs}
+    if len(labels) >= 3:
+        comparisons = []
+        for v in votes:
+            if v["winner"] in (v["left"], v["right"]):
+                loser = v["right"] if v["winner"] == v["left"] else v["left"]
+                comparisons.append((v["winner"], loser))
+        result["ranking"] = bradley_terry(labels, comparisons)
+    return result
+
+
+def _stars_by_cell(library, experiment, cell_map) -> dict[str, dict[int, float]]:
+    """Mean stars per (variant, seed) over the cell's generations."""
+    by_gen = {gen["id"]: (label, seed) for (label, seed), gen in cell_map.items()}
+    out: dict[str, dict[int, list[int]]] = {}
+    if not by_gen:
+        return {}
+    placeholders = ",".join("?" * len(by_gen))
+    for gen_id, stars in library.db.execute(
+        f"SELECT generation_id, stars FROM ratings WHERE generation_id IN ({placeholders})", list(by_gen)
+    ):
+        label, seed = by_gen[gen_id]
+        out.setdefault(label, {}).setdefault(seed, []).append(stars)
+    return {label: {seed: float(np.mean(v)) for seed, v in seeds.items()} for label, seeds in out.items()}
+
