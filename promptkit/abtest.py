@@ -173,7 +173,7 @@ def missing_cells(library: Library, experiment: dict[str, Any]) -> dict[str, lis
 
 
 def run_experiment(library: Library, engine, name: str, batch_size: int = 4,
-                   progress: Progress | None = None) -> JobOutcome:
+                   progress: Progress | None = None, profile: bool = False) -> JobOutcome:
     """Generate every missing (variant, seed) cell; an interrupted run resumes where it stopped."""
     experiment = get_experiment(library, name)
     todo = missing_cells(library, experiment)
@@ -191,8 +191,11 @@ def run_experiment(library: Library, engine, name: str, batch_size: int = 4,
             if progress:
                 progress(offset + done, total)
 
-        part = run_job(library, engine, job, progress=step)
+        part = run_job(library, engine, job, progress=step, profile=profile)
         outcome.generations.extend(part.generations)
+        outcome.notes.extend(part.notes)
+        for key, value in part.timings.items():
+            outcome.timings[key] = outcome.timings.get(key, 0.0) + value
         done_before += len(seeds)
         if part.interrupted:
             outcome.interrupted = True

@@ -239,10 +239,11 @@ def params_from(steps, cfg, sampler, width, height, noise_device):
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Images per pipeline call.")
 @engine_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--profile", is_flag=True, help="Print where the time went (load, text encoding, denoising, ...).")
 @json_option
 @click.pass_context
 def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, batch_size, noise_device, quiet,
-             as_json, **engine_flags) -> None:
+             profile, as_json, **engine_flags) -> None:
     """Generate images of a saved PROMPT (id or name) on fixed seeds; store every image."""
     from .generation import GenerationJob, run_job
     from .params import check_batch_size, parse_seeds
@@ -256,7 +257,7 @@ def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, batc
         job = GenerationJob(prompt=prompt_row, params=params, seeds=seed_list, batch_size=batch_size)
         bar = ProgressBar(len(seed_list), quiet)
         try:
-            outcome = run_job(lib, engine, job, progress=bar)
+            outcome = run_job(lib, engine, job, progress=bar, profile=profile)
         finally:
             bar.close()
     if as_json:
@@ -264,10 +265,28 @@ def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, batc
     else:
         for gen in outcome.generations:
             click.echo(f"{gen['id']:>6}  seed {gen['seed']:<10} {gen['image_path']}")
+    report_outcome(outcome, engine, profile)
     if outcome.interrupted:
         click.echo(f"interrupted: stopped after saving {len(outcome.generations)} of {len(seed_list)} images",
                    err=True)
         sys.exit(130)
+
+
+def report_outcome(outcome, engine, profile: bool) -> None:
+    """Warnings (OOM retries, black images) and, with --profile, a table of where the time went; on stderr."""
+    for note in outcome.notes:
+        click.echo(f"warning: {note}", err=True)
+    if not profile:
+        return
+    rows = [("model load (once per process)", engine.load_seconds)]
+    names = {"text_encoding": "text encoding", "denoising": "denoising (UNet)", "vae_decode": "VAE decode",
+             "png_encode": "PNG encode + hash (writer thread)", "database": "file + database write (writer thread)"}
+    rows += [(label, outcome.timings[key]) for key, label in names.items() if key in outcome.timings]
+    images = max(1, len(outcome.generations))
+    click.echo(f"{'stage':<40}{'seconds':>10}{'ms/image':>10}", err=True)
+    for label, seconds in rows:
+        click.echo(f"{label:<40}{seconds:>10.3f}{1000 * seconds / images:>10.1f}", err=True)
+    click.echo("writer-thread stages overlap the next batch's denoising", err=True)
 
 
 @main.command()

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .cli import (ProgressBar, emit, engine_options, json_option, make_engine, open_library, params_from,
-                  sampling_options, templates_option)
+                  report_outcome, sampling_options, templates_option)
 
 
 @click.group()
@@ -74,9 +74,10 @@ def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, wid
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Images per pipeline call.")
 @engine_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--profile", is_flag=True, help="Print where the time went.")
 @json_option
 @click.pass_context
-def ab_run(ctx, name, model, batch_size, quiet, as_json, **engine_flags) -> None:
+def ab_run(ctx, name, model, batch_size, quiet, profile, as_json, **engine_flags) -> None:
     """Generate every missing (variant, seed) cell; safe to re-run after an interruption."""
     from .abtest import get_experiment, missing_cells, run_experiment
     from .errors import BadParameter
@@ -95,11 +96,12 @@ def ab_run(ctx, name, model, batch_size, quiet, as_json, **engine_flags) -> None
         engine = make_engine(model, **engine_flags)
         bar = ProgressBar(todo, quiet)
         try:
-            outcome = run_experiment(lib, engine, name, batch_size=batch_size, progress=bar)
+            outcome = run_experiment(lib, engine, name, batch_size=batch_size, progress=bar, profile=profile)
         finally:
             bar.close()
     emit(outcome.generations, as_json, f"generated {len(outcome.generations)} of {todo} missing images "
                                        f"for {name!r}")
+    report_outcome(outcome, engine, profile)
     if outcome.interrupted:
         click.echo("interrupted: the images above are saved; run the same command to finish", err=True)
         sys.exit(130)

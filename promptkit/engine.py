@@ -164,6 +164,7 @@ class Engine:
         self.load_seconds = time.perf_counter() - started
         self.model_hash = model_fingerprint(model)
         self._sampler = None
+        self._embeds: dict[tuple, tuple[Any, Any]] = {}
 
     @classmethod
     def get(cls, model: str, options: EngineOptions | None = None) -> "Engine":
@@ -205,7 +206,22 @@ class Engine:
         device = "cpu" if noise_device == "cpu" or self.device == "cpu" else self.device
         return [torch.Generator(device).manual_seed(int(seed)) for seed in seeds]
 
-    def run_batch(self, positive: str, negative: str, seeds: list[int], params: GenerationParams) -> BatchResult:
+    def encode(self, positive: str, negative: str, guidance: bool) -> tuple[Any, Any]:
+        """Prompt embeddings, computed once per (prompt, negative) and reused for every batch."""
+        key = (positive, negative, guidance)
+        if key not in self._embeds:
+            with torch.inference_mode():
+                pos, neg = self.pipe.encode_prompt(
+                    positive, self.device, 1, guidance, negative_prompt=negative if guidance else None
+                )
+            if len(self._embeds) >= 32:
+                self._embeds.pop(next(iter(self._embeds)))
+            self._embeds[key] = (pos, neg)
+        return self._embeds[key]
+
+    def run_batch(
+        self, positive: str, negative: str, seeds: list[int], params: GenerationParams, profile: bool = False
+    ) -> BatchResult:
         """Generate one image per seed, in one pipeline call."""
         # 1. Resolve parameters against the model
         width, height = params.width, params.height
@@ -214,23 +230,64 @@ class Engine:
             width, height = width or native_w, height or native_h
         # 2. Scheduler for the sampler
         self._set_sampler(params.sampler)
-        # 3. Denoise
+        # 3. Encode the prompt once; every image of the batch shares the embeddings
         started = time.perf_counter()
+        text_args: dict[str, Any]
+        if hasattr(self.pipe, "encode_prompt") and type(self.pipe).__name__ == "StableDiffusionPipeline":
+            pos, neg = self.encode(positive, negative, params.cfg > 1)
+            n = len(seeds)
+            text_args = {"prompt_embeds": pos.repeat(n, 1, 1)}
+            if neg is not None:
+                text_args["negative_prompt_embeds"] = neg.repeat(n, 1, 1)
+        else:
+            text_args = {"prompt": [positive] * len(seeds), "negative_prompt": [negative] * len(seeds)}
+        self._sync(profile)
+        encoded = time.perf_counter()
+        # 4. Denoise and decode; a step callback marks where denoising ends and the VAE begins
+        marks: dict[str, float] = {}
+
+        def on_step_end(pipe, step, timestep, callback_kwargs):
+            if step == params.steps - 1:
+                self._sync(profile)
+                marks["denoised"] = time.perf_counter()
+            return callback_kwargs
+
         with torch.inference_mode():
             output = self.pipe(
-                prompt=[positive] * len(seeds),
-                negative_prompt=[negative] * len(seeds),
+                **text_args,
                 num_inference_steps=params.steps,
                 guidance_scale=params.cfg,
                 width=width,
                 height=height,
                 generator=self.generators(seeds, params.noise_device),
                 output_type="pil",
+                callback_on_step_end=on_step_end if profile else None,
             )
-        if self.device.startswith("cuda"):
+        self._sync(True)
+        finished = time.perf_counter()
+        timings = {"text_encoding": encoded - started}
+        if profile and "denoised" in marks:
+            timings["denoising"] = marks["denoised"] - encoded
+            timings["vae_decode"] = finished - marks["denoised"]
+        else:
+            timings["denoising"] = finished - encoded
+        return BatchResult(images=list(output.images), seconds=finished - started,
+                           info={"width": width, "height": height, "timings": timings})
+
+    def _sync(self, wanted: bool) -> None:
+        if wanted and self.device.startswith("cuda"):
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - started
-        return BatchResult(images=list(output.images), seconds=seconds, info={"width": width, "height": height})
+
+    @staticmethod
+    def is_out_of_memory(exc: BaseException) -> bool:
+        return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+    def free_memory(self) -> None:
+        import gc
+
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
 
 
 def params_json(params: GenerationParams) -> str:

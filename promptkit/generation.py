@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -40,6 +41,8 @@ class GenerationJob:
 class JobOutcome:
     generations: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, summed over batches
+    notes: list[str] = field(default_factory=list)  # warnings for the user (OOM retries, black images)
 
 
 def image_metadata(job: GenerationJob, engine_info: dict[str, Any], seed: int, batch: list[int], index: int,
@@ -69,6 +72,18 @@ def image_metadata(job: GenerationJob, engine_info: dict[str, Any], seed: int, b
     }
 
 
+BLACK_IMAGE_FLAG = ("all-black image: the known fp16 VAE overflow (NaN) is the usual cause; "
+                    "try --dtype float32 or an fp16-safe VAE")
+
+
+def image_flags(image) -> list[str]:
+    """Problems visible in the pixels: an all-black image is what a NaN decode becomes."""
+    extrema = image.convert("RGB").getextrema()
+    if all(high == 0 for _low, high in extrema):
+        return [BLACK_IMAGE_FLAG]
+    return []
+
+
 class _Writer(threading.Thread):
     """Encodes, stores and records images off the denoising path."""
 
@@ -79,6 +94,8 @@ class _Writer(threading.Thread):
         self.queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self.results: list[dict[str, Any]] = []
         self.error: BaseException | None = None
+        self.timings: dict[str, float] = {"png_encode": 0.0, "database": 0.0}
+        self.warnings: list[str] = []
 
     def run(self) -> None:
         library = None
@@ -89,7 +106,13 @@ class _Writer(threading.Thread):
                 if item is None:
                     return
                 image, meta, seconds = item
+                started = time.perf_counter()
+                flags = image_flags(image)
+                if flags:
+                    meta = {**meta, "extra": {**meta["extra"], "flags": flags}}
+                    self.warnings.append(f"seed {meta['seed']}: {'; '.join(flags)}")
                 png = encode_png(image, meta)
+                encoded = time.perf_counter()
                 sha, file = library.store_image(png)
                 row = {
                     "prompt_id": self.job.prompt["id"],
@@ -115,6 +138,8 @@ class _Writer(threading.Thread):
                     "created_at": utc_now(),
                 }
                 gen_id = library.add_generation(row)
+                self.timings["png_encode"] += encoded - started
+                self.timings["database"] += time.perf_counter() - encoded
                 self.results.append({"id": gen_id, "seed": meta["seed"], "image_path": str(file),
                                      "image_sha256": sha})
         except BaseException as exc:  # reported to the main thread
@@ -158,7 +183,37 @@ class _StopAfterBatch:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def run_job(library: Library, engine, job: GenerationJob, progress: Progress | None = None) -> JobOutcome:
+OOM_HINT = ("out of GPU memory even at batch size 1: try --cpu-offload, --attention-slicing, --vae-slicing "
+            "or a smaller --width/--height")
+
+
+class OutOfMemory(PromptkitError):
+    """The GPU ran out of memory at batch size 1."""
+
+
+def _denoise(engine, job: GenerationJob, batch: list[int], profile: bool, notes: list[str]):
+    """Run BATCH; on CUDA out-of-memory retry the same seeds in halves, down to one image.
+
+    Yields (sub_batch, result): each image is recorded with the batch it was really made in.
+    """
+    try:
+        yield batch, engine.run_batch(job.prompt["positive"], job.prompt["negative"], batch, job.params,
+                                      profile=profile)
+        return
+    except Exception as exc:
+        if not engine.is_out_of_memory(exc):
+            raise
+    engine.free_memory()
+    if len(batch) == 1:
+        raise OutOfMemory(OOM_HINT) from None
+    half = (len(batch) + 1) // 2
+    notes.append(f"out of GPU memory at batch size {len(batch)}; retried as {half} + {len(batch) - half}")
+    for part in (batch[:half], batch[half:]):
+        yield from _denoise(engine, job, part, profile, notes)
+
+
+def run_job(library: Library, engine, job: GenerationJob, progress: Progress | None = None,
+            profile: bool = False) -> JobOutcome:
     """Generate every seed of JOB in batches; store each image and its row as it comes.
 
     A row is written only after its PNG is safely on disk.
@@ -175,16 +230,19 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
     try:
         with _StopAfterBatch() as stop:
             for batch in batches:
-                # 2. Denoise one batch
-                result = engine.run_batch(job.prompt["positive"], job.prompt["negative"], batch, job.params)
-                size = (result.info["width"], result.info["height"])
-                per_image = result.seconds / len(batch)
-                # 3. Hand the images to the writer and go on with the next batch
-                for index, (seed, image) in enumerate(zip(batch, result.images)):
-                    writer.put((image, image_metadata(job, engine_info, seed, batch, index, size), per_image))
-                done += len(batch)
-                if progress:
-                    progress(done, total)
+                # 2. Denoise one batch (split in halves if the GPU runs out of memory)
+                for sub_batch, result in _denoise(engine, job, batch, profile, outcome.notes):
+                    size = (result.info["width"], result.info["height"])
+                    per_image = result.seconds / len(sub_batch)
+                    for key, value in result.info.get("timings", {}).items():
+                        outcome.timings[key] = outcome.timings.get(key, 0.0) + value
+                    # 3. Hand the images to the writer and go on with the next batch
+                    for index, (seed, image) in enumerate(zip(sub_batch, result.images)):
+                        meta = image_metadata(job, engine_info, seed, sub_batch, index, size)
+                        writer.put((image, meta, per_image))
+                    done += len(sub_batch)
+                    if progress:
+                        progress(done, total)
                 if stop.requested:
                     outcome.interrupted = True
                     break
@@ -197,6 +255,9 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
             raise error
         raise LibraryProblem(f"saving images to {str(library.path)!r} failed: {type(error).__name__}: {error}") from error
     outcome.generations = sorted(writer.results, key=lambda r: r["id"])
+    for key, value in writer.timings.items():
+        outcome.timings[key] = outcome.timings.get(key, 0.0) + value
+    outcome.notes.extend(writer.warnings)
     return outcome
 
 

@@ -125,3 +125,67 @@ def test_sigkill_mid_run_leaves_no_row_without_its_file(isolated_library, tiny_m
             data = (lib.path.parent / row["image_path"]).read_bytes()
             assert hashlib.sha256(data).hexdigest() == row["image_sha256"]
         assert lib.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+class FakeOutOfMemoryError(RuntimeError):
+    """Stands in for torch.cuda.OutOfMemoryError (the message is what the engine checks on CPU)."""
+
+
+def test_out_of_memory_retries_in_halves_with_same_seeds(isolated_library, tiny_engine, saved_prompt, monkeypatch):
+    original = type(tiny_engine).run_batch
+    sizes = []
+
+    def oom_above_one(self, positive, negative, seeds, params, profile=False):
+        sizes.append(len(seeds))
+        if len(seeds) > 1:
+            raise FakeOutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, positive, negative, seeds, params, profile=profile)
+
+    reference = _generate(isolated_library, tiny_engine, saved_prompt, [1, 2, 3, 4], batch_size=1)
+    monkeypatch.setattr(type(tiny_engine), "run_batch", oom_above_one)
+    with Library(isolated_library) as lib:
+        outcome = run_job(lib, tiny_engine, GenerationJob(prompt=saved_prompt, params=FAST, seeds=[1, 2, 3, 4],
+                                                          batch_size=4))
+    assert sizes == [4, 2, 1, 1, 2, 1, 1]
+    assert [g["seed"] for g in outcome.generations] == [1, 2, 3, 4]
+    # at batch size 1 the images are exactly those of an ordinary batch-1 run
+    assert [g["image_sha256"] for g in outcome.generations] == [g["image_sha256"] for g in reference]
+    assert any("out of GPU memory at batch size 4" in n for n in outcome.notes)
+
+
+def test_out_of_memory_at_batch_one_gives_a_hint(isolated_library, tiny_engine, saved_prompt, monkeypatch):
+    def always_oom(self, *args, **kwargs):
+        raise FakeOutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(type(tiny_engine), "run_batch", always_oom)
+    from promptkit.generation import OutOfMemory
+
+    with pytest.raises(OutOfMemory, match="--cpu-offload"):
+        _generate(isolated_library, tiny_engine, saved_prompt, [1, 2], batch_size=2)
+    with Library(isolated_library) as lib:
+        assert lib.db["generations"].count == 0
+
+
+def test_black_image_is_flagged(isolated_library, tiny_engine, saved_prompt, monkeypatch):
+    original = type(tiny_engine).run_batch
+
+    def black(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        result.images = [Image.new("RGB", im.size) for im in result.images]
+        return result
+
+    monkeypatch.setattr(type(tiny_engine), "run_batch", black)
+    with Library(isolated_library) as lib:
+        outcome = run_job(lib, tiny_engine, GenerationJob(prompt=saved_prompt, params=FAST, seeds=[1]))
+        row = lib.get_generation(outcome.generations[0]["id"])
+    assert "fp16 VAE overflow" in row["params"]["flags"][0]
+    assert any("all-black" in n for n in outcome.notes)
+
+
+def test_profile_reports_each_stage(isolated_library, tiny_engine, saved_prompt):
+    with Library(isolated_library) as lib:
+        outcome = run_job(lib, tiny_engine, GenerationJob(prompt=saved_prompt, params=FAST, seeds=[1, 2],
+                                                          batch_size=2), profile=True)
+    for stage in ("text_encoding", "denoising", "vae_decode", "png_encode", "database"):
+        assert outcome.timings[stage] >= 0
+    assert outcome.timings["denoising"] > 0
