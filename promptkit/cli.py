@@ -176,16 +176,46 @@ def engine_options(func):
     return func
 
 
-def make_engine(model, device, dtype, allow_pickle, cpu_offload, attention_slicing, vae_slicing, vae_tiling,
-                compile_unet):
+def engine_options_dict(device, dtype, allow_pickle, cpu_offload, attention_slicing, vae_slicing, vae_tiling,
+                        compile_unet) -> dict[str, Any]:
+    return {"device": device, "dtype": dtype, "allow_pickle": allow_pickle, "cpu_offload": cpu_offload,
+            "attention_slicing": attention_slicing, "vae_slicing": vae_slicing, "vae_tiling": vae_tiling,
+            "compile": compile_unet}
+
+
+def make_engine(model, **engine_flags):
     from .params import check_model_ref
 
-    check_model_ref(model, allow_pickle)
+    check_model_ref(model, engine_flags.get("allow_pickle", False))
     from .engine import Engine, EngineOptions
 
-    return Engine.get(model, EngineOptions(device=device, dtype=dtype, allow_pickle=allow_pickle,
-                                           cpu_offload=cpu_offload, attention_slicing=attention_slicing,
-                                           vae_slicing=vae_slicing, vae_tiling=vae_tiling, compile=compile_unet))
+    return Engine.get(model, EngineOptions(**engine_options_dict(**engine_flags)))
+
+
+def resolve_model(model: str, allow_pickle: bool = False) -> str:
+    """Check MODEL before any heavy import; local paths become absolute so a warm engine finds them."""
+    from pathlib import Path
+
+    from .params import check_model_ref
+
+    kind = check_model_ref(model, allow_pickle)
+    return model if kind == "hub" else str(Path(model).expanduser().resolve())
+
+
+def no_engine_option(func):
+    return click.option("--no-engine", is_flag=True,
+                        help="Generate in this process even if a warm engine (`promptkit worker start`) is running.")(func)
+
+
+def run_generation_spec(spec: dict[str, Any], total: int, quiet: bool, no_engine: bool) -> dict[str, Any]:
+    """Send the job to the warm engine when one is up, else run it here; with a progress bar."""
+    from .worker import run_anywhere
+
+    bar = ProgressBar(total, quiet)
+    try:
+        return run_anywhere(spec, progress=bar, use_engine=not no_engine)
+    finally:
+        bar.close()
 
 
 class ProgressBar:
@@ -240,52 +270,57 @@ def params_from(steps, cfg, sampler, width, height, noise_device):
 @engine_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--profile", is_flag=True, help="Print where the time went (load, text encoding, denoising, ...).")
+@no_engine_option
 @json_option
 @click.pass_context
 def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, batch_size, noise_device, quiet,
-             profile, as_json, **engine_flags) -> None:
-    """Generate images of a saved PROMPT (id or name) on fixed seeds; store every image."""
-    from .generation import GenerationJob, run_job
+             profile, no_engine, as_json, **engine_flags) -> None:
+    """Generate images of a saved PROMPT (id or name) on fixed seeds; store every image.
+
+    Runs on the warm engine (`promptkit worker start`) when one is up, else in this process.
+    """
     from .params import check_batch_size, parse_seeds
 
     params = params_from(steps, cfg, sampler, width, height, noise_device)
     seed_list = parse_seeds(seeds)
     check_batch_size(batch_size)
+    model = resolve_model(model, engine_flags["allow_pickle"])
     with open_library(ctx) as lib:
         prompt_row = lib.get_prompt(prompt)
-        engine = make_engine(model, **engine_flags)
-        job = GenerationJob(prompt=prompt_row, params=params, seeds=seed_list, batch_size=batch_size)
-        bar = ProgressBar(len(seed_list), quiet)
-        try:
-            outcome = run_job(lib, engine, job, progress=bar, profile=profile)
-        finally:
-            bar.close()
+        db_path = str(lib.path.resolve())
+    spec = {"kind": "generate", "db": db_path, "model": model, "engine_options": engine_options_dict(**engine_flags),
+            "prompt_id": prompt_row["id"], "params": params.to_dict(), "seeds": seed_list, "batch_size": batch_size,
+            "profile": profile}
+    result = run_generation_spec(spec, len(seed_list), quiet, no_engine)
     if as_json:
-        emit(outcome.generations, True)
+        emit(result["generations"], True)
     else:
-        for gen in outcome.generations:
+        for gen in result["generations"]:
             click.echo(f"{gen['id']:>6}  seed {gen['seed']:<10} {gen['image_path']}")
-    report_outcome(outcome, engine, profile)
-    if outcome.interrupted:
-        click.echo(f"interrupted: stopped after saving {len(outcome.generations)} of {len(seed_list)} images",
+    report_outcome(result, profile)
+    if result["interrupted"]:
+        click.echo(f"interrupted: stopped after saving {len(result['generations'])} of {len(seed_list)} images",
                    err=True)
         sys.exit(130)
 
 
-def report_outcome(outcome, engine, profile: bool) -> None:
+def report_outcome(result: dict[str, Any], profile: bool) -> None:
     """Warnings (OOM retries, black images) and, with --profile, a table of where the time went; on stderr."""
-    for note in outcome.notes:
+    for note in result["notes"]:
         click.echo(f"warning: {note}", err=True)
     if not profile:
         return
-    rows = [("model load (once per process)", engine.load_seconds)]
+    if result.get("engine"):
+        rows = [("model load (paid once by the warm engine)", result["load_seconds"])]
+    else:
+        rows = [("model load (this process)", result["load_seconds"])]
     names = {"text_encoding": "text encoding", "denoising": "denoising (UNet)", "vae_decode": "VAE decode",
              "png_encode": "PNG encode + hash (writer thread)", "database": "file + database write (writer thread)"}
-    rows += [(label, outcome.timings[key]) for key, label in names.items() if key in outcome.timings]
-    images = max(1, len(outcome.generations))
-    click.echo(f"{'stage':<40}{'seconds':>10}{'ms/image':>10}", err=True)
+    rows += [(label, result["timings"][key]) for key, label in names.items() if key in result["timings"]]
+    images = max(1, len(result["generations"]))
+    click.echo(f"{'stage':<44}{'seconds':>10}{'ms/image':>10}", err=True)
     for label, seconds in rows:
-        click.echo(f"{label:<40}{seconds:>10.3f}{1000 * seconds / images:>10.1f}", err=True)
+        click.echo(f"{label:<44}{seconds:>10.3f}{1000 * seconds / images:>10.1f}", err=True)
     click.echo("writer-thread stages overlap the next batch's denoising", err=True)
 
 
@@ -410,5 +445,7 @@ def demo(ctx, model_dir: str, as_json: bool) -> None:
 
 
 from .cli_ab import register as _register_ab  # noqa: E402
+from .cli_worker import register as _register_worker  # noqa: E402
 
 _register_ab(main)
+_register_worker(main)

@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from .cli import (ProgressBar, emit, engine_options, json_option, make_engine, open_library, params_from,
-                  report_outcome, sampling_options, templates_option)
+from .cli import (emit, engine_options, engine_options_dict, json_option, no_engine_option, open_library,
+                  params_from, report_outcome, resolve_model, run_generation_spec, sampling_options,
+                  templates_option)
 
 
 @click.group()
@@ -75,11 +76,15 @@ def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, wid
 @engine_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--profile", is_flag=True, help="Print where the time went.")
+@no_engine_option
 @json_option
 @click.pass_context
-def ab_run(ctx, name, model, batch_size, quiet, profile, as_json, **engine_flags) -> None:
-    """Generate every missing (variant, seed) cell; safe to re-run after an interruption."""
-    from .abtest import get_experiment, missing_cells, run_experiment
+def ab_run(ctx, name, model, batch_size, quiet, profile, no_engine, as_json, **engine_flags) -> None:
+    """Generate every missing (variant, seed) cell; safe to re-run after an interruption.
+
+    Runs on the warm engine (`promptkit worker start`) when one is up, else in this process.
+    """
+    from .abtest import get_experiment, missing_cells
     from .errors import BadParameter
     from .params import check_batch_size
 
@@ -90,19 +95,18 @@ def ab_run(ctx, name, model, batch_size, quiet, profile, as_json, **engine_flags
         if not model:
             raise BadParameter(f"experiment {name!r} has no model; pass --model")
         todo = sum(len(s) for s in missing_cells(lib, experiment).values())
-        if todo == 0:
-            emit([], as_json, f"experiment {name!r} is complete: nothing to generate")
-            return
-        engine = make_engine(model, **engine_flags)
-        bar = ProgressBar(todo, quiet)
-        try:
-            outcome = run_experiment(lib, engine, name, batch_size=batch_size, progress=bar, profile=profile)
-        finally:
-            bar.close()
-    emit(outcome.generations, as_json, f"generated {len(outcome.generations)} of {todo} missing images "
-                                       f"for {name!r}")
-    report_outcome(outcome, engine, profile)
-    if outcome.interrupted:
+        db_path = str(lib.path.resolve())
+    if todo == 0:
+        emit([], as_json, f"experiment {name!r} is complete: nothing to generate")
+        return
+    spec = {"kind": "ab_run", "db": db_path, "model": resolve_model(model, engine_flags["allow_pickle"]),
+            "engine_options": engine_options_dict(**engine_flags), "name": experiment["name"],
+            "batch_size": batch_size, "profile": profile}
+    result = run_generation_spec(spec, todo, quiet, no_engine)
+    emit(result["generations"], as_json, f"generated {len(result['generations'])} of {todo} missing images "
+                                         f"for {name!r}")
+    report_outcome(result, profile)
+    if result["interrupted"]:
         click.echo("interrupted: the images above are saved; run the same command to finish", err=True)
         sys.exit(130)
 
@@ -300,15 +304,15 @@ def _experiment_json(experiment: dict[str, Any]) -> dict[str, Any]:
 @engine_options
 @templates_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@no_engine_option
 @json_option
 @click.pass_context
 def iterate(ctx, prompt, changes, subject, action, environment, style, quality, name, model, seeds, no_generate,
-            templates_dir, quiet, as_json, **engine_flags) -> None:
+            templates_dir, quiet, no_engine, as_json, **engine_flags) -> None:
     """Make a child of PROMPT that changes one thing; generate it on the parent's seeds and parameters."""
-    from .generation import GenerationJob, run_job
     from .errors import PromptkitError
     from .lineage import iterate_prompt, parent_settings
-    from .params import GenerationParams, check_model_ref, parse_seeds
+    from .params import GenerationParams, parse_seeds
     from .templates import parse_extras
 
     wanted = parse_extras(changes)
@@ -326,21 +330,18 @@ def iterate(ctx, prompt, changes, subject, action, environment, style, quality, 
                 if not (seeds and model):
                     raise
                 params, parent_seeds, parent_model, batch_size = GenerationParams(), [], None, 4
-            settings = (params, parse_seeds(seeds) if seeds else parent_seeds, model or parent_model, batch_size)
-            check_model_ref(settings[2], engine_flags.get("allow_pickle", False))
+            settings = (params, parse_seeds(seeds) if seeds else parent_seeds,
+                        resolve_model(model or parent_model, engine_flags["allow_pickle"]), batch_size)
         with lib.write():
             result = iterate_prompt(lib, prompt, wanted, name=name, templates_dir=templates_dir)
-        generations: list[dict[str, Any]] = []
-        if settings is not None:
-            params, seed_list, use_model, batch_size = settings
-            engine = make_engine(use_model, **engine_flags)
-            bar = ProgressBar(len(seed_list), quiet)
-            try:
-                generations = run_job(lib, engine, GenerationJob(prompt=result["child"], params=params,
-                                                                 seeds=seed_list, batch_size=batch_size),
-                                      progress=bar).generations
-            finally:
-                bar.close()
+        db_path = str(lib.path.resolve())
+    generations: list[dict[str, Any]] = []
+    if settings is not None:
+        params, seed_list, use_model, batch_size = settings
+        spec = {"kind": "generate", "db": db_path, "model": use_model,
+                "engine_options": engine_options_dict(**engine_flags), "prompt_id": result["child"]["id"],
+                "params": params.to_dict(), "seeds": seed_list, "batch_size": batch_size}
+        generations = run_generation_spec(spec, len(seed_list), quiet, no_engine)["generations"]
     data = {"parent_id": result["parent"]["id"], "id": result["child"]["id"], "fields": result["fields"],
             "positive": result["positive"], "negative": result["negative"], "generations": generations}
     if as_json:
