@@ -118,27 +118,44 @@ def list_templates(templates_dir: str | None, as_json: bool) -> None:
 @click.option("--save", "save_name", default=None, help="Store the prompt in the library under this name.")
 @click.option("--parent", default=None, help="Prompt id or name this one was iterated from.")
 @click.option("--tag", "tags", multiple=True, help="Tag to store with --save (repeatable).")
-@click.option("--model", default=None, help="Use this model's own tokenizer for token counts.")
+@click.option("--model", default=None, help="Use this model's own tokenizer for token counts "
+                                             "(with --guided: also generate with it after saving).")
+@click.option("--guided", is_flag=True, help="Ask for each field in turn on the terminal.")
 @templates_option
 @json_option
 @click.pass_context
 def build(ctx, subject, action, environment, style, quality, negative, negative_preset, template, extras,
-          save_name, parent, tags, model, templates_dir, as_json) -> None:
+          save_name, parent, tags, model, guided, templates_dir, as_json) -> None:
     """Render a prompt from fields and check it (tokens, overflow, duplicates, contradictions)."""
     from .lint import lint_prompt
     from .templates import Fields, PromptBuilder, parse_extras
 
-    fields = Fields(subject=subject, action=action, environment=environment, style=list(style),
-                    quality=list(quality), negative=list(negative),
-                    negative_preset="" if negative_preset == "none" else negative_preset,
-                    extras=parse_extras(extras))
-    prompt = PromptBuilder(templates_dir).render(fields, template)
+    builder = PromptBuilder(templates_dir)
+    if guided:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise click.ClickException("--guided needs a terminal; without one pass the fields as flags "
+                                       "(--subject, --style, ...)")
+        from .guided import guided_fields
+
+        fields = guided_fields(lambda q, d: click.prompt(q, default=d, show_default=bool(d)), click.echo,
+                               builder, template, model)
+        fields.extras = parse_extras(extras)
+        if save_name is None:
+            save_name = click.prompt("Save as (a name; Enter for none)", default="", show_default=False) or None
+        if save_name is None:
+            save_name = ""
+    else:
+        fields = Fields(subject=subject, action=action, environment=environment, style=list(style),
+                        quality=list(quality), negative=list(negative),
+                        negative_preset="" if negative_preset == "none" else negative_preset,
+                        extras=parse_extras(extras))
+    prompt = builder.render(fields, template)
     report = lint_prompt(prompt.positive, prompt.negative, model=model, notes=prompt.notes)
     prompt_id = None
     if save_name is not None or parent is not None:
         with open_library(ctx) as lib:
             parent_id = lib.get_prompt(parent)["id"] if parent else None
-            prompt_id = lib.save_prompt(prompt, name=save_name, parent_id=parent_id, tags=list(tags))
+            prompt_id = lib.save_prompt(prompt, name=save_name or None, parent_id=parent_id, tags=list(tags))
     tokens = {"positive": report.positive.count if report.positive else None,
               "negative": report.negative.count if report.negative else None,
               "limit": report.positive.limit if report.positive else None, "tokenizer": report.tokenizer}
@@ -158,6 +175,8 @@ def build(ctx, subject, action, environment, style, quality, negative, negative_
         click.echo(f"warning:  {warning}")
     if prompt_id is not None:
         click.echo(f"saved as prompt {prompt_id}" + (f" ({save_name})" if save_name else ""))
+    if guided and model and prompt_id is not None:
+        ctx.invoke(generate, prompt=str(prompt_id), model=model)
 
 
 def engine_options(func):
