@@ -375,5 +375,7 @@ def demo(ctx, model_dir: str, as_json: bool) -> None:
                    f"`promptkit rate GENERATION_ID 5`")
 
 
+from . import cli_web; cli_web.register(main)  # noqa: E402,E702 -- one line, so command modules merge cleanly
+
 if __name__ == "__main__":  # pragma: no cover
     main()

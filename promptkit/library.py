@@ -232,7 +232,7 @@ class Library:
             if name is not None:
                 if not name.strip():
                     raise BadParameter("a prompt name cannot be empty")
-                if name.strip().isdigit():
+                if _looks_like_id(name.strip()):
                     raise BadParameter(f"prompt name {name!r} is all digits; it would be mistaken for an id")
                 if db.execute("SELECT 1 FROM prompts WHERE name = ?", [name]).fetchone():
                     raise BadParameter(f"a prompt named {name!r} already exists; choose another --save name")
@@ -259,7 +259,7 @@ class Library:
     def get_prompt(self, ref: int | str) -> dict[str, Any]:
         """A prompt by id (digits) or by name."""
         text = str(ref).strip()
-        if text.isdigit():
+        if _looks_like_id(text):
             row = None
             if _is_row_id(int(text)):
                 row = self.db.execute("SELECT * FROM prompts WHERE id = ?", [int(text)]).fetchone()
@@ -273,13 +273,22 @@ class Library:
         """Full-text search over name, positive, negative, tags and notes."""
         if not query.strip():
             raise BadParameter("search query is empty")
-        # Quote each word so FTS syntax characters in a prompt cannot break the query.
-        fts_query = " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
-        rows = self.db.execute(
-            "SELECT prompts.* FROM prompts JOIN prompts_fts ON prompts.rowid = prompts_fts.rowid "
-            "WHERE prompts_fts MATCH ? ORDER BY prompts_fts.rank LIMIT ?",
-            [fts_query, limit],
-        ).fetchall()
+        # Quote each word so FTS syntax characters in a prompt cannot break the query; FTS5 reads
+        # a query only up to a NUL character, so those separate words like spaces.
+        words = query.replace("\x00", " ").split()
+        fts_query = " ".join('"' + word.replace('"', '""') + '"' for word in words)
+        if not words:
+            return []
+        try:
+            rows = self.db.execute(
+                "SELECT prompts.* FROM prompts JOIN prompts_fts ON prompts.rowid = prompts_fts.rowid "
+                "WHERE prompts_fts MATCH ? ORDER BY prompts_fts.rank LIMIT ?",
+                [fts_query, limit],
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise
+            raise BadParameter(f"cannot search for {query!r}: {exc}") from None
         return [_decode(self._row_dict("prompts", r), ("fields", "tags")) for r in rows]
 
     def list_prompts(self, limit: int = 50, offset: int = 0, starred_only: bool = False) -> list[dict[str, Any]]:
@@ -436,6 +445,11 @@ class Library:
             table.insert({"generation_id": int(generation_id), "stars": int(stars), "note": note, "created_at": utc_now()})
             return int(table.last_pk)
 
+    def generation_ratings(self, generation_id: int) -> list[dict[str, Any]]:
+        """A generation's ratings, oldest first (the last one is its current rating)."""
+        rows = self.db.execute("SELECT * FROM ratings WHERE generation_id = ? ORDER BY id", [int(generation_id)])
+        return [self._row_dict("ratings", r) for r in rows]
+
     def get_rating(self, rating_id: int) -> dict[str, Any]:
         row = None
         if _is_row_id(int(rating_id)):
@@ -475,6 +489,11 @@ class Library:
         if table not in cache:
             cache[table] = [c.name for c in self.db[table].columns]
         return cache[table]
+
+
+def _looks_like_id(text: str) -> bool:
+    # ASCII only: str.isdigit() also accepts "¹" or "٣", which int() refuses.
+    return text.isascii() and text.isdigit()
 
 
 def _is_row_id(value: int) -> bool:

@@ -31,17 +31,20 @@ def draw_picture(seed: int, size: int = 256) -> Image.Image:
     for y in range(size):
         t = y / (size - 1)
         draw.line([(0, y), (size, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
-    sun_x, sun_y, r = rng.randint(40, size - 40), rng.randint(30, size // 2), rng.randint(14, 30)
+    sun_x, sun_y = int(size * rng.uniform(0.15, 0.85)), int(size * rng.uniform(0.12, 0.5))
+    r = int(size * rng.uniform(0.05, 0.12))
     draw.ellipse([sun_x - r, sun_y - r, sun_x + r, sun_y + r], fill=(255, 236, 190))
     for layer in range(3):
         shade = tuple(max(0, c // (layer + 2)) for c in top)
         base = int(size * (0.62 + 0.12 * layer))
-        points = [(0, size)] + [(x, base - rng.randint(0, 40)) for x in range(0, size + 32, 32)] + [(size, size)]
+        step = max(8, size // 8)
+        points = [(0, size)] + [(x, base - int(size * rng.uniform(0, 0.16))) for x in range(0, size + step, step)]
+        points.append((size, size))
         draw.polygon(points, fill=shade)
-    tower_x = rng.randint(30, size - 30)
-    draw.rectangle([tower_x - 6, int(size * 0.45), tower_x + 6, int(size * 0.7)], fill=(235, 235, 235))
-    draw.polygon([(tower_x - 9, int(size * 0.45)), (tower_x + 9, int(size * 0.45)), (tower_x, int(size * 0.4))],
-                 fill=(200, 60, 50))
+    tower_x, half = int(size * rng.uniform(0.12, 0.88)), max(2, size // 42)
+    draw.rectangle([tower_x - half, int(size * 0.45), tower_x + half, int(size * 0.7)], fill=(235, 235, 235))
+    draw.polygon([(tower_x - 1.5 * half, int(size * 0.45)), (tower_x + 1.5 * half, int(size * 0.45)),
+                  (tower_x, int(size * 0.4))], fill=(200, 60, 50))
     return image
 
 

@@ -38,6 +38,7 @@ def test_save_get_search(isolated_library):
         assert [r["id"] for r in lib.search("fox")] == [pid]
         assert [r["id"] for r in lib.search("animals")] == [pid]
         assert lib.search('"unbalanced') == []  # FTS syntax in a query is quoted, not an error
+        assert [r["id"] for r in lib.search("fox\x00")] == [pid] and lib.search("\x00") == []  # NUL ends FTS text
         with pytest.raises(NotFound, match="'nope'"):
             lib.get_prompt("nope")
         with pytest.raises(BadParameter, match="already exists"):
@@ -115,7 +116,7 @@ def test_star_lineage_and_paging(isolated_library):
 
 def test_ids_past_sqlite_integers_are_not_found(isolated_library):
     with Library(isolated_library) as lib:
-        for call in (lambda: lib.get_prompt("9" * 30), lambda: lib.get_generation(10**30),
+        for call in (lambda: lib.get_prompt("9" * 30), lambda: lib.get_prompt("¹"), lambda: lib.get_generation(10**30),
                      lambda: lib.get_rating(10**30), lambda: lib.rate(10**30, 3)):
             with pytest.raises(NotFound):
                 call()
