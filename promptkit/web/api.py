@@ -17,14 +17,27 @@ from ..library import MAX_ROW_ID
 from .connections import open_library
 from .templating import image_url
 
-router = APIRouter(prefix="/api", tags=["library"])
+# -- shapes ------------------------------------------------------------------
+
+
+class Problem(BaseModel):
+    """Every refusal: one line saying what was wrong."""
+
+    detail: str
+
+
+PROBLEMS = {
+    400: {"model": Problem, "description": "Host header not served here, or a bad value."},
+    403: {"model": Problem, "description": "A change that did not come from this page (cross-site)."},
+    413: {"model": Problem, "description": "Request body over 64 KiB."},
+    422: {"model": Problem, "description": "Invalid parameters or body."},
+    503: {"model": Problem, "description": "The library is busy or unavailable; try again."},
+}
+NOT_FOUND = {404: {"model": Problem, "description": "No such prompt or generation."}}
+router = APIRouter(prefix="/api", tags=["library"], responses=PROBLEMS)
 
 PromptId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A prompt's id.")]
 GenerationId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A generation's id.")]
-NOT_FOUND = {404: {"description": "No such prompt or generation.", "model": None}}
-
-
-# -- shapes ------------------------------------------------------------------
 
 
 class Prompt(BaseModel):

@@ -6,7 +6,7 @@ import functools
 import io
 from pathlib import Path
 
-from fastapi import APIRouter, Path as PathParam
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
@@ -14,13 +14,8 @@ from ..errors import NotFound
 from .connections import open_library
 
 THUMBNAIL_PIXELS = 384  # twice the grid's cell width, for high-density screens
-router = APIRouter(tags=["images"])
-# No range check here: an id that names no generation is simply not found (404).
-GenerationId = PathParam(description="A generation's id.")
-PNG_RESPONSE = {200: {"content": {"image/png": {}}, "description": "The PNG, with its metadata chunks."},
-                404: {"description": "No such generation, or its file is missing."}}
-JPEG_RESPONSE = {200: {"content": {"image/jpeg": {}}, "description": "A thumbnail."},
-                 404: {"description": "No such generation, or its file is missing."}}
+# Left out of /openapi.json (which describes the JSON API); the API's `image_url` fields point here.
+router = APIRouter(include_in_schema=False)
 
 
 def _cache_headers(request: Request, sha256: str) -> dict[str, str]:
@@ -36,15 +31,15 @@ def _image_file(request: Request, generation_id: int) -> Path:
         return library.generation_image(generation_id)
 
 
-@router.get("/images/{generation_id:int}", response_class=FileResponse, responses=PNG_RESPONSE)
-def image(request: Request, generation_id: int = GenerationId) -> Response:
+@router.get("/images/{generation_id:int}", response_class=FileResponse)
+def image(request: Request, generation_id: int) -> Response:
     """A generation's PNG, found by id (never by a path from the request)."""
     file = _image_file(request, generation_id)
     return FileResponse(file, media_type="image/png", headers=_cache_headers(request, file.stem))
 
 
-@router.get("/images/{generation_id:int}/thumb", response_class=Response, responses=JPEG_RESPONSE)
-def thumbnail(request: Request, generation_id: int = GenerationId) -> Response:
+@router.get("/images/{generation_id:int}/thumb", response_class=Response)
+def thumbnail(request: Request, generation_id: int) -> Response:
     """A generation's image scaled to fit 384 pixels, as JPEG."""
     file = _image_file(request, generation_id)
     headers = _cache_headers(request, file.stem)
