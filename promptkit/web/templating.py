@@ -72,11 +72,9 @@ environment.globals.update(static=static_url, image_url=image_url)
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """Render TEMPLATE with the page frame's context (navigation, current path, search text)."""
+    """Render TEMPLATE inside the page frame (navigation tabs, search box)."""
     context.setdefault("q", "")
     context.setdefault("title", "")
     context.setdefault("current_nav", "")  # the navigation link to mark as the current page
-    html = environment.get_template(template).render(
-        nav_links=request.app.state.nav_links, path=request.url.path, query=request.url.query, **context
-    )
+    html = environment.get_template(template).render(nav_links=request.app.state.nav_links, **context)
     return HTMLResponse(html, status_code=status_code)
