@@ -403,6 +403,24 @@ def test_ratings_land_while_generations_are_written(live_server, isolated_librar
         assert len(written) >= 7 and all(lib.get_generation(g) for g in written)
 
 
+def test_a_held_write_lock_is_waited_for_then_reported_as_busy(client, isolated_library, sample_library,
+                                                                monkeypatch):
+    generation_id = sample_library["generations"]["red-fox"][0]
+    url = f"/api/generations/{generation_id}/ratings"
+    with Library(isolated_library) as other:  # another program (a generation run, say) writing
+        other.conn.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.3, other.conn.execute, ["COMMIT"]).start()
+        assert client.post(url, json={"stars": 4}).status_code == 201  # waited 0.3 s, then wrote
+        monkeypatch.setattr("promptkit.library.BUSY_TIMEOUT_MS", 100)
+        other.conn.execute("BEGIN IMMEDIATE")
+        busy = client.post(url, json={"stars": 5})
+        other.conn.execute("ROLLBACK")
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert busy.json() == {"detail": "the library is busy with another writer; try again"}
+    with Library(isolated_library) as lib:
+        assert [r["stars"] for r in lib.generation_ratings(generation_id)] == [4]
+
+
 # -- light import and the command ------------------------------------------------------------
 
 
