@@ -464,7 +464,9 @@ def demo(ctx, model_dir: str, as_json: bool) -> None:
 
 
 from .cli_ab import register as _register_ab  # noqa: E402
+from .cli_web import register as _register_web  # noqa: E402
 from .cli_worker import register as _register_worker  # noqa: E402
 
 _register_ab(main)
+_register_web(main)
 _register_worker(main)

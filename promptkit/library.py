@@ -7,6 +7,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -19,6 +20,8 @@ from .errors import BadParameter, LibraryProblem, NotFound
 
 DEFAULT_DB = "library.db"
 BUSY_TIMEOUT_MS = 10_000
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer; a bigger id cannot name a row
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 migrations = Migrations("promptkit")
 
 
@@ -229,7 +232,7 @@ class Library:
             if name is not None:
                 if not name.strip():
                     raise BadParameter("a prompt name cannot be empty")
-                if name.strip().isdigit():
+                if _looks_like_id(name.strip()):
                     raise BadParameter(f"prompt name {name!r} is all digits; it would be mistaken for an id")
                 if db.execute("SELECT 1 FROM prompts WHERE name = ?", [name]).fetchone():
                     raise BadParameter(f"a prompt named {name!r} already exists; choose another --save name")
@@ -256,8 +259,10 @@ class Library:
     def get_prompt(self, ref: int | str) -> dict[str, Any]:
         """A prompt by id (digits) or by name."""
         text = str(ref).strip()
-        if text.isdigit():
-            row = self.db.execute("SELECT * FROM prompts WHERE id = ?", [int(text)]).fetchone()
+        if _looks_like_id(text):
+            row = None
+            if _is_row_id(int(text)):
+                row = self.db.execute("SELECT * FROM prompts WHERE id = ?", [int(text)]).fetchone()
         else:
             row = self.db.execute("SELECT * FROM prompts WHERE name = ?", [text]).fetchone()
         if row is None:
@@ -268,18 +273,97 @@ class Library:
         """Full-text search over name, positive, negative, tags and notes."""
         if not query.strip():
             raise BadParameter("search query is empty")
-        # Quote each word so FTS syntax characters in a prompt cannot break the query.
-        fts_query = " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
+        # Quote each word so FTS syntax characters in a prompt cannot break the query; FTS5 reads
+        # a query only up to a NUL character, so those separate words like spaces.
+        words = query.replace("\x00", " ").split()
+        fts_query = " ".join('"' + word.replace('"', '""') + '"' for word in words)
+        if not words:
+            return []
+        try:
+            rows = self.db.execute(
+                "SELECT prompts.* FROM prompts JOIN prompts_fts ON prompts.rowid = prompts_fts.rowid "
+                "WHERE prompts_fts MATCH ? ORDER BY prompts_fts.rank LIMIT ?",
+                [fts_query, limit],
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise
+            raise BadParameter(f"cannot search for {query!r}: {exc}") from None
+        return [_decode(self._row_dict("prompts", r), ("fields", "tags")) for r in rows]
+
+    def list_prompts(self, limit: int = 50, offset: int = 0, starred_only: bool = False) -> list[dict[str, Any]]:
+        """Saved prompts, newest first.
+
+        :param offset: skip this many of the newest (for paging).
+        :param starred_only: only prompts marked with a star.
+        """
+        where = "WHERE starred = 1 " if starred_only else ""
         rows = self.db.execute(
-            "SELECT prompts.* FROM prompts JOIN prompts_fts ON prompts.rowid = prompts_fts.rowid "
-            "WHERE prompts_fts MATCH ? ORDER BY prompts_fts.rank LIMIT ?",
-            [fts_query, limit],
+            f"SELECT * FROM prompts {where}ORDER BY id DESC LIMIT ? OFFSET ?", [limit, offset]
         ).fetchall()
         return [_decode(self._row_dict("prompts", r), ("fields", "tags")) for r in rows]
 
-    def list_prompts(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT * FROM prompts ORDER BY id DESC LIMIT ?", [limit]).fetchall()
-        return [_decode(self._row_dict("prompts", r), ("fields", "tags")) for r in rows]
+    def count_prompts(self, starred_only: bool = False) -> int:
+        where = " WHERE starred = 1" if starred_only else ""
+        return self.db.execute(f"SELECT count(*) FROM prompts{where}").fetchone()[0]
+
+    def set_starred(self, ref: int | str, starred: bool) -> dict[str, Any]:
+        """Star or unstar a prompt (id or name); return the updated prompt."""
+        with self.write() as db:
+            prompt_id = self.get_prompt(ref)["id"]
+            # Plain SQL: sqlite-utils' update() commits on its own, which would end this transaction early.
+            db.execute("UPDATE prompts SET starred = ? WHERE id = ?", [1 if starred else 0, prompt_id])
+        return self.get_prompt(prompt_id)
+
+    def prompt_lineage(self, prompt_id: int) -> dict[str, list[dict[str, Any]]]:
+        """The prompts this one was iterated from (oldest first) and those iterated from it."""
+        ancestors: list[dict[str, Any]] = []
+        seen = {prompt_id}
+        parent_id = self.get_prompt(prompt_id)["parent_id"]
+        while parent_id is not None and parent_id not in seen:  # `seen` guards against a hand-made cycle
+            seen.add(parent_id)
+            parent = self.get_prompt(parent_id)
+            ancestors.insert(0, parent)
+            parent_id = parent["parent_id"]
+        children = [
+            _decode(self._row_dict("prompts", r), ("fields", "tags"))
+            for r in self.db.execute("SELECT * FROM prompts WHERE parent_id = ? ORDER BY id", [prompt_id])
+        ]
+        return {"ancestors": ancestors, "children": children}
+
+    def summarize_prompts(self, prompt_ids: list[int], covers: int = 4) -> dict[int, dict[str, Any]]:
+        """Per prompt: how many images, how many rated, the mean of each image's latest rating,
+        and up to COVERS generations to show for it (best rated first, then newest)."""
+        summaries = {pid: {"generations": 0, "rated": 0, "mean_stars": None, "covers": []} for pid in prompt_ids}
+        if not prompt_ids:
+            return summaries
+        marks = ", ".join("?" for _ in prompt_ids)
+        # An image's rating is its latest one: rating again replaces the judgement, keeping the history.
+        rows = self.db.execute(
+            f"""
+            WITH latest AS (
+                SELECT ratings.generation_id, ratings.stars FROM ratings
+                WHERE ratings.id IN (SELECT max(id) FROM ratings GROUP BY generation_id)
+            )
+            SELECT generations.prompt_id, generations.id, generations.image_sha256, latest.stars
+            FROM generations LEFT JOIN latest ON latest.generation_id = generations.id
+            WHERE generations.prompt_id IN ({marks})
+            ORDER BY generations.prompt_id, coalesce(latest.stars, 0) DESC, generations.id DESC
+            """,
+            list(prompt_ids),
+        ).fetchall()
+        stars_by_prompt: dict[int, list[int]] = {}
+        for prompt_id, generation_id, sha256, stars in rows:
+            summary = summaries[prompt_id]
+            summary["generations"] += 1
+            if stars is not None:
+                stars_by_prompt.setdefault(prompt_id, []).append(stars)
+            if len(summary["covers"]) < covers:
+                summary["covers"].append({"id": generation_id, "image_sha256": sha256, "stars": stars})
+        for prompt_id, stars in stars_by_prompt.items():
+            summaries[prompt_id]["rated"] = len(stars)
+            summaries[prompt_id]["mean_stars"] = sum(stars) / len(stars)
+        return summaries
 
     def show_prompt(self, ref: int | str) -> dict[str, Any]:
         """A prompt with its generations, each with its ratings."""
@@ -345,7 +429,9 @@ class Library:
             return int(table.last_pk)
 
     def get_generation(self, generation_id: int) -> dict[str, Any]:
-        row = self.db.execute("SELECT * FROM generations WHERE id = ?", [int(generation_id)]).fetchone()
+        row = None
+        if _is_row_id(int(generation_id)):
+            row = self.db.execute("SELECT * FROM generations WHERE id = ?", [int(generation_id)]).fetchone()
         if row is None:
             raise NotFound(f"no generation with id {generation_id} in {str(self.path)!r}")
         return _decode(self._row_dict("generations", row), ("batch", "params", "versions"))
@@ -358,6 +444,34 @@ class Library:
             table = db["ratings"]
             table.insert({"generation_id": int(generation_id), "stars": int(stars), "note": note, "created_at": utc_now()})
             return int(table.last_pk)
+
+    def generation_ratings(self, generation_id: int) -> list[dict[str, Any]]:
+        """A generation's ratings, oldest first (the last one is its current rating)."""
+        rows = self.db.execute("SELECT * FROM ratings WHERE generation_id = ? ORDER BY id", [int(generation_id)])
+        return [self._row_dict("ratings", r) for r in rows]
+
+    def get_rating(self, rating_id: int) -> dict[str, Any]:
+        row = None
+        if _is_row_id(int(rating_id)):
+            row = self.db.execute("SELECT * FROM ratings WHERE id = ?", [int(rating_id)]).fetchone()
+        if row is None:
+            raise NotFound(f"no rating with id {rating_id} in {str(self.path)!r}")
+        return self._row_dict("ratings", row)
+
+    def generation_image(self, generation_id: int) -> Path:
+        """A generation's PNG, found by its sha256 inside the images folder. The review page serves
+        images by id through this, so no path stored in a row can point it at another file."""
+        sha256 = self.get_generation(generation_id)["image_sha256"]
+        file = self.image_file(sha256) if isinstance(sha256, str) and SHA256_HEX.fullmatch(sha256) else None
+        if file is None or not file.is_file():
+            raise NotFound(f"the image of generation {generation_id} is missing from {str(self.images_dir)!r}")
+        return file
+
+    def image_parameters(self, generation_id: int) -> str | None:
+        """The AUTOMATIC1111 `parameters` text stored in a generation's PNG (None if it has none)."""
+        from .pnginfo import PARAMETERS_KEY, read_png_text
+
+        return read_png_text(self.generation_image(generation_id)).get(PARAMETERS_KEY)
 
     def image_path(self, generation: dict[str, Any]) -> Path:
         """Absolute path of a generation's PNG (stored relative to the library's folder)."""
@@ -375,6 +489,15 @@ class Library:
         if table not in cache:
             cache[table] = [c.name for c in self.db[table].columns]
         return cache[table]
+
+
+def _looks_like_id(text: str) -> bool:
+    # ASCII only: str.isdigit() also accepts "¹" or "٣", which int() refuses.
+    return text.isascii() and text.isdigit()
+
+
+def _is_row_id(value: int) -> bool:
+    return 0 < value <= MAX_ROW_ID
 
 
 def _decode(row: dict[str, Any], json_keys: tuple[str, ...]) -> dict[str, Any]:

@@ -38,6 +38,7 @@ def test_save_get_search(isolated_library):
         assert [r["id"] for r in lib.search("fox")] == [pid]
         assert [r["id"] for r in lib.search("animals")] == [pid]
         assert lib.search('"unbalanced') == []  # FTS syntax in a query is quoted, not an error
+        assert [r["id"] for r in lib.search("fox\x00")] == [pid] and lib.search("\x00") == []  # NUL ends FTS text
         with pytest.raises(NotFound, match="'nope'"):
             lib.get_prompt("nope")
         with pytest.raises(BadParameter, match="already exists"):
@@ -94,3 +95,49 @@ def test_second_writer_waits_instead_of_failing(isolated_library):
         pid = two.save_prompt(_prompt("waited"))
         timer.join()
         assert two.get_prompt(pid)["positive"].startswith("waited")
+
+
+def test_star_lineage_and_paging(isolated_library):
+    with Library(isolated_library) as lib:
+        root = lib.save_prompt(_prompt("a lighthouse"), name="root")
+        child = lib.save_prompt(_prompt("a lighthouse at night"), parent_id=root)
+        grandchild = lib.save_prompt(_prompt("a lighthouse at night, fog"), parent_id=child)
+        assert lib.set_starred("root", True)["starred"] == 1
+        assert [p["id"] for p in lib.list_prompts(starred_only=True)] == [root]
+        assert lib.count_prompts() == 3 and lib.count_prompts(starred_only=True) == 1
+        assert lib.set_starred(root, False)["starred"] == 0
+        assert [p["id"] for p in lib.list_prompts(limit=2, offset=1)] == [child, root]
+        lineage = lib.prompt_lineage(grandchild)
+        assert [p["id"] for p in lineage["ancestors"]] == [root, child] and lineage["children"] == []
+        assert [p["id"] for p in lib.prompt_lineage(root)["children"]] == [child]
+        with pytest.raises(NotFound):
+            lib.set_starred(999, True)
+
+
+def test_ids_past_sqlite_integers_are_not_found(isolated_library):
+    with Library(isolated_library) as lib:
+        for call in (lambda: lib.get_prompt("9" * 30), lambda: lib.get_prompt("¹"), lambda: lib.get_generation(10**30),
+                     lambda: lib.get_rating(10**30), lambda: lib.rate(10**30, 3)):
+            with pytest.raises(NotFound):
+                call()
+
+
+def test_summaries_images_and_parameters(isolated_library):
+    from sample_library import fill_sample_library
+
+    with Library(isolated_library) as lib:
+        sample = fill_sample_library(lib)
+        lighthouse, fox = sample["lighthouse"]["id"], sample["fox"]["id"]
+        rated = sample["generations"]["lighthouse"][0]
+        lib.rate(rated, 2)  # rating again replaces the judgement: the latest counts
+        summary = lib.summarize_prompts([lighthouse, fox])
+        assert summary[lighthouse]["generations"] == 4 and summary[lighthouse]["rated"] == 1
+        assert summary[lighthouse]["mean_stars"] == 2.0 and summary[lighthouse]["covers"][0]["id"] == rated
+        assert summary[fox]["mean_stars"] is None and len(summary[fox]["covers"]) == 4
+        assert lib.generation_image(rated).is_relative_to(lib.images_dir)
+        assert lib.image_parameters(rated).splitlines()[-1].startswith("Steps: 20, Sampler: Euler a")
+        # A row whose sha256 was replaced by a path cannot lead the image lookup out of the folder.
+        lib.db.execute("UPDATE generations SET image_sha256 = '../../etc/passwd' WHERE id = ?", [rated])
+        lib.conn.commit()
+        with pytest.raises(NotFound, match="missing"):
+            lib.generation_image(rated)
