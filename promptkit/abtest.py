@@ -14,7 +14,10 @@ from .generation import GenerationJob, JobOutcome, Progress, run_job
 from .library import Library, utc_now
 from .params import GenerationParams
 
-OVERRIDABLE = ("sampler", "steps", "cfg", "width", "height", "noise_device")
+# strength, lora_scale (every LoRA of the experiment) and control_scale (every ControlNet) live in params.extra.
+EXTRA_OVERRIDES = ("strength", "lora_scale", "control_scale")
+# model: the variant runs on another checkpoint (loaded once per process, with the same engine options).
+OVERRIDABLE = ("sampler", "steps", "cfg", "width", "height", "noise_device", "model", *EXTRA_OVERRIDES)
 _LABEL_RE = re.compile(r"^[^\s:=,]{1,64}$")
 _NAME_RE = re.compile(r"^\S(.{0,98}\S)?$")
 
@@ -38,8 +41,12 @@ def parse_override_value(key: str, value: str) -> Any:
     try:
         if key in ("steps", "width", "height"):
             return int(value)
-        if key == "cfg":
+        if key == "cfg" or key in EXTRA_OVERRIDES:
             return float(value)
+        if key == "model":
+            from .params import check_model_ref
+
+            check_model_ref(value, allow_pickle=False)
     except ValueError:
         raise BadParameter(f"variant override {key}={value!r} is not a number") from None
     return value
@@ -58,6 +65,21 @@ def parse_variant(text: str) -> VariantSpec:
             key, _, value = pair.partition("=")
             overrides[key.strip()] = parse_override_value(key.strip(), value.strip())
     return VariantSpec(label.strip(), prompt.strip(), overrides)
+
+
+def params_with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> GenerationParams:
+    """BASE parameters (a GenerationParams dict) with a variant's overrides applied and checked."""
+    plain = {k: v for k, v in overrides.items() if k not in EXTRA_OVERRIDES and k != "model"}
+    extra = json.loads(json.dumps(base.get("extra") or {}))
+    if "strength" in overrides:
+        extra["strength"] = float(overrides["strength"])
+    for key, units, flag in (("lora_scale", "loras", "--lora"), ("control_scale", "controlnets", "--controlnet")):
+        if key in overrides:
+            if not extra.get(units):
+                raise BadParameter(f"`{key}` can vary only when the experiment has a {flag.strip('-')} ({flag})")
+            for unit in extra[units]:
+                unit["scale"] = float(overrides[key])
+    return GenerationParams(**{**base, **plain, "extra": extra})
 
 
 def check_label(label: str) -> str:
@@ -93,8 +115,7 @@ def create_experiment(
     resolved = []
     for spec in variants:
         prompt = library.get_prompt(spec.prompt)
-        merged = {**params.to_dict(), **spec.overrides}
-        GenerationParams(**merged)  # validates the overrides
+        params_with_overrides(params.to_dict(), spec.overrides)  # validates the overrides
         resolved.append((spec, prompt["id"]))
     # 2. Write, all or nothing
     with library.write() as db:
@@ -151,7 +172,7 @@ def list_experiments(library: Library) -> list[dict[str, Any]]:
 
 def variant_params(experiment: dict[str, Any], variant: dict[str, Any]) -> GenerationParams:
     base = {k: v for k, v in experiment["params"].items() if k in GenerationParams.__dataclass_fields__}
-    return GenerationParams(**{**base, **variant["overrides"]})
+    return params_with_overrides(base, variant["overrides"])
 
 
 def cells(library: Library, experiment: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -186,12 +207,15 @@ def run_experiment(library: Library, engine, name: str, batch_size: int = 4,
             continue
         job = GenerationJob(prompt=variant["prompt"], params=variant_params(experiment, variant), seeds=seeds,
                             batch_size=batch_size, experiment_id=experiment["id"], variant=variant["label"])
+        variant_engine = engine
+        if variant["overrides"].get("model") and variant["overrides"]["model"] != engine.model:
+            variant_engine = type(engine).get(variant["overrides"]["model"], engine.options)
 
         def step(done: int, _total: int, offset: int = done_before) -> None:
             if progress:
                 progress(offset + done, total)
 
-        part = run_job(library, engine, job, progress=step, profile=profile)
+        part = run_job(library, variant_engine, job, progress=step, profile=profile)
         outcome.generations.extend(part.generations)
         outcome.notes.extend(part.notes)
         for key, value in part.timings.items():
@@ -330,7 +354,8 @@ def next_pair(library: Library, name: str, rng: random.Random | None = None) -> 
 
 # -- X/Y grids ---------------------------------------------------------------------
 
-PARAM_AXES = {"cfg": float, "steps": int, "sampler": str, "width": int, "height": int}
+PARAM_AXES = {"cfg": float, "steps": int, "sampler": str, "width": int, "height": int, "model": str,
+              "strength": float, "lora_scale": float, "control_scale": float}
 FIELD_AXES = ("subject", "action", "environment", "style", "quality")
 
 
@@ -362,6 +387,8 @@ def parse_axis(text: str) -> dict[str, Any]:
 
 
 def _axis_label(name: str, value: Any) -> str:
+    if name == "model":
+        value = str(value).rstrip("/").split("/")[-1]
     return re.sub(r"[\s:=,]+", "-", f"{name}{value}")[:31]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .cli_inputs import input_options, pop_input_request
 from .errors import PromptkitError
 from .library import Library
 
@@ -189,6 +190,8 @@ def engine_options(func):
         click.option("--vae-slicing", is_flag=True, help="Decode the batch one image at a time."),
         click.option("--vae-tiling", is_flag=True, help="Decode in tiles (large images)."),
         click.option("--compile", "compile_unet", is_flag=True, help="torch.compile the UNet."),
+        click.option("--config", "config_dir", type=click.Path(file_okay=False), default=None,
+                     help="Diffusers folder whose configs a single .safetensors --model uses (offline)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -196,10 +199,10 @@ def engine_options(func):
 
 
 def engine_options_dict(device, dtype, allow_pickle, cpu_offload, attention_slicing, vae_slicing, vae_tiling,
-                        compile_unet) -> dict[str, Any]:
+                        compile_unet, config_dir=None) -> dict[str, Any]:
     return {"device": device, "dtype": dtype, "allow_pickle": allow_pickle, "cpu_offload": cpu_offload,
             "attention_slicing": attention_slicing, "vae_slicing": vae_slicing, "vae_tiling": vae_tiling,
-            "compile": compile_unet}
+            "compile": compile_unet, "config": config_dir}
 
 
 def make_engine(model, **engine_flags):
@@ -286,6 +289,7 @@ def params_from(steps, cfg, sampler, width, height, noise_device):
 @click.option("--seeds", default="1-4", show_default=True, help="List 1,2,3, range 1-8, or random:N.")
 @sampling_options
 @click.option("--batch-size", type=int, default=4, show_default=True, help="Images per pipeline call.")
+@input_options
 @engine_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--profile", is_flag=True, help="Print where the time went (load, text encoding, denoising, ...).")
@@ -296,16 +300,25 @@ def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, batc
              profile, no_engine, as_json, **engine_flags) -> None:
     """Generate images of a saved PROMPT (id or name) on fixed seeds; store every image.
 
-    Runs on the warm engine (`promptkit worker start`) when one is up, else in this process.
+    Text-to-image runs on the warm engine (`promptkit worker start`) when one is up, else in this process;
+    jobs with init images, masks, LoRAs or ControlNets run in this process.
     """
+    from .inputs import prepare_inputs
     from .params import check_batch_size, parse_seeds
 
+    request = pop_input_request(engine_flags)
     params = params_from(steps, cfg, sampler, width, height, noise_device)
     seed_list = parse_seeds(seeds)
     check_batch_size(batch_size)
     model = resolve_model(model, engine_flags["allow_pickle"])
     with open_library(ctx) as lib:
         prompt_row = lib.get_prompt(prompt)
+        # Check every input, then the model's family against LoRAs and ControlNets, before writing anything.
+        prepared = prepare_inputs(request, prompt_row["positive"])
+        if prepared.extra:
+            make_engine(model, **engine_flags).check_request(prepared.extra)
+            no_engine = True  # the inputs' checks need the loaded model, which is now in this process
+        params.extra = prepared.store(lib)
         db_path = str(lib.path.resolve())
     spec = {"kind": "generate", "db": db_path, "model": model, "engine_options": engine_options_dict(**engine_flags),
             "prompt_id": prompt_row["id"], "params": params.to_dict(), "seeds": seed_list, "batch_size": batch_size,
@@ -433,14 +446,38 @@ def model() -> None:
 
 
 @model.command("tiny")
-@click.argument("path", type=click.Path(file_okay=False))
+@click.argument("path", type=click.Path())
+@click.option("--kind", type=click.Choice(["sd", "sd2", "sdxl", "sdxl-refiner", "inpaint", "controlnet", "lora"]), default="sd",
+              show_default=True, help="SD 1.x, SD 2.x (v-prediction), SDXL, SDXL refiner, 9-channel inpainting, ControlNet or LoRA.")
+@click.option("--for", "base", type=click.Choice(["sd", "sdxl"]), default="sd", show_default=True,
+              help="The tiny pipeline a ControlNet or LoRA is made for.")
 @json_option
-def model_tiny(path: str, as_json: bool) -> None:
-    """Write the tiny random-weight SD pipeline to PATH (offline; it draws noise, not pictures)."""
+def model_tiny(path: str, kind: str, base: str, as_json: bool) -> None:
+    """Write a tiny random-weight model to PATH (offline; it draws noise, not pictures).
+
+    A LoRA is one .safetensors file; everything else is a diffusers folder.
+    """
     from .tinymodel import TINY_NOTE, write_tiny_pipeline
 
-    folder = write_tiny_pipeline(path)
-    emit({"path": str(folder)}, as_json, f"wrote {folder}: {TINY_NOTE}")
+    folder = write_tiny_pipeline(path, kind=kind, base=base)
+    emit({"path": str(folder), "kind": kind}, as_json, f"wrote {folder} ({kind}): {TINY_NOTE}")
+
+
+@model.command("info")
+@click.argument("model_ref")
+@json_option
+def model_info(model_ref: str, as_json: bool) -> None:
+    """Family (SD 1.x, SD 2.x, SDXL), pipeline class and native size of a local diffusers folder."""
+    from .families import FAMILIES, detect_family
+    from .params import check_model_ref
+
+    if check_model_ref(model_ref, allow_pickle=True) != "folder":
+        raise PromptkitError(f"`model info` reads a local diffusers folder; {model_ref!r} is not one")
+    data = detect_family(model_ref)
+    data["default_size"] = FAMILIES[data["family"]]["size"]
+    emit(data, as_json, f"{model_ref}: {FAMILIES[data['family']]['label']} ({data['pipeline']}), "
+                        f"{data['prediction_type']}, inpainting: {'yes' if data['inpainting'] else 'no'}, "
+                        f"family default size {data['default_size']}")
 
 
 @main.command()

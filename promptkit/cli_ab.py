@@ -7,9 +7,11 @@ from typing import Any
 
 import click
 
-from .cli import (emit, engine_options, engine_options_dict, json_option, no_engine_option, open_library,
-                  params_from, report_outcome, resolve_model, run_generation_spec, sampling_options,
+from .cli import (emit, engine_options, engine_options_dict, json_option, no_engine_option,
+                  open_library, params_from, report_outcome, resolve_model, run_generation_spec, sampling_options,
                   templates_option)
+from .cli_inputs import input_options, pop_input_request
+from .inputs import prepare_inputs
 
 
 @click.group()
@@ -23,10 +25,12 @@ def ab() -> None:
               help="A variant: a saved prompt (id or name) with optional overrides, e.g. B=fox:cfg=9 (repeat).")
 @click.option("--seeds", default="1-8", show_default=True, help="List 1,2,3, range 1-8, or random:N.")
 @sampling_options
+@input_options
 @click.option("--model", default=None, envvar="PROMPTKIT_MODEL", help="Default model for `ab run`.")
 @json_option
 @click.pass_context
-def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise_device, model, as_json) -> None:
+def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise_device, model, as_json,
+           **input_flags) -> None:
     """Create experiment NAME with two or more variants on one seed list."""
     from .abtest import create_experiment, get_experiment, parse_variant
     from .params import parse_seeds
@@ -34,7 +38,9 @@ def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise
     specs = [parse_variant(v) for v in variants]
     params = params_from(steps, cfg, sampler, width, height, noise_device)
     seed_list = parse_seeds(seeds)
+    prepared = prepare_inputs(pop_input_request(input_flags))
     with open_library(ctx) as lib:
+        params.extra = prepared.store(lib)
         create_experiment(lib, name, specs, seed_list, params, model)
         experiment = get_experiment(lib, name)
     emit(_experiment_json(experiment), as_json,
@@ -49,19 +55,22 @@ def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise
 @click.option("--y", "y_axis", required=True, help="Y axis, as --x.")
 @click.option("--seeds", default="1", show_default=True, help="Seeds when neither axis is seed.")
 @sampling_options
+@input_options
 @click.option("--model", default=None, envvar="PROMPTKIT_MODEL", help="Default model for `ab run`.")
 @templates_option
 @json_option
 @click.pass_context
 def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, width, height, noise_device, model,
-          templates_dir, as_json) -> None:
+          templates_dir, as_json, **input_flags) -> None:
     """Create an X/Y plot over two of cfg, steps, sampler, seed or a prompt field (stored as an experiment)."""
     from .abtest import create_xy_experiment, get_experiment, parse_axis
     from .params import parse_seeds
 
     x, y = parse_axis(x_axis), parse_axis(y_axis)
     params = params_from(steps, cfg, sampler, width, height, noise_device)
+    prepared = prepare_inputs(pop_input_request(input_flags))
     with open_library(ctx) as lib:
+        params.extra = prepared.store(lib)
         create_xy_experiment(lib, name, prompt_ref, x, y, parse_seeds(seeds), params, model, templates_dir)
         experiment = get_experiment(lib, name)
     emit(_experiment_json(experiment), as_json,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import LibraryProblem, PromptkitError
+from .inputs import file_sha256, resolve_inputs
 from .library import Library, utc_now
 from .params import GenerationParams, check_batch_size
 from .pnginfo import encode_png
@@ -45,10 +46,15 @@ class JobOutcome:
     notes: list[str] = field(default_factory=list)  # warnings for the user (OOM retries, black images)
 
 
+# Recorded on each row's params for search and display, but derived (not inputs): reproduce drops them.
+DERIVED_PARAMS = ("family", "mode", "prompt_mode", "flags")
+
+
 def image_metadata(job: GenerationJob, engine_info: dict[str, Any], seed: int, batch: list[int], index: int,
-                   size: tuple[int, int]) -> dict[str, Any]:
+                   size: tuple[int, int], info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything needed to reproduce one image; no timestamps, so it is deterministic."""
     prompt = job.prompt
+    info = info or {}
     return {
         "positive": prompt["positive"],
         "negative": prompt["negative"],
@@ -66,6 +72,9 @@ def image_metadata(job: GenerationJob, engine_info: dict[str, Any], seed: int, b
         "batch": {"size": len(batch), "index": index, "seeds": [int(s) for s in batch]},
         "model": engine_info["model"],
         "model_hash": engine_info["model_hash"],
+        "family": engine_info.get("family"),
+        "mode": info.get("mode", "txt2img"),
+        "prompt_mode": info.get("prompt_mode", "plain"),
         "device": engine_info["device"],
         "dtype": engine_info["dtype"],
         "versions": engine_info["versions"],
@@ -128,7 +137,8 @@ class _Writer(threading.Thread):
                     "seed": meta["seed"],
                     "noise_device": meta["noise_device"],
                     "batch": meta["batch"],
-                    "params": meta["extra"],
+                    "params": {**meta["extra"], "family": meta["family"], "mode": meta["mode"],
+                               "prompt_mode": meta["prompt_mode"]},
                     "image_sha256": sha,
                     "image_path": library.relative_image_path(file),
                     "device": meta["device"],
@@ -191,14 +201,14 @@ class OutOfMemory(PromptkitError):
     """The GPU ran out of memory at batch size 1."""
 
 
-def _denoise(engine, job: GenerationJob, batch: list[int], profile: bool, notes: list[str]):
+def _denoise(engine, job: GenerationJob, batch: list[int], profile: bool, notes: list[str], inputs=None):
     """Run BATCH; on CUDA out-of-memory retry the same seeds in halves, down to one image.
 
     Yields (sub_batch, result): each image is recorded with the batch it was really made in.
     """
     try:
         yield batch, engine.run_batch(job.prompt["positive"], job.prompt["negative"], batch, job.params,
-                                      profile=profile)
+                                      profile=profile, inputs=inputs)
         return
     except Exception as exc:
         if not engine.is_out_of_memory(exc):
@@ -209,7 +219,7 @@ def _denoise(engine, job: GenerationJob, batch: list[int], profile: bool, notes:
     half = (len(batch) + 1) // 2
     notes.append(f"out of GPU memory at batch size {len(batch)}; retried as {half} + {len(batch) - half}")
     for part in (batch[:half], batch[half:]):
-        yield from _denoise(engine, job, part, profile, notes)
+        yield from _denoise(engine, job, part, profile, notes, inputs)
 
 
 def run_job(library: Library, engine, job: GenerationJob, progress: Progress | None = None,
@@ -222,6 +232,8 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
     batches = job.batches()
     if not job.seeds:
         raise PromptkitError("no seeds to generate")
+    engine.check_request(job.params.extra)
+    inputs = resolve_inputs(library, job.params.extra)
     engine_info = engine.describe()
     total, done = len(job.seeds), 0
     writer = _Writer(library.path, job, max_pending=max(2, 2 * job.batch_size))
@@ -231,14 +243,14 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
         with _StopAfterBatch() as stop:
             for batch in batches:
                 # 2. Denoise one batch (split in halves if the GPU runs out of memory)
-                for sub_batch, result in _denoise(engine, job, batch, profile, outcome.notes):
+                for sub_batch, result in _denoise(engine, job, batch, profile, outcome.notes, inputs):
                     size = (result.info["width"], result.info["height"])
                     per_image = result.seconds / len(sub_batch)
                     for key, value in result.info.get("timings", {}).items():
                         outcome.timings[key] = outcome.timings.get(key, 0.0) + value
                     # 3. Hand the images to the writer and go on with the next batch
                     for index, (seed, image) in enumerate(zip(sub_batch, result.images)):
-                        meta = image_metadata(job, engine_info, seed, sub_batch, index, size)
+                        meta = image_metadata(job, engine_info, seed, sub_batch, index, size, result.info)
                         writer.put((image, meta, per_image))
                     done += len(sub_batch)
                     if progress:
@@ -262,28 +274,55 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
 
 
 def reproduce(library: Library, engine, generation_id: int) -> dict[str, Any]:
-    """Regenerate a stored image by re-running the batch it was made in; compare sha256."""
+    """Regenerate a stored image by re-running the batch it was made in; compare sha256.
+
+    Init images, masks and control images come from the library; a LoRA file that changed
+    since is named in the notes.
+    """
+    from pathlib import Path
+
     gen = library.get_generation(generation_id)
     prompt = library.get_prompt(gen["prompt_id"])
     batch = gen.get("batch") or {"size": 1, "index": 0, "seeds": [gen["seed"]]}
+    extra = {k: v for k, v in (gen.get("params") or {}).items() if k not in DERIVED_PARAMS}
     params = GenerationParams(
         sampler=gen["sampler"], steps=gen["steps"], cfg=gen["cfg"], width=gen["width"], height=gen["height"],
-        noise_device=gen.get("noise_device") or "cpu", extra=gen.get("params") or {},
+        noise_device=gen.get("noise_device") or "cpu", extra=extra,
     )
+    notes = []
+    for lora in extra.get("loras") or []:
+        file = Path(lora["path"])
+        if not file.is_file():
+            raise PromptkitError(f"LoRA {lora['name']!r} used by generation {generation_id} is gone: "
+                                 f"{lora['path']!r}")
+        now = file_sha256(file)
+        if now != lora["sha256"]:
+            notes.append(f"LoRA file {lora['path']!r} changed since: stored sha256 {lora['sha256'][:12]}, "
+                         f"now {now[:12]}")
     job = GenerationJob(prompt=prompt, params=params, seeds=list(batch["seeds"]), batch_size=len(batch["seeds"]))
-    result = engine.run_batch(prompt["positive"], prompt["negative"], job.seeds, params)
+    inputs = resolve_inputs(library, extra)
+    if notes:
+        # The adapter is cached by its recorded hash; the changed file must load fresh.
+        engine.unload_loras()
+        extra["loras"] = [{**lora, "sha256": file_sha256(Path(lora["path"]))} for lora in extra["loras"]]
+    result = engine.run_batch(prompt["positive"], prompt["negative"], job.seeds, params, inputs=inputs)
+    if notes:
+        extra["loras"] = (gen.get("params") or {}).get("loras")
     index = int(batch["index"])
     meta = image_metadata(job, engine.describe(), job.seeds[index], job.seeds, index,
-                          (result.info["width"], result.info["height"]))
+                          (result.info["width"], result.info["height"]), result.info)
+    flags = image_flags(result.images[index])
+    if flags:
+        meta = {**meta, "extra": {**meta["extra"], "flags": flags}}
     png = encode_png(result.images[index], meta)
     import hashlib
 
     sha = hashlib.sha256(png).hexdigest()
-    notes = []
     info = engine.describe()
     for key in ("device", "dtype", "model_hash"):
         if gen.get(key) and gen[key] != info[key]:
-            notes.append(f"{key} differs: stored {gen[key]!r}, now {info[key]!r}")
+            notes.append(f"{key} differs: stored {gen[key]!r}, now {info[key]!r}"
+                         + (f" (model {gen['model']!r} changed since)" if key == "model_hash" else ""))
     if gen.get("versions") and gen["versions"] != info["versions"]:
         notes.append(f"library versions differ: stored {gen['versions']}, now {info['versions']}")
     return {"id": gen["id"], "stored_sha256": gen["image_sha256"], "new_sha256": sha,

@@ -137,10 +137,17 @@ def lint_prompt(positive: str, negative: str, model: str | None = None, notes: l
         neg_report = token_report(tokenizer, negative)
         for label, report in (("positive", pos_report), ("negative", neg_report)):
             if report.overflow_text:
+                chunks = -(-report.count // report.limit)
                 warnings.append(
-                    f"{label} prompt has {report.count} tokens, past the {report.limit}-token window; "
-                    f"ignored by the model: {report.overflow_text!r}"
+                    f"{label} prompt has {report.count} tokens, past the {report.limit}-token window: long mode, "
+                    f"encoded in {chunks} 77-token chunks as A1111 does (a plain diffusers pipeline would cut "
+                    f"{report.overflow_text!r})"
                 )
+    from .weighting import is_weighted
+
+    for label, text in (("positive", positive), ("negative", negative)):
+        if is_weighted(text):
+            warnings.append(f"{label} prompt uses A1111 weights or BREAK: weighted mode, encoded through compel")
     pos_words = {w for w in _WORD_RE.findall(positive.lower()) if w not in _STOPWORDS}
     neg_words = {w for w in _WORD_RE.findall(negative.lower()) if w not in _STOPWORDS}
     for word in sorted(pos_words & neg_words):

@@ -40,9 +40,27 @@ def a1111_parameters(meta: dict[str, Any]) -> str:
         ("Seed", meta["seed"]),
         ("Size", f"{meta['width']}x{meta['height']}"),
     ]
+    extra = meta.get("extra") or {}
+    if "strength" in extra:
+        settings.append(("Denoising strength", format_number(extra["strength"])))
+    if extra.get("mask_blur"):
+        settings.append(("Mask blur", extra["mask_blur"]))
     if meta.get("model_hash"):
         settings.append(("Model hash", meta["model_hash"]))
     settings.append(("Model", meta.get("model_name") or meta.get("model", "")))
+    if extra.get("loras"):
+        settings.append(("Lora hashes", ", ".join(f"{l['name']}: {l['sha256'][:12]}" for l in extra["loras"])))
+    for i, unit in enumerate(extra.get("controlnets") or []):
+        name = str(unit["model"]).rstrip("/").split("/")[-1]
+        settings.append((f"ControlNet {i}", f"Module: {unit['module']}, Model: {name}, "
+                                            f"Weight: {format_number(unit['scale'])}, "
+                                            f"Guidance Start: {format_number(unit['start'])}, "
+                                            f"Guidance End: {format_number(unit['end'])}"))
+    if extra.get("refiner"):
+        refiner = extra["refiner"]
+        name = str(refiner["model"]).rstrip("/").split("/")[-1]
+        settings.append(("Refiner", f"{name} [{refiner['model_hash']}]" if refiner.get("model_hash") else name))
+        settings.append(("Refiner switch at", format_number(refiner["switch"])))
     if meta.get("noise_device") == "gpu":
         settings.append(("RNG", "GPU"))
     settings.append(("Version", f"promptkit {meta.get('versions', {}).get('promptkit', '')}".strip()))
@@ -87,6 +105,12 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
                 result[name] = kind(settings[key])
             except ValueError:
                 raise PromptkitError(f"parameters field {key!r} is not a number: {settings[key]!r}") from None
+    if "Denoising strength" in settings:
+        try:
+            result["strength"] = float(settings["Denoising strength"])
+        except ValueError:
+            raise PromptkitError(f"parameters field 'Denoising strength' is not a number: "
+                                 f"{settings['Denoising strength']!r}") from None
     if "Sampler" in settings:
         result["sampler"] = settings["Sampler"]
     if "Model" in settings:

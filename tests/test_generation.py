@@ -135,11 +135,11 @@ def test_out_of_memory_retries_in_halves_with_same_seeds(isolated_library, tiny_
     original = type(tiny_engine).run_batch
     sizes = []
 
-    def oom_above_one(self, positive, negative, seeds, params, profile=False):
+    def oom_above_one(self, positive, negative, seeds, params, profile=False, inputs=None):
         sizes.append(len(seeds))
         if len(seeds) > 1:
             raise FakeOutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return original(self, positive, negative, seeds, params, profile=profile)
+        return original(self, positive, negative, seeds, params, profile=profile, inputs=inputs)
 
     reference = _generate(isolated_library, tiny_engine, saved_prompt, [1, 2, 3, 4], batch_size=1)
     monkeypatch.setattr(type(tiny_engine), "run_batch", oom_above_one)

@@ -16,7 +16,7 @@ def test_long_prompt_flags_words_past_window():
     overflow = report.positive.overflow_text
     assert overflow and overflow.endswith("word59")
     assert "word0," not in overflow
-    assert any("past the 75-token window" in w and "word59" in w for w in report.warnings)
+    assert any("past the 75-token window" in w and "word59" in w and "chunks" in w for w in report.warnings)
 
 
 def test_short_prompt_has_no_overflow():

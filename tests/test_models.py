@@ -1,0 +1,375 @@
+"""Beyond text-to-image on tiny models: families, img2img, inpainting, ControlNet, LoRA, prompt weighting."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from promptkit.generation import GenerationJob, reproduce, run_job
+from promptkit.inputs import InputRequest, prepare_inputs
+from promptkit.library import Library
+from promptkit.params import GenerationParams
+from promptkit.pnginfo import parse_a1111_parameters, read_png_text
+
+FAST = dict(steps=3, cfg=5.0, sampler="Euler")
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory, tiny_model):
+    from promptkit.tinymodel import write_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("kinds")
+    paths = {"sd": tiny_model}
+    for kind in ("sd2", "sdxl", "sdxl-refiner", "inpaint"):
+        paths[kind] = str(write_tiny_pipeline(root / kind, kind))
+    paths["controlnet"] = str(write_tiny_pipeline(root / "cn", "controlnet"))
+    paths["controlnet_xl"] = str(write_tiny_pipeline(root / "cnxl", "controlnet", base="sdxl"))
+    paths["lora"] = str(write_tiny_pipeline(root / "loras" / "style.safetensors", "lora"))
+    paths["lora_xl"] = str(write_tiny_pipeline(root / "loras-xl" / "xlstyle.safetensors", "lora", base="sdxl"))
+    return paths
+
+
+def engine_for(path):
+    from promptkit.engine import Engine, EngineOptions
+
+    return Engine.get(path, EngineOptions(device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def pictures(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pictures")
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((64, 64, 3)) * 255).astype("uint8")).save(root / "init.png")
+    mask = np.zeros((64, 64), "uint8")
+    mask[16:48, 16:48] = 255
+    Image.fromarray(mask).save(root / "mask.png")
+    Image.fromarray(mask[:32, :32]).save(root / "small-mask.png")
+    (root / "not-an-image.png").write_text("not a picture")
+    return {name: str(root / f"{name}.png") for name in ("init", "mask", "small-mask", "not-an-image")}
+
+
+def generate(db, engine, prompt, request=None, seeds=(1,), batch_size=1, **params):
+    with Library(db) as lib:
+        prepared = prepare_inputs(request or InputRequest(), prompt["positive"])
+        engine.check_request(prepared.extra)
+        extra = prepared.store(lib)
+        job = GenerationJob(prompt=prompt, params=GenerationParams(**{**FAST, **params}, extra=extra),
+                            seeds=list(seeds), batch_size=batch_size)
+        return run_job(lib, engine, job).generations
+
+
+def pixels(gen):
+    return np.asarray(Image.open(gen["image_path"]).convert("RGB"), dtype=np.int16)
+
+
+def test_families_detected_from_configs_and_recorded(models, isolated_library, saved_prompt):
+    from promptkit.families import detect_family
+
+    assert detect_family(models["sd"])["family"] == "sd1"
+    assert detect_family(models["sd2"])["family"] == "sd2"
+    assert detect_family(models["sd2"])["prediction_type"] == "v_prediction"
+    assert detect_family(models["sdxl"])["family"] == "sdxl"
+    assert detect_family(models["inpaint"])["inpainting"] is True
+    for kind, family in (("sd", "sd1"), ("sd2", "sd2"), ("sdxl", "sdxl")):
+        engine = engine_for(models[kind])
+        assert engine.family == family
+        gen = generate(isolated_library, engine, saved_prompt)[0]
+        meta = json.loads(read_png_text(gen["image_path"])["promptkit"])
+        assert meta["family"] == family and meta["mode"] == "txt2img"
+        with Library(isolated_library) as lib:
+            assert lib.get_generation(gen["id"])["params"]["family"] == family
+
+
+CASES = {
+    "sd2-v-prediction": ("sd2", lambda m, p: InputRequest()),
+    "sdxl": ("sdxl", lambda m, p: InputRequest()),
+    "img2img": ("sd", lambda m, p: InputRequest(init_image=p["init"], strength=0.6)),
+    "sdxl-img2img": ("sdxl", lambda m, p: InputRequest(init_image=p["init"], strength=0.6)),
+    "inpaint-4-channel": ("sd", lambda m, p: InputRequest(init_image=p["init"], mask=p["mask"], mask_blur=2)),
+    "inpaint-9-channel": ("inpaint", lambda m, p: InputRequest(init_image=p["init"], mask=p["mask"])),
+    "controlnet-canny": ("sd", lambda m, p: InputRequest(controlnets=[m["controlnet"]], control_images=[p["init"]],
+                                                         control_modules=["canny"], control_scales=[0.8])),
+    "sdxl-controlnet": ("sdxl", lambda m, p: InputRequest(controlnets=[m["controlnet_xl"]],
+                                                          control_images=[p["init"]])),
+    "lora": ("sd", lambda m, p: InputRequest(loras=[m["lora"] + ":0.7"])),
+    "sdxl-lora": ("sdxl", lambda m, p: InputRequest(loras=[m["lora_xl"]])),
+    "sdxl-refiner": ("sdxl", lambda m, p: InputRequest(refiner=m["sdxl-refiner"], refiner_switch=0.7)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_mode_generates_and_reproduces_byte_for_byte(case, models, pictures, isolated_library, saved_prompt):
+    kind, make_request = CASES[case]
+    engine = engine_for(models[kind])
+    gens = generate(isolated_library, engine, saved_prompt, make_request(models, pictures), seeds=[3, 4],
+                    batch_size=2)
+    with Library(isolated_library) as lib:
+        result = reproduce(lib, engine, gens[1]["id"])
+    assert result["match"], result
+
+
+def test_weighted_prompt_reproduces(models, isolated_library):
+    from promptkit.templates import Fields, Prompt
+
+    engine = engine_for(models["sd"])
+    with Library(isolated_library) as lib:
+        prompt = lib.get_prompt(lib.save_prompt(Prompt(positive="a (red:1.4) lighthouse BREAK [storm]",
+                                                       negative="blurry", template="raw", template_digest="x", fields=Fields())))
+    gen = generate(isolated_library, engine, prompt)[0]
+    meta = json.loads(read_png_text(gen["image_path"])["promptkit"])
+    assert meta["prompt_mode"] == "weighted"
+    with Library(isolated_library) as lib:
+        assert reproduce(lib, engine, gen["id"])["match"]
+
+
+def test_one_load_serves_txt2img_img2img_and_inpainting(models, pictures, isolated_library, saved_prompt,
+                                                        monkeypatch):
+    import diffusers
+    import transformers
+
+    engine = engine_for(models["sd"])
+    loads = []
+    for cls in (diffusers.ModelMixin, transformers.PreTrainedModel, diffusers.DiffusionPipeline):
+        original = cls.from_pretrained.__func__
+
+        def counting(klass, *args, _original=original, **kwargs):
+            loads.append(klass.__name__)
+            return _original(klass, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(counting))
+    generate(isolated_library, engine, saved_prompt)
+    generate(isolated_library, engine, saved_prompt, InputRequest(init_image=pictures["init"]))
+    generate(isolated_library, engine, saved_prompt, InputRequest(init_image=pictures["init"], mask=pictures["mask"]))
+    assert loads == []
+    for mode in ("img2img", "inpaint"):
+        pipe = engine.pipeline_for(mode)
+        assert pipe.unet is engine.pipe.unet and pipe.vae is engine.pipe.vae
+        assert pipe.text_encoder is engine.pipe.text_encoder
+
+
+def test_inpainting_changes_outside_the_mask_far_less_than_inside(models, pictures, isolated_library, saved_prompt):
+    engine = engine_for(models["sd"])
+    gen = generate(isolated_library, engine, saved_prompt,
+                   InputRequest(init_image=pictures["init"], mask=pictures["mask"]), steps=4)[0]
+    out = pixels(gen)
+    init = np.asarray(Image.open(pictures["init"]).convert("RGB"), dtype=np.int16)
+    inside = np.zeros((64, 64), bool)
+    inside[16:48, 16:48] = True
+    change = np.abs(out - init).mean(axis=2)
+    assert change[inside].mean() > 5 * change[~inside].mean()
+
+
+def test_lora_scale_zero_equals_no_lora_and_unloading_restores_the_base(models):
+    from promptkit.inputs import check_lora
+
+    engine = engine_for(models["sd"])
+    lora = check_lora(models["lora"], 1.0)
+
+    def image(loras):
+        params = GenerationParams(**FAST, extra={"loras": loras} if loras else {})
+        return np.asarray(engine.run_batch("a lighthouse", "blurry", [5], params).images[0], dtype=np.int16)
+
+    base = image([])
+    assert np.array_equal(image([{**lora, "scale": 0.0}]), base)
+    assert np.abs(image([{**lora, "scale": 1.0}]) - base).max() > 0
+    assert np.array_equal(image([]), base)  # disabled adapters: exactly the base again
+    engine.unload_loras()
+    assert np.array_equal(image([]), base)
+
+
+def test_lora_scale_sweep_loads_the_file_once(models, monkeypatch):
+    from promptkit.inputs import check_lora
+
+    engine = engine_for(models["sd"])
+    engine.unload_loras()
+    calls = []
+    original = type(engine.pipe).load_lora_weights
+    monkeypatch.setattr(type(engine.pipe), "load_lora_weights",
+                        lambda self, *a, **k: calls.append(a) or original(self, *a, **k))
+    lora = check_lora(models["lora"], 1.0)
+    for scale in (0.0, 0.5, 1.0):
+        for seed in (1, 2, 3, 4):
+            engine.run_batch("a fox", "", [seed], GenerationParams(**FAST, extra={"loras": [{**lora, "scale": scale}]}))
+    assert len(calls) == 1
+
+
+def test_lora_tag_in_prompt_resolves_in_lora_dir_and_leaves_the_encoder_text(models, isolated_library):
+    from pathlib import Path
+
+    from promptkit.templates import Fields, Prompt
+    from promptkit.weighting import strip_lora_tags
+
+    lora_dir = str(Path(models["lora"]).parent)
+    prepared = prepare_inputs(InputRequest(lora_dir=lora_dir), "a fox <lora:style:0.6>, snow")
+    assert [(l["name"], l["scale"]) for l in prepared.extra["loras"]] == [("style", 0.6)]
+    assert strip_lora_tags("a fox <lora:style:0.6>, snow") == "a fox, snow"
+    engine = engine_for(models["sd"])
+    with Library(isolated_library) as lib:
+        prompt = lib.get_prompt(lib.save_prompt(Prompt(positive="a fox <lora:style:0.6>, snow", negative="",
+                                                       template="raw", template_digest="x", fields=Fields())))
+    gen = generate(isolated_library, engine, prompt, InputRequest(lora_dir=lora_dir))[0]
+    parsed = parse_a1111_parameters(read_png_text(gen["image_path"])["parameters"])
+    assert parsed["settings"]["Lora hashes"].startswith("style: ")
+    direct = engine.run_batch("a fox, snow", "", [1], GenerationParams(**FAST, extra=prepared.extra)).images[0]
+    assert np.array_equal(pixels(gen), np.asarray(direct, dtype=np.int16))
+
+
+def test_weight_changes_the_image_and_long_prompts_are_chunked_not_cut(models):
+    engine = engine_for(models["sd"])
+
+    def image(text):
+        return np.asarray(engine.run_batch(text, "", [9], GenerationParams(**FAST)).images[0], dtype=np.int16)
+
+    assert np.abs(image("a (lighthouse:1.5) at dusk") - image("a lighthouse at dusk")).max() > 0
+    head = ", ".join(f"word{i}" for i in range(45))  # ~135 tokens
+    assert engine.prompt_mode(head + ", a red fox") == "long"
+    assert np.abs(image(head + ", a red fox") - image(head + ", a blue whale")).max() > 0
+
+
+def test_a1111_syntax_converts_to_the_same_weights_under_compel():
+    from compel.prompt_parser import PromptParser
+
+    from promptkit.weighting import parse_attention, to_compel_segments
+
+    cases = ["a (red:1.3) cat", "((nested)) and [less] here", "a \\(literal\\) (weighted:0.5), rock-n-roll-",
+             "[[twice down]] (x (y:1.2) z)", "plain text only", "say \"hi\" (loud)"]
+    parser = PromptParser()
+    for text in cases:
+        expected = [(t, w) for t, w in parse_attention(text) if t.strip()]
+        (segment,) = to_compel_segments(text)
+        got = [(f.text, f.weight) for p in parser.parse_conjunction(segment).prompts for f in p.children
+               if f.text.strip()]
+        squash = lambda s: "".join(ch for ch in s if ch.isalnum())  # noqa: E731 (spacing differs, tokens do not)
+        assert [squash(t) for t, _ in got] == [squash(t) for t, _ in expected], text
+        assert [round(w, 4) for _, w in got] == [round(w, 4) for _, w in expected], text
+    assert to_compel_segments("a cat BREAK a dog") == ["a cat", "a dog"]
+    assert parse_attention("(a:1.5)") == [("a", 1.5)]
+    assert parse_attention("(a)")[0][1] == pytest.approx(1.1)
+    assert parse_attention("[a]")[0][1] == pytest.approx(1 / 1.1)
+
+
+def test_lint_says_which_prompt_mode_applies():
+    from promptkit.lint import lint_prompt
+
+    assert any("weighted" in w for w in lint_prompt("a (red:1.2) cat", "").warnings)
+    long_text = ", ".join(f"word{i}" for i in range(60))
+    assert any("77-token chunks" in w for w in lint_prompt(long_text, "").warnings)
+
+
+def test_png_parameters_carry_a1111_keys(models, pictures, isolated_library, saved_prompt):
+    engine = engine_for(models["sd"])
+    gen = generate(isolated_library, engine, saved_prompt,
+                   InputRequest(init_image=pictures["init"], strength=0.6, loras=[models["lora"] + ":0.5"],
+                                controlnets=[models["controlnet"]], control_images=[pictures["init"]],
+                                control_modules=["canny"]))[0]
+    settings = parse_a1111_parameters(read_png_text(gen["image_path"])["parameters"])["settings"]
+    assert settings["Denoising strength"] == "0.6"
+    assert settings["Lora hashes"].startswith("style: ")
+    assert settings["ControlNet 0"].startswith("Module: canny, Model: cn, Weight: 1")
+
+
+def test_refiner_changes_the_image_and_is_recorded(models, isolated_library, saved_prompt):
+    engine = engine_for(models["sdxl"])
+    plain = generate(isolated_library, engine, saved_prompt, steps=4)[0]
+    refined = generate(isolated_library, engine, saved_prompt, InputRequest(refiner=models["sdxl-refiner"]),
+                       steps=4)[0]
+    assert np.abs(pixels(plain) - pixels(refined)).max() > 0
+    settings = parse_a1111_parameters(read_png_text(refined["image_path"])["parameters"])["settings"]
+    assert settings["Refiner"].startswith("sdxl-refiner [") and settings["Refiner switch at"] == "0.8"
+
+
+BAD = {
+    "init image not an image": (["--init-image", "{not-an-image}"], "`init_image`"),
+    "mask not an image": (["--init-image", "{init}", "--mask", "{not-an-image}"], "`mask`"),
+    "mask of another size": (["--init-image", "{init}", "--mask", "{small-mask}"], "must be the same size"),
+    "strength 0": (["--init-image", "{init}", "--strength", "0"], "`strength` must be in (0, 1] but is 0"),
+    "strength 1.5": (["--init-image", "{init}", "--strength", "1.5"], "but is 1.5"),
+    "missing LoRA": (["--lora", "missing.safetensors"], "does not exist"),
+    "pickle LoRA": (["--lora", "style.ckpt"], "refusing pickle LoRA"),
+    "LoRA for another family": (["--lora", "{lora_xl}"], "was made for"),
+    "ControlNet for another family": (["--controlnet", "{controlnet_xl}", "--control-image", "{init}"],
+                                      "was made for SDXL"),
+    "ControlNet without control image": (["--controlnet", "{controlnet}"], "has no control image"),
+    "refiner on an SD 1.x model": (["--refiner", "{sdxl-refiner}"], "`refiner` needs an SDXL base model"),
+    "refiner switch 1": (["--refiner", "{sdxl-refiner}", "--refiner-switch", "1"], "`refiner_switch` must be"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_one_line_and_writes_nothing(case, models, pictures, isolated_library, saved_prompt, tmp_path):
+    from promptkit.cli import main
+
+    (tmp_path / "style.ckpt").write_bytes(b"pickle")
+    args, message = BAD[case]
+    names = {**models, **pictures}
+    args = [a.format(**names) for a in args]
+    result = CliRunner().invoke(main, ["generate", "lighthouse", "--model", models["sd"], "--seeds", "1",
+                                       "--steps", "2", "-q", *args])
+    assert result.exit_code == 1, result.output
+    error = result.output.strip()
+    assert error.startswith("Error: ") and "\n" not in error and message in error, error
+    with Library(isolated_library) as lib:
+        assert lib.db["generations"].count == 0
+        assert not any(p.is_file() for p in lib.images_dir.rglob("*")) if lib.images_dir.exists() else True
+
+
+def test_lora_scale_xy_sweep_runs_and_loads_the_lora_once(models, isolated_library, saved_prompt, monkeypatch):
+    from promptkit.abtest import create_xy_experiment, parse_axis, run_experiment
+
+    engine = engine_for(models["sd"])
+    engine.unload_loras()
+    calls = []
+    original = type(engine.pipe).load_lora_weights
+    monkeypatch.setattr(type(engine.pipe), "load_lora_weights",
+                        lambda self, *a, **k: calls.append(a) or original(self, *a, **k))
+    extra = prepare_inputs(InputRequest(loras=[models["lora"]])).extra
+    with Library(isolated_library) as lib:
+        create_xy_experiment(lib, "sweep", "lighthouse", parse_axis("lora_scale=0,0.5,1"), parse_axis("seed=1-4"),
+                             [1], GenerationParams(steps=2, cfg=5.0, sampler="Euler", extra=extra))
+        outcome = run_experiment(lib, engine, "sweep", batch_size=4)
+        scales = sorted({lib.get_generation(g["id"])["params"]["loras"][0]["scale"] for g in outcome.generations})
+    assert len(outcome.generations) == 12 and scales == [0.0, 0.5, 1.0]
+    assert len(calls) == 1
+
+
+def test_variant_override_of_strength_and_missing_lora_is_refused():
+    from promptkit.abtest import params_with_overrides
+    from promptkit.errors import BadParameter
+
+    base = GenerationParams(extra={"init_image": "abc", "strength": 0.5}).to_dict()
+    assert params_with_overrides(base, {"strength": 0.9}).extra["strength"] == 0.9
+    with pytest.raises(BadParameter, match="`strength` must be in"):
+        params_with_overrides(base, {"strength": 1.5})
+    with pytest.raises(BadParameter, match="lora_scale"):
+        params_with_overrides(base, {"lora_scale": 0.5})
+
+
+def test_model_as_an_xy_axis_runs_each_checkpoint_on_the_same_seeds(models, isolated_library, saved_prompt):
+    from promptkit.abtest import create_xy_experiment, parse_axis, run_experiment
+
+    axis = parse_axis(f"model={models['sd']},{models['sd2']}")
+    with Library(isolated_library) as lib:
+        create_xy_experiment(lib, "models", "lighthouse", axis, parse_axis("seed=1-2"), [1],
+                             GenerationParams(steps=2, cfg=5.0, sampler="Euler"))
+        outcome = run_experiment(lib, engine_for(models["sd"]), "models", batch_size=2)
+        rows = [lib.get_generation(g["id"]) for g in outcome.generations]
+    assert sorted((r["model"], r["seed"]) for r in rows) == sorted(
+        (m, s) for m in (models["sd"], models["sd2"]) for s in (1, 2))
+    assert {r["params"]["family"] for r in rows} == {"sd1", "sd2"}
+
+
+def test_single_file_pipeline_class_from_keys_or_config(models, tmp_path):
+    from promptkit.engine import single_file_pipeline_class
+    from promptkit.errors import ModelProblem
+
+    sd = {"model.diffusion_model.input_blocks.0.0.weight": {"shape": [320, 4, 3, 3]}}
+    inpaint = {"model.diffusion_model.input_blocks.0.0.weight": {"shape": [320, 9, 3, 3]}}
+    xl = {**sd, "conditioner.embedders.1.model.ln_final.weight": {"shape": [1280]}}
+    assert single_file_pipeline_class(sd) == "StableDiffusionPipeline"
+    assert single_file_pipeline_class(inpaint) == "StableDiffusionInpaintPipeline"
+    assert single_file_pipeline_class(xl) == "StableDiffusionXLPipeline"
+    assert single_file_pipeline_class(sd, models["sdxl"]) == "StableDiffusionXLPipeline"
+    with pytest.raises(ModelProblem, match="has no model_index.json"):
+        single_file_pipeline_class(sd, str(tmp_path))
