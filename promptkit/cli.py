@@ -375,5 +375,7 @@ def demo(ctx, model_dir: str, as_json: bool) -> None:
                    f"`promptkit rate GENERATION_ID 5`")
 
 
+from .cli_maintenance import register as _register_maintenance; _register_maintenance(main)  # noqa: E402,E702
+
 if __name__ == "__main__":  # pragma: no cover
     main()

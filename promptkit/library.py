@@ -430,6 +430,8 @@ class Library:
         sha = hashlib.sha256(png).hexdigest()
         final = self.image_file(sha)
         if final.is_file() and final.stat().st_size == len(png):
+            # Fresh mtime: `doctor --fix` leaves young files alone, and this one is about to get a row.
+            os.utime(final)
             return sha, final
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=".png")
@@ -452,14 +454,15 @@ class Library:
 
     def add_generation(self, row: dict[str, Any]) -> int:
         """Insert a generation row; its image must already be on disk."""
-        if not self.image_file(row["image_sha256"]).is_file():
-            raise LibraryProblem(f"refusing to record generation: image {row['image_sha256']} is not on disk")
         record = dict(row)
         for key in ("batch", "params", "versions"):
             if key in record and not isinstance(record[key], str):
                 record[key] = json.dumps(record[key], sort_keys=True)
         record.setdefault("created_at", utc_now())
         with self.write() as db:
+            # Checked under the write lock, which `doctor --fix` holds while it moves files.
+            if not self.image_file(row["image_sha256"]).is_file():
+                raise LibraryProblem(f"refusing to record generation: image {row['image_sha256']} is not on disk")
             table = db["generations"]
             table.insert(record)
             return int(table.last_pk)

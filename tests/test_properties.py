@@ -63,7 +63,7 @@ def _fields():
 
 
 BUILDER = PromptBuilder()
-FAST = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST

@@ -1,0 +1,63 @@
+"""Library maintenance commands: doctor, export, import, import-png.
+
+cli.py calls `register(main)` from its last lines to add these commands to `promptkit`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .cli_output import emit, json_option
+from .library import default_db_path
+
+
+@click.command()
+@click.option("--fix", is_flag=True,
+              help="Move orphan and leftover temp files to <dbstem>-quarantine/ (nothing is deleted; "
+                   "files a row refers to are never touched).")
+@click.option("--min-age", "min_age", type=click.FloatRange(min=0), default=600, show_default=True,
+              help="Seconds: --fix leaves younger stray files alone, as they may belong to a write in progress.")
+@json_option
+@click.pass_context
+def doctor(ctx: click.Context, fix: bool, min_age: float, as_json: bool) -> None:
+    """Check the library: database integrity, foreign keys, schema version, every image's sha256,
+    orphan and temp files. Exit 1 when something is inconsistent."""
+    from .doctor import run_doctor
+
+    report = run_doctor(default_db_path(ctx.obj["db"]), fix=fix, min_age_seconds=min_age)
+    if as_json:
+        emit(report.to_dict(), True)
+    else:
+        _print_doctor_report(report, fix)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print_doctor_report(report, fix: bool) -> None:
+    schema = report.schema
+    state = "up to date" if not schema["pending"] and not schema["unknown"] else "see below"
+    click.echo(f"library: {report.db} (schema {schema['version'] or 'none'}, {state})")
+    counts = report.counts
+    click.echo(f"checked: {counts['generations']} generations, {counts['files_hashed']} image files hashed, "
+               f"{counts['files_on_disk']} files under {report.images_dir}")
+    for finding in report.findings:
+        label = "fixed" if finding.fixed else ("problem" if finding.problem else "note")
+        where = f" {finding.path}:" if finding.path else ""
+        line = f"{label}: {finding.check}:{where} {finding.message}"
+        if finding.action:
+            line += f" [{finding.action}]"
+        click.echo(line)
+    unfixed = [f for f in report.findings if f.problem and not f.fixed]
+    if not unfixed:
+        click.echo("ok: the library is consistent")
+        return
+    click.echo(f"{len(unfixed)} problem(s)")
+    if not fix and report.fixable:
+        click.echo(f"run `promptkit doctor --fix` to move {len(report.fixable)} stray file(s) to quarantine")
+
+
+def register(main: click.Group) -> None:
+    """Add the maintenance commands to the `promptkit` group."""
+    main.add_command(doctor)
