@@ -58,6 +58,50 @@ def _print_doctor_report(report, fix: bool) -> None:
         click.echo(f"run `promptkit doctor --fix` to move {len(report.fixable)} stray file(s) to quarantine")
 
 
+@click.command("export")
+@click.argument("folder", type=click.Path(file_okay=False))
+@json_option
+@click.pass_context
+def export_command(ctx: click.Context, folder: str, as_json: bool) -> None:
+    """Write a portable copy of the library to FOLDER: manifest.json, one JSON-lines file per
+    table and images/<sha256>.png."""
+    from .library import Library
+    from .portable import export_library
+
+    with Library(ctx.obj["db"], create=False) as lib:
+        manifest = export_library(lib, folder)
+    counts = manifest["counts"]
+    emit(manifest, as_json, f"exported {counts['prompts']} prompts, {counts['generations']} generations, "
+                            f"{counts['ratings']} ratings, {counts['experiments']} experiments and "
+                            f"{counts['images']} images to {folder}")
+
+
+@click.command("import")
+@click.argument("folder", type=click.Path(file_okay=False))
+@json_option
+@click.pass_context
+def import_command(ctx: click.Context, folder: str, as_json: bool) -> None:
+    """Merge an export FOLDER into the library; rows already there are skipped, ids remapped."""
+    from .library import Library
+    from .portable import import_library, read_export
+
+    export = read_export(folder)  # all checks first: a bad export must not even create the library
+    with Library(ctx.obj["db"]) as lib:
+        summary = import_library(lib, export)
+    if as_json:
+        emit(summary, True)
+        return
+    added = ", ".join(f"{n} {table}" for table, n in summary["added"].items() if n) or "nothing new"
+    present = sum(summary["present"].values())
+    click.echo(f"imported {added}; {summary['images_added']} new images"
+               + (f"; {present} rows were already in the library" if present else ""))
+    for rename in summary["renamed"]:
+        click.echo(f"renamed {rename['table'][:-1]} {rename['from']!r} to {rename['to']!r} (the name was taken)")
+    for note in summary["notes"]:
+        click.echo(f"note: {note}")
+
+
 def register(main: click.Group) -> None:
     """Add the maintenance commands to the `promptkit` group."""
-    main.add_command(doctor)
+    for command in (doctor, export_command, import_command):
+        main.add_command(command)

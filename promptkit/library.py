@@ -365,7 +365,7 @@ class Library:
                     "positive": prompt.positive,
                     "negative": prompt.negative,
                     "parent_id": parent_id,
-                    "tags": json.dumps(tags or []),
+                    "tags": json.dumps(tags or [], ensure_ascii=False),  # as typed, so full-text search finds it
                     "notes": notes,
                     "starred": 0,
                     "created_at": utc_now(),
@@ -488,6 +488,10 @@ class Library:
 
     def relative_image_path(self, file: Path) -> str:
         return os.path.relpath(file, self.path.parent)
+
+    def table_columns(self, table: str) -> list[str]:
+        """Column names of TABLE, in table order."""
+        return list(self._columns(table))
 
     def _row_dict(self, table: str, row: tuple) -> dict[str, Any]:
         columns = self._columns(table)
