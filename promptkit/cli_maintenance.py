@@ -59,7 +59,7 @@ def _print_doctor_report(report, fix: bool) -> None:
 
 
 @click.command("export")
-@click.argument("folder", type=click.Path(file_okay=False))
+@click.argument("folder")
 @json_option
 @click.pass_context
 def export_command(ctx: click.Context, folder: str, as_json: bool) -> None:
@@ -77,7 +77,7 @@ def export_command(ctx: click.Context, folder: str, as_json: bool) -> None:
 
 
 @click.command("import")
-@click.argument("folder", type=click.Path(file_okay=False))
+@click.argument("folder")
 @json_option
 @click.pass_context
 def import_command(ctx: click.Context, folder: str, as_json: bool) -> None:
@@ -101,7 +101,30 @@ def import_command(ctx: click.Context, folder: str, as_json: bool) -> None:
         click.echo(f"note: {note}")
 
 
+@click.command("import-png")
+@click.argument("files", nargs=-1, required=True, metavar="FILES...")
+@json_option
+@click.pass_context
+def import_png(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
+    """Import the prompts of PNGs made by AUTOMATIC1111, Civitai or promptkit (their `parameters`
+    or `promptkit` chunk); a prompt the library already has is skipped."""
+    from .library import Library
+    from .pngimport import import_pngs, read_png_prompt
+
+    pngs = [read_png_prompt(file) for file in files]  # all read before the library is even opened
+    with Library(ctx.obj["db"]) as lib:
+        results = import_pngs(lib, pngs)
+    if as_json:
+        emit(results, True)
+        return
+    for result in results:
+        if result["status"] == "added":
+            click.echo(f"{result['file']}: added as prompt {result['prompt_id']} ({result['source']})")
+        else:
+            click.echo(f"{result['file']}: skipped, {result['reason']}")
+
+
 def register(main: click.Group) -> None:
     """Add the maintenance commands to the `promptkit` group."""
-    for command in (doctor, export_command, import_command):
+    for command in (doctor, export_command, import_command, import_png):
         main.add_command(command)

@@ -83,9 +83,11 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
                 value = value[1:-1]
         settings[key.strip()] = value
     result: dict[str, Any] = {"positive": "\n".join(positive), "negative": "\n".join(negative), "settings": settings}
-    if "Size" in settings and "x" in settings["Size"]:
-        w, h = settings["Size"].split("x", 1)
-        result["width"], result["height"] = int(w), int(h)
+    if "Size" in settings:
+        size = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", settings["Size"])
+        if not size:
+            raise PromptkitError(f"parameters field 'Size' is not WIDTHxHEIGHT: {settings['Size']!r}")
+        result["width"], result["height"] = int(size.group(1)), int(size.group(2))
     for key, name, kind in (("Steps", "steps", int), ("CFG scale", "cfg", float), ("Seed", "seed", int)):
         if key in settings:
             try:

@@ -51,7 +51,9 @@ def export_library(lib: Library, folder: str | os.PathLike) -> dict[str, Any]:
     into place at the end, so an interrupted export never looks complete.
     """
     target = Path(folder)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+    if target.exists() and not target.is_dir():
+        raise LibraryProblem(f"cannot export to {str(target)!r}: it is a file; name a new folder")
+    if target.exists() and any(target.iterdir()):
         raise LibraryProblem(f"export folder {str(target)!r} exists and is not empty; name a new folder")
     if not target.parent.is_dir():
         raise LibraryProblem(f"cannot export to {str(target)!r}: folder {str(target.parent)!r} does not exist")

@@ -166,7 +166,12 @@ def test_read_png_text_on_damaged_pngs_is_a_promptkit_error_or_text(cut, changes
 
 
 @settings(max_examples=500, deadline=None)
-@given(text=awkward_text(5000))
+@given(text=st.one_of(awkward_text(5000), st.builds(
+    lambda prompt, values: prompt + "\n" + ", ".join(f"{k}: {v}" for k, v in zip(("Steps", "Seed", "Size", "CFG scale"),
+                                                                               values)),
+    ANY_TEXT, st.lists(st.one_of(ANY_TEXT, st.from_regex(r"\d+(x\d+)?", fullmatch=True)), min_size=3, max_size=4))))
+@example(text="a castle\nSteps: 2, Seed: 3, Size: axb")
+@example(text="a castle\nSteps: 2, Seed: 3, Size: 512x")
 def test_parse_a1111_parameters_on_arbitrary_text(text):
     try:
         parsed = parse_a1111_parameters(text)
