@@ -37,8 +37,13 @@ def doctor(ctx: click.Context, fix: bool, min_age: float, as_json: bool) -> None
 
 def _print_doctor_report(report, fix: bool) -> None:
     schema = report.schema
-    state = "up to date" if not schema["pending"] and not schema["unknown"] else "see below"
-    click.echo(f"library: {report.db} (schema {schema['version'] or 'none'}, {state})")
+    damaged = any(f.check == "integrity" for f in report.findings)
+    if schema["version"]:
+        state = f"schema {schema['version']}, " + ("up to date" if not schema["pending"] and not schema["unknown"]
+                                                   else "see below")
+    else:
+        state = "schema unreadable" if damaged else "no schema yet"
+    click.echo(f"library: {report.db} ({state})")
     counts = report.counts
     click.echo(f"checked: {counts['generations']} generations, {counts['files_hashed']} image files hashed, "
                f"{counts['files_on_disk']} files under {report.images_dir}")
@@ -54,6 +59,9 @@ def _print_doctor_report(report, fix: bool) -> None:
         click.echo("ok: the library is consistent")
         return
     click.echo(f"{len(unfixed)} problem(s)")
+    if damaged:
+        click.echo("the database file is damaged: restore a backup (<db>.backup-*) or an export; "
+                   "`sqlite3 DB .recover` may salvage rows")
     if not fix and report.fixable:
         click.echo(f"run `promptkit doctor --fix` to move {len(report.fixable)} stray file(s) to quarantine")
 

@@ -114,9 +114,20 @@ def _open_for_checks(db_path: Path) -> sqlite3.Connection:
         raise LibraryProblem(f"no library at {str(db_path)!r}")
     try:
         conn = connect_read_only(db_path)
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
         raise LibraryProblem(f"cannot check {str(db_path)!r}: {exc}") from None
+    try:
+        others = user_tables(conn)
+        foreign = others and not _schema(conn)["applied"]
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_CORRUPT":
+            return conn  # damaged, yet a SQLite file: the checks report what they can
+        conn.close()
+        raise LibraryProblem(f"cannot check {str(db_path)!r}: {exc}") from None
+    if foreign:
+        conn.close()
+        raise LibraryProblem(f"{str(db_path)!r} is a SQLite database but not a promptkit library "
+                             f"(it has tables {', '.join(others[:5])})")
     return conn
 
 
@@ -174,12 +185,8 @@ def _check_schema_and_files(conn: sqlite3.Connection, path: Path, report: Doctor
     if schema["unknown"]:
         add(Finding("schema", True, f"written by a newer promptkit (schema {schema['unknown'][-1]}); "
                                     "upgrade promptkit before using or fixing it"))
-    elif not schema["applied"]:
-        others = user_tables(conn)
-        if others:
-            add(Finding("schema", True, f"not a promptkit library (tables: {', '.join(others[:5])})"))
-        else:
-            add(Finding("schema", False, "empty database; `promptkit init` creates the schema"))
+    elif not schema["applied"]:  # a foreign database was refused on opening
+        add(Finding("schema", False, "empty database; `promptkit init` creates the schema"))
     elif schema["pending"]:
         add(Finding("schema", False, f"schema {schema['version']} is older than {schema['known'][-1]}; the next "
                                      "promptkit command migrates it, after saving a backup copy"))

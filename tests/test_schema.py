@@ -146,8 +146,23 @@ def _as_user_that_chmod_binds():
     return prefix if probe.returncode == 0 else None
 
 
-@pytest.mark.parametrize("what", ["file", "folder"])
-def test_chmod_read_only_library_gives_one_line_error(isolated_library, what):
+def _a1111_png(folder: Path) -> Path:
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", "a heron\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512")
+    path = folder / "heron.png"
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    return path
+
+
+@pytest.mark.parametrize("what, command", [
+    ("file", ["build", "--subject", "a fox", "--save", "fox"]),
+    ("folder", ["build", "--subject", "a fox", "--save", "fox"]),
+    ("file", ["import-png", "{png}"]),
+])
+def test_chmod_read_only_library_gives_one_line_error(isolated_library, what, command):
     prefix = _as_user_that_chmod_binds()
     if prefix is None:
         pytest.skip("running as root without setpriv: chmod does not stop root writing; "
@@ -155,6 +170,7 @@ def test_chmod_read_only_library_gives_one_line_error(isolated_library, what):
     with Library(isolated_library) as lib:
         lib.save_prompt(_prompt("a lighthouse"), name="lh")
     folder = isolated_library.parent
+    png = _a1111_png(folder)
     os.chmod(isolated_library, 0o444)
     if what == "folder":
         os.chmod(folder, 0o555)  # SQLite cannot even create the -shm file a WAL reader needs
@@ -162,7 +178,7 @@ def test_chmod_read_only_library_gives_one_line_error(isolated_library, what):
         before = isolated_library.read_bytes()
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
         cmd = prefix + [sys.executable, "-m", "promptkit.cli", "--db", str(isolated_library),
-                        "build", "--subject", "a fox", "--save", "fox"]
+                        *[arg.replace("{png}", str(png)) for arg in command]]
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=folder, timeout=60)
         assert result.returncode == 1, result.stderr
         lines = result.stderr.strip().splitlines()
