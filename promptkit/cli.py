@@ -310,9 +310,9 @@ def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, batc
     params = params_from(steps, cfg, sampler, width, height, noise_device)
     seed_list = parse_seeds(seeds)
     check_batch_size(batch_size)
-    model = resolve_model(model, engine_flags["allow_pickle"])
     with open_library(ctx) as lib:
         prompt_row = lib.get_prompt(prompt)
+        model = resolve_model(model, engine_flags["allow_pickle"])
         # Check every input, then the model's family against LoRAs and ControlNets, before writing anything.
         prepared = prepare_inputs(request, prompt_row["positive"])
         if prepared.extra:
@@ -503,7 +503,9 @@ def demo(ctx, model_dir: str, as_json: bool) -> None:
 from .cli_ab import register as _register_ab  # noqa: E402
 from .cli_web import register as _register_web  # noqa: E402
 from .cli_worker import register as _register_worker  # noqa: E402
+from .cli_maintenance import register as _register_maintenance  # noqa: E402
 
 _register_ab(main)
 _register_web(main)
 _register_worker(main)
+_register_maintenance(main)

@@ -338,3 +338,19 @@ def prepare_inputs(request: InputRequest, positive: str = "") -> PreparedInputs:
                             "switch": float(request.refiner_switch if request.refiner_switch is not None else 0.8)}
     check_extra(extra)
     return PreparedInputs(extra=extra, images=images)
+
+
+def input_image_shas(params: dict[str, Any] | str | None) -> list[str]:
+    """The sha256 of every stored input image a generation's params refer to (init image, mask, control images)."""
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError:
+            return []
+    if not isinstance(params, dict):
+        return []
+    shas = [params.get("init_image"), params.get("mask")]
+    for unit in params.get("controlnets") or []:
+        if isinstance(unit, dict):
+            shas += [unit.get("image"), unit.get("source")]
+    return [s for s in shas if isinstance(s, str) and re.fullmatch(r"[0-9a-f]{64}", s)]

@@ -141,11 +141,52 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+def migration_names(migration_set: Migrations) -> list[str]:
+    """The names of every migration in MIGRATION_SET, oldest first."""
+    return [m.name for m in migration_set._migrations]
+
+
+def _connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
+    if read_only:
+        # mode=ro: SQLite itself refuses every write, even for root, for whom chmod means nothing.
+        uri = Path(os.path.abspath(path)).as_uri() + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
+
+
+def connect_read_only(path: str | os.PathLike) -> sqlite3.Connection:
+    """A connection that cannot write, for inspecting a library in any state (see doctor.py)."""
+    return _connect(Path(path), read_only=True)
+
+
+def user_tables(conn: sqlite3.Connection) -> list[str]:
+    """Tables other than SQLite's own and the migrations record."""
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "AND name != ? ORDER BY name",
+        [Migrations.migrations_table],
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def is_read_only_error(exc: BaseException) -> bool:
+    # SQLITE_READONLY and its extended codes (SQLITE_READONLY_CANTINIT, _DIRECTORY, ...)
+    return isinstance(exc, sqlite3.OperationalError) and getattr(exc, "sqlite_errorname", "").startswith("SQLITE_READONLY")
+
+
+def backup_path_for(db_path: Path, schema: str, when: datetime.datetime) -> Path:
+    """`library.db` at schema m001_initial -> `library.db.backup-m001_initial-20260101T120000Z`."""
+    stamp = when.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    candidate = db_path.with_name(f"{db_path.name}.backup-{schema}-{stamp}")
+    counter = 2
+    while candidate.exists():
+        candidate = db_path.with_name(f"{db_path.name}.backup-{schema}-{stamp}-{counter}")
+        counter += 1
+    return candidate
 
 
 class Library:
@@ -153,39 +194,113 @@ class Library:
 
     :param path: the SQLite file; `None` means `PROMPTKIT_DB` or ./library.db.
     :param create: create the file if missing; when False a missing library is an error.
+    :param read_only: open with SQLite's read-only mode: every write is refused with a
+        `LibraryProblem`, and an older library is not migrated.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, create: bool = True) -> None:
+    #: The schema this promptkit knows; a subclass may carry another set (tests do).
+    migrations: Migrations = migrations
+
+    def __init__(self, path: str | os.PathLike | None = None, create: bool = True, read_only: bool = False) -> None:
         self.path = default_db_path(path)
         self.images_dir = images_dir_for(self.path)
+        self.read_only = read_only
+        self.backup_path: Path | None = None  # set when opening migrated an older library
         if self.path.is_dir():
             raise LibraryProblem(f"library path {str(self.path)!r} is a folder, not a SQLite file")
         if not self.path.exists():
-            if not create:
+            if not create or read_only:
                 raise LibraryProblem(f"no library at {str(self.path)!r} yet; run `promptkit init` first")
             if not self.path.parent.is_dir():
                 raise LibraryProblem(f"cannot create library {str(self.path)!r}: folder {str(self.path.parent)!r} does not exist")
         try:
-            self.conn = _connect(self.path)
+            self.conn = _connect(self.path, read_only=read_only)
             self.db = sqlite_utils.Database(self.conn)
             self._check_and_migrate()
-            self.db.execute("PRAGMA synchronous=NORMAL")
+            if not read_only:
+                self.db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as exc:
+            if is_read_only_error(exc):
+                raise LibraryProblem(
+                    f"library {str(self.path)!r} is read-only ({exc}); nothing was changed "
+                    "(SQLite needs the file's folder writable too, even to read a WAL library)"
+                ) from None
             raise LibraryProblem(f"cannot open library {str(self.path)!r}: {exc}") from None
 
     def _check_and_migrate(self) -> None:
-        applied = [m.name for m in migrations.applied(self.db)]
-        unknown = [name for name in applied if name not in KNOWN_MIGRATIONS]
+        known = migration_names(self.migrations)
+        applied = [m.name for m in self.migrations.applied(self.db)]
+        unknown = [name for name in applied if name not in known]
         if unknown:
             raise LibraryProblem(
                 f"library {str(self.path)!r} was written by a newer promptkit (schema {unknown[-1]}); "
                 "upgrade promptkit to open it"
             )
-        if migrations.pending(self.db):
-            if self.db.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                with self.db.ensure_autocommit_on():
-                    self.db.execute("PRAGMA journal_mode=WAL")
-            migrations.apply(self.db)
+        if not applied and (others := user_tables(self.conn)):
+            raise LibraryProblem(
+                f"{str(self.path)!r} is a SQLite database but not a promptkit library (it has tables "
+                f"{', '.join(others[:5])}); refusing to change it"
+            )
+        if not self.migrations.pending(self.db):
+            return
+        if self.read_only:
+            raise LibraryProblem(
+                f"library {str(self.path)!r} is at schema {applied[-1] if applied else '(none)'} and needs "
+                f"migrating to {known[-1]}, which a read-only open cannot do"
+            )
+        if self.db.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            with self.db.ensure_autocommit_on():
+                self.db.execute("PRAGMA journal_mode=WAL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Apply pending migrations in one BEGIN IMMEDIATE transaction, after backing up an
+        existing library. Holding the write lock throughout means two processes opening the
+        same old library cannot both migrate it, and the backup is the state migrated from.
+        Every promptkit migration must therefore be transactional."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            applied = [m.name for m in self.migrations.applied(self.db)]  # re-read under the lock
+            pending = [m.name for m in self.migrations.pending(self.db)]
+            if pending and applied:
+                self.backup_path = self._backup(applied[-1])
+            try:
+                self.migrations.apply(self.db)
+            except Exception as exc:
+                if is_read_only_error(exc):
+                    raise
+                kept = f"; a backup is at {str(self.backup_path)!r}" if self.backup_path else ""
+                raise LibraryProblem(
+                    f"migrating library {str(self.path)!r} to {pending[-1]} failed ({type(exc).__name__}: {exc}); "
+                    f"the library is unchanged{kept}"
+                ) from None
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _backup(self, schema: str) -> Path:
+        """Copy the library with SQLite's backup API to `<db>.backup-<schema>-<utc time>`.
+
+        The copy is read through a second connection: this one holds the write lock, and a
+        backup read through the connection that holds it never finishes (SQLITE_BUSY forever).
+        """
+        target = backup_path_for(self.path, schema, datetime.datetime.now(datetime.timezone.utc))
+        partial = target.with_name(target.name + ".partial")
+        source = _connect(self.path)
+        try:
+            dest = sqlite3.connect(str(partial))
+            try:
+                source.backup(dest)
+            finally:
+                dest.close()
+        finally:
+            source.close()
+        with open(partial, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, target)  # a crash mid-copy never leaves a file that looks like a backup
+        return target
 
     def close(self) -> None:
         self.conn.close()
@@ -204,18 +319,23 @@ class Library:
             with self.db.atomic():
                 yield self.db
             return
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.db
-        except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if is_read_only_error(exc):
+                raise LibraryProblem(f"library {str(self.path)!r} is read-only ({exc}); nothing was changed") from None
             raise
-        else:
-            self.conn.execute("COMMIT")
 
     def schema_version(self) -> str:
-        applied = migrations.applied(self.db)
+        applied = self.migrations.applied(self.db)
         return applied[-1].name if applied else ""
 
     # -- prompts ------------------------------------------------------------
@@ -248,7 +368,7 @@ class Library:
                     "positive": prompt.positive,
                     "negative": prompt.negative,
                     "parent_id": parent_id,
-                    "tags": json.dumps(tags or []),
+                    "tags": json.dumps(tags or [], ensure_ascii=False),  # as typed, so full-text search finds it
                     "notes": notes,
                     "starred": 0,
                     "created_at": utc_now(),
@@ -394,6 +514,8 @@ class Library:
         sha = hashlib.sha256(png).hexdigest()
         final = self.image_file(sha)
         if final.is_file() and final.stat().st_size == len(png):
+            # Fresh mtime: `doctor --fix` leaves young files alone, and this one is about to get a row.
+            os.utime(final)
             return sha, final
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=".png")
@@ -416,14 +538,15 @@ class Library:
 
     def add_generation(self, row: dict[str, Any]) -> int:
         """Insert a generation row; its image must already be on disk."""
-        if not self.image_file(row["image_sha256"]).is_file():
-            raise LibraryProblem(f"refusing to record generation: image {row['image_sha256']} is not on disk")
         record = dict(row)
         for key in ("batch", "params", "versions"):
             if key in record and not isinstance(record[key], str):
                 record[key] = json.dumps(record[key], sort_keys=True)
         record.setdefault("created_at", utc_now())
         with self.write() as db:
+            # Checked under the write lock, which `doctor --fix` holds while it moves files.
+            if not self.image_file(row["image_sha256"]).is_file():
+                raise LibraryProblem(f"refusing to record generation: image {row['image_sha256']} is not on disk")
             table = db["generations"]
             table.insert(record)
             return int(table.last_pk)
@@ -479,6 +602,10 @@ class Library:
 
     def relative_image_path(self, file: Path) -> str:
         return os.path.relpath(file, self.path.parent)
+
+    def table_columns(self, table: str) -> list[str]:
+        """Column names of TABLE, in table order."""
+        return list(self._columns(table))
 
     def _row_dict(self, table: str, row: tuple) -> dict[str, Any]:
         columns = self._columns(table)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from .errors import PromptkitError
 
 PARAMETERS_KEY = "parameters"
 PROMPTKIT_KEY = "promptkit"
+NEGATIVE_MARKER = "Negative prompt:"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk's type and CRC
 # A1111's own parser (modules/infotext_utils.py): `Key: value` pairs, values quoted when they hold commas.
 _PARAM_RE = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 
@@ -64,28 +68,29 @@ def a1111_parameters(meta: dict[str, Any]) -> str:
     if meta.get("noise_device") == "gpu":
         settings.append(("RNG", "GPU"))
     settings.append(("Version", f"promptkit {meta.get('versions', {}).get('promptkit', '')}".strip()))
-    lines = [_one_line(meta["positive"])]
+    positive = _one_line(meta["positive"])
     negative = _one_line(meta.get("negative", ""))
-    if negative:
-        lines.append(f"Negative prompt: {negative}")
+    lines = [positive]
+    # A positive prompt that itself starts with the marker gets an explicit (maybe empty)
+    # negative line after it, so the marker that counts (the last one) is ours.
+    if negative or positive.startswith(NEGATIVE_MARKER):
+        lines.append(f"{NEGATIVE_MARKER} {negative}")
     lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in settings))
     return "\n".join(lines)
 
 
 def parse_a1111_parameters(text: str) -> dict[str, Any]:
     """Parse A1111's `parameters` text into prompt, negative and a dict of settings."""
-    lines = text.strip().split("\n")
+    lines = [line.strip() for line in text.strip().split("\n")]
     settings_line = lines[-1] if lines and len(_PARAM_RE.findall(lines[-1])) >= 3 else ""
     if settings_line:
         lines = lines[:-1]
-    positive: list[str] = []
-    negative: list[str] = []
-    in_negative = False
-    for line in lines:
-        if line.startswith("Negative prompt:"):
-            in_negative = True
-            line = line[len("Negative prompt:") :].strip()
-        (negative if in_negative else positive).append(line.strip())
+    # The negative prompt starts at the last line that starts with the marker (A1111 takes the
+    # first; the two agree unless a prompt line itself starts with "Negative prompt:").
+    markers = [i for i, line in enumerate(lines) if line.startswith(NEGATIVE_MARKER)]
+    split = markers[-1] if markers else len(lines)
+    positive = lines[:split]
+    negative = [lines[split][len(NEGATIVE_MARKER) :].strip()] + lines[split + 1 :] if markers else []
     settings: dict[str, str] = {}
     for key, value in _PARAM_RE.findall(settings_line):
         value = value.strip()
@@ -96,9 +101,11 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
                 value = value[1:-1]
         settings[key.strip()] = value
     result: dict[str, Any] = {"positive": "\n".join(positive), "negative": "\n".join(negative), "settings": settings}
-    if "Size" in settings and "x" in settings["Size"]:
-        w, h = settings["Size"].split("x", 1)
-        result["width"], result["height"] = int(w), int(h)
+    if "Size" in settings:
+        size = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", settings["Size"])
+        if not size:
+            raise PromptkitError(f"parameters field 'Size' is not WIDTHxHEIGHT: {settings['Size']!r}")
+        result["width"], result["height"] = int(size.group(1)), int(size.group(2))
     for key, name, kind in (("Steps", "steps", int), ("CFG scale", "cfg", float), ("Seed", "seed", int)):
         if key in settings:
             try:
@@ -122,9 +129,14 @@ def encode_png(image, meta: dict[str, Any]) -> bytes:
     """PNG bytes with both chunks. Deterministic: the same pixels and META give the same bytes."""
     from PIL.PngImagePlugin import PngInfo
 
+    promptkit_json = json.dumps(meta, sort_keys=True, ensure_ascii=False)
+    try:
+        promptkit_json.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PromptkitError(f"image metadata holds {promptkit_json[exc.start]!r}, which a PNG text chunk cannot carry") from None
     info = PngInfo()
     info.add_text(PARAMETERS_KEY, a1111_parameters(meta))
-    info.add_text(PROMPTKIT_KEY, json.dumps(meta, sort_keys=True, ensure_ascii=False))
+    info.add_text(PROMPTKIT_KEY, promptkit_json)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info, compress_level=4)
     return buffer.getvalue()
@@ -134,13 +146,22 @@ def read_png_text(path_or_bytes) -> dict[str, str]:
     """The text chunks of a PNG file (or bytes)."""
     from PIL import Image, UnidentifiedImageError
 
-    source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
+    is_bytes = isinstance(path_or_bytes, (bytes, bytearray))
+    name = "data" if is_bytes else str(path_or_bytes)
     try:
-        with Image.open(source) as image:
+        data = bytes(path_or_bytes) if is_bytes else Path(path_or_bytes).read_bytes()
+    except OSError as exc:
+        raise PromptkitError(f"cannot read {name}: {exc.strerror or exc}") from None
+    if not data.startswith(PNG_SIGNATURE):
+        raise PromptkitError(f"{name} is not a PNG (it does not start with the PNG signature)")
+    # Pillow reads a PNG cut short after its pixels without complaint; a complete file ends with IEND.
+    if data.rfind(PNG_END) < len(PNG_SIGNATURE):
+        raise PromptkitError(f"{name} is not a readable PNG: it is truncated (no IEND chunk)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
             if image.format != "PNG":
-                raise PromptkitError(f"{path_or_bytes if not isinstance(path_or_bytes, bytes) else 'data'} is not a PNG")
+                raise PromptkitError(f"{name} is not a PNG")
             image.load()
             return {k: v for k, v in getattr(image, "text", {}).items() if isinstance(v, str)}
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        name = "data" if isinstance(path_or_bytes, (bytes, bytearray)) else str(path_or_bytes)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise PromptkitError(f"{name} is not a readable PNG: {exc}") from None

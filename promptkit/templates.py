@@ -221,6 +221,7 @@ class PromptBuilder:
 
     def render(self, fields: Fields, template: str = DEFAULT_TEMPLATE) -> Prompt:
         """Render FIELDS through TEMPLATE into a normalised positive and negative prompt."""
+        check_field_text(fields)
         context = self._context(fields)
         try:
             tmpl = self.env.get_template(f"{template}.j2")
@@ -284,6 +285,28 @@ class PromptBuilder:
             "quality": ", ".join(p.positive for p in qualities),
             "negative": ", ".join(part for part in negative_parts if part),
         }
+
+
+def check_field_text(fields: Fields) -> None:
+    """Refuse text that cannot be stored: a lone surrogate (what Python makes of command-line
+    bytes that are not UTF-8) would fail later in SQLite or in a PNG chunk, far from its cause."""
+    values: list[tuple[str, object]] = [
+        ("subject", fields.subject), ("action", fields.action), ("environment", fields.environment),
+        ("negative_preset", fields.negative_preset),
+    ]
+    values += [("style", v) for v in fields.style] + [("quality", v) for v in fields.quality]
+    values += [("negative", v) for v in fields.negative]
+    values += [(f"--set {k}", k) for k in fields.extras] + [(f"--set {k}", v) for k, v in fields.extras.items()]
+    for name, value in values:
+        if not isinstance(value, str):
+            raise TemplateProblem(f"field {name!r} must be text but is {type(value).__name__}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise TemplateProblem(
+                f"field {name!r} is not valid text: {value[exc.start]!r} at position {exc.start} is not a "
+                "Unicode character (bytes that are not UTF-8?)"
+            ) from None
 
 
 def _blank_block(_context):

@@ -77,3 +77,63 @@ def live_server(isolated_library, sample_library):
 
     with LiveServer(isolated_library) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def populated_library_master(tmp_path_factory, tiny_engine) -> Path:
+    """A library with something in every table, built once: prompts with parent links, tags,
+    notes and a star; tiny-model generations (two rows sharing one image); ratings; an
+    experiment with variants and votes. Tests get copies through `populated_library`."""
+    from promptkit.generation import GenerationJob, run_job
+    from promptkit.library import Library, utc_now
+    from promptkit.params import GenerationParams
+    from promptkit.templates import Fields, PromptBuilder
+
+    folder = tmp_path_factory.mktemp("populated")
+    builder = PromptBuilder()
+    params = GenerationParams(steps=2, cfg=5.0, sampler="Euler")
+    with Library(folder / "library.db") as lib:
+        first = lib.save_prompt(builder.render(Fields(subject="a lighthouse", style=["watercolor"])), name="lh",
+                                tags=["sea", "night"], notes="first try")
+        second = lib.save_prompt(builder.render(Fields(subject="a lighthouse at dusk", quality=["8k"])), name="lh2",
+                                 parent_id=first, notes="better sky")
+        third = lib.save_prompt(builder.render(Fields(subject="a lighthouse at dawn", action="glowing")),
+                                parent_id=second, tags=["ünïcode ✓"])
+        with lib.write() as db:
+            db["prompts"].update(second, {"starred": 1})
+            experiment = db["experiments"].insert({"name": "sky", "seeds": "[1, 2]", "params": "{}",
+                                                   "model": "tiny", "created_at": utc_now()}).last_pk
+            db["variants"].insert_all([{"experiment_id": experiment, "label": "A", "prompt_id": first, "params": "{}"},
+                                       {"experiment_id": experiment, "label": "B", "prompt_id": second,
+                                        "params": "{}"}])
+
+        def generate(prompt_id, seeds, batch_size=1, **job):
+            prompt = lib.get_prompt(prompt_id)
+            return run_job(lib, tiny_engine, GenerationJob(prompt=prompt, params=params, seeds=seeds,
+                                                            batch_size=batch_size, **job)).generations
+
+        generate(first, [1, 2], batch_size=2)
+        generate(third, [7])
+        generate(third, [7])  # the same bytes again: two rows, one file
+        a = generate(first, [1], experiment_id=experiment, variant="A")[0]["id"]
+        b = generate(second, [1], experiment_id=experiment, variant="B")[0]["id"]
+        lib.rate(a, 4, "nice")
+        lib.rate(b, 5)
+        with lib.write() as db:
+            db["votes"].insert_all([
+                {"experiment_id": experiment, "seed": 1, "left_generation_id": a, "right_generation_id": b,
+                 "winner_generation_id": b, "created_at": utc_now()},
+                {"experiment_id": experiment, "seed": 1, "left_generation_id": b, "right_generation_id": a,
+                 "winner_generation_id": None, "created_at": utc_now()},
+            ])
+    return folder
+
+
+@pytest.fixture
+def populated_library(isolated_library, populated_library_master) -> Path:
+    """A private copy of `populated_library_master` at the default library path."""
+    import shutil
+
+    shutil.copy2(populated_library_master / "library.db", isolated_library)
+    shutil.copytree(populated_library_master / "library-images", isolated_library.with_name("library-images"))
+    return isolated_library

@@ -39,6 +39,8 @@ def test_save_get_search(isolated_library):
         assert [r["id"] for r in lib.search("animals")] == [pid]
         assert lib.search('"unbalanced') == []  # FTS syntax in a query is quoted, not an error
         assert [r["id"] for r in lib.search("fox\x00")] == [pid] and lib.search("\x00") == []  # NUL ends FTS text
+        accented = lib.save_prompt(_prompt("a heron"), tags=["oiseau élégant"])
+        assert [r["id"] for r in lib.search("élégant")] == [accented]
         with pytest.raises(NotFound, match="'nope'"):
             lib.get_prompt("nope")
         with pytest.raises(BadParameter, match="already exists"):

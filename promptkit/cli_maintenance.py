@@ -1,0 +1,138 @@
+"""Library maintenance commands: doctor, export, import, import-png.
+
+cli.py calls `register(main)` from its last lines to add these commands to `promptkit`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .cli_output import emit, json_option
+from .library import default_db_path
+
+
+@click.command()
+@click.option("--fix", is_flag=True,
+              help="Move orphan and leftover temp files to <dbstem>-quarantine/ (nothing is deleted; "
+                   "files a row refers to are never touched).")
+@click.option("--min-age", "min_age", type=click.FloatRange(min=0), default=600, show_default=True,
+              help="Seconds: --fix leaves younger stray files alone, as they may belong to a write in progress.")
+@json_option
+@click.pass_context
+def doctor(ctx: click.Context, fix: bool, min_age: float, as_json: bool) -> None:
+    """Check the library: database integrity, foreign keys, schema version, every image's sha256,
+    orphan and temp files. Exit 1 when something is inconsistent."""
+    from .doctor import run_doctor
+
+    report = run_doctor(default_db_path(ctx.obj["db"]), fix=fix, min_age_seconds=min_age)
+    if as_json:
+        emit(report.to_dict(), True)
+    else:
+        _print_doctor_report(report, fix)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print_doctor_report(report, fix: bool) -> None:
+    schema = report.schema
+    damaged = any(f.check == "integrity" for f in report.findings)
+    if schema["version"]:
+        state = f"schema {schema['version']}, " + ("up to date" if not schema["pending"] and not schema["unknown"]
+                                                   else "see below")
+    else:
+        state = "schema unreadable" if damaged else "no schema yet"
+    click.echo(f"library: {report.db} ({state})")
+    counts = report.counts
+    click.echo(f"checked: {counts['generations']} generations, {counts['files_hashed']} image files hashed, "
+               f"{counts['files_on_disk']} files under {report.images_dir}")
+    for finding in report.findings:
+        label = "fixed" if finding.fixed else ("problem" if finding.problem else "note")
+        where = f" {finding.path}:" if finding.path else ""
+        line = f"{label}: {finding.check}:{where} {finding.message}"
+        if finding.action:
+            line += f" [{finding.action}]"
+        click.echo(line)
+    unfixed = [f for f in report.findings if f.problem and not f.fixed]
+    if not unfixed:
+        click.echo("ok: the library is consistent")
+        return
+    click.echo(f"{len(unfixed)} problem(s)")
+    if damaged:
+        click.echo("the database file is damaged: restore a backup (<db>.backup-*) or an export; "
+                   "`sqlite3 DB .recover` may salvage rows")
+    if not fix and report.fixable:
+        click.echo(f"run `promptkit doctor --fix` to move {len(report.fixable)} stray file(s) to quarantine")
+
+
+@click.command("export")
+@click.argument("folder")
+@json_option
+@click.pass_context
+def export_command(ctx: click.Context, folder: str, as_json: bool) -> None:
+    """Write a portable copy of the library to FOLDER: manifest.json, one JSON-lines file per
+    table and images/<sha256>.png."""
+    from .library import Library
+    from .portable import export_library
+
+    with Library(ctx.obj["db"], create=False) as lib:
+        manifest = export_library(lib, folder)
+    counts = manifest["counts"]
+    emit(manifest, as_json, f"exported {counts['prompts']} prompts, {counts['generations']} generations, "
+                            f"{counts['ratings']} ratings, {counts['experiments']} experiments and "
+                            f"{counts['images']} images to {folder}")
+
+
+@click.command("import")
+@click.argument("folder")
+@json_option
+@click.pass_context
+def import_command(ctx: click.Context, folder: str, as_json: bool) -> None:
+    """Merge an export FOLDER into the library; rows already there are skipped, ids remapped."""
+    from .library import Library
+    from .portable import import_library, read_export
+
+    export = read_export(folder)  # all checks first: a bad export must not even create the library
+    with Library(ctx.obj["db"]) as lib:
+        summary = import_library(lib, export)
+    if as_json:
+        emit(summary, True)
+        return
+    added = ", ".join(f"{n} {table}" for table, n in summary["added"].items() if n) or "nothing new"
+    present = sum(summary["present"].values())
+    click.echo(f"imported {added}; {summary['images_added']} new images"
+               + (f"; {present} rows were already in the library" if present else ""))
+    for rename in summary["renamed"]:
+        click.echo(f"renamed {rename['table'][:-1]} {rename['from']!r} to {rename['to']!r} (the name was taken)")
+    for note in summary["notes"]:
+        click.echo(f"note: {note}")
+
+
+@click.command("import-png")
+@click.argument("files", nargs=-1, required=True, metavar="FILES...")
+@json_option
+@click.pass_context
+def import_png(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
+    """Import the prompts of PNGs made by AUTOMATIC1111, Civitai or promptkit (their `parameters`
+    or `promptkit` chunk); a prompt the library already has is skipped."""
+    from .library import Library
+    from .pngimport import import_pngs, read_png_prompt
+
+    pngs = [read_png_prompt(file) for file in files]  # all read before the library is even opened
+    with Library(ctx.obj["db"]) as lib:
+        results = import_pngs(lib, pngs)
+    if as_json:
+        emit(results, True)
+        return
+    for result in results:
+        if result["status"] == "added":
+            click.echo(f"{result['file']}: added as prompt {result['prompt_id']} ({result['source']})")
+        else:
+            click.echo(f"{result['file']}: skipped, {result['reason']}")
+
+
+def register(main: click.Group) -> None:
+    """Add the maintenance commands to the `promptkit` group."""
+    for command in (doctor, export_command, import_command, import_png):
+        main.add_command(command)

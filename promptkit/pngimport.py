@@ -1,0 +1,146 @@
+"""Importing PNGs made by AUTOMATIC1111, Civitai or promptkit as prompts in the library.
+
+A PNG carrying promptkit's own `promptkit` chunk is imported with its template, template
+digest and fields, so it matches the prompt it was generated from. Any other PNG needs
+A1111's `parameters` chunk; it becomes a prompt with template `imported`, the prompt text
+verbatim (A1111 weights, BREAK and LoRA tags untouched), fields `{"subject": positive,
+"negative": [negative], ...}` plus an `imported` entry holding the raw `parameters` text and
+its settings (Seed, Steps, Sampler, RNG, ...), and the settings line in the notes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import PromptkitError
+from .library import Library, utc_now
+from .pnginfo import PARAMETERS_KEY, PROMPTKIT_KEY, parse_a1111_parameters, read_png_text
+from .templates import Fields
+
+IMPORTED_TEMPLATE = "imported"
+IMPORTED_TAG = "imported"
+
+
+@dataclass
+class PngPrompt:
+    """The prompt read from one PNG, ready to store."""
+
+    file: str
+    source: str  # "promptkit" or "a1111"
+    positive: str
+    negative: str
+    template: str
+    template_digest: str
+    fields: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def notes(self) -> str:
+        settings = ", ".join(f"{key}: {value}" for key, value in self.settings.items())
+        return f"imported from {Path(self.file).name}" + (f": {settings}" if settings else "")
+
+
+def read_png_prompt(path: str | os.PathLike) -> PngPrompt:
+    """Read the prompt a PNG carries; a PromptkitError names the file when it carries none."""
+    name = str(path)
+    chunks = read_png_text(path)
+    if PROMPTKIT_KEY in chunks:
+        meta = _promptkit_meta(chunks[PROMPTKIT_KEY])
+        if meta is not None:
+            return _from_promptkit(name, meta)
+    if PARAMETERS_KEY in chunks:
+        return _from_a1111(name, chunks[PARAMETERS_KEY])
+    raise PromptkitError(f"{name} has no `parameters` text chunk: not a PNG from AUTOMATIC1111, Civitai or promptkit")
+
+
+def _promptkit_meta(text: str) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        return None  # damaged: fall back to the A1111 chunk
+    if isinstance(meta, dict) and isinstance(meta.get("positive"), str) and isinstance(meta.get("negative", ""), str):
+        return meta
+    return None
+
+
+def _from_promptkit(name: str, meta: dict[str, Any]) -> PngPrompt:
+    fields = meta.get("fields") if isinstance(meta.get("fields"), dict) else \
+        Fields(subject=meta["positive"]).to_dict()
+    settings = {"Seed": meta.get("seed"), "Steps": meta.get("steps"), "Sampler": meta.get("sampler"),
+                "CFG scale": meta.get("cfg"), "Size": f"{meta.get('width')}x{meta.get('height')}",
+                "Model hash": meta.get("model_hash"), "Model": meta.get("model"),
+                "RNG": "GPU" if meta.get("noise_device") == "gpu" else "CPU"}
+    return PngPrompt(
+        file=name, source="promptkit", positive=meta["positive"], negative=meta.get("negative", ""),
+        template=str(meta.get("template") or IMPORTED_TEMPLATE), template_digest=str(meta.get("template_digest") or ""),
+        fields=fields, settings={k: v for k, v in settings.items() if v is not None},
+    )
+
+
+def _from_a1111(name: str, text: str) -> PngPrompt:
+    try:
+        parsed = parse_a1111_parameters(text)
+    except PromptkitError as exc:
+        raise PromptkitError(f"{name}: {exc}") from None
+    positive, negative = parsed["positive"].strip(), parsed["negative"].strip()
+    if not positive:
+        raise PromptkitError(f"{name}: its `parameters` chunk has no prompt")
+    fields = Fields(subject=positive, negative=[negative] if negative else [], negative_preset="").to_dict()
+    # The settings travel in the fields JSON too, RNG included (GPU, CPU or NV noise).
+    fields["imported"] = {"from": "a1111", "parameters": text, "settings": parsed["settings"]}
+    return PngPrompt(file=name, source="a1111", positive=positive, negative=negative, template=IMPORTED_TEMPLATE,
+                     template_digest="", fields=fields, settings=parsed["settings"])
+
+
+def _same_prompt(row: dict[str, Any], png: PngPrompt) -> bool:
+    if (row["positive"], row["negative"], row["template"]) != (png.positive, png.negative, png.template):
+        return False
+    if png.source == "a1111":
+        return True  # same text imported before; its settings are kept with the first import
+    try:
+        fields = json.loads(row["fields"] or "null")
+    except ValueError:
+        return False
+    return row["template_digest"] == png.template_digest and fields == png.fields
+
+
+def import_pngs(lib: Library, files: list[str | os.PathLike | PngPrompt]) -> list[dict[str, Any]]:
+    """Store the prompt of each PNG in FILES (paths, or prompts already read with
+    `read_png_prompt`); skip one the library (or an earlier file) already has. Every file is read
+    before anything is written, and all rows go in one transaction, so one unreadable file
+    means nothing is imported."""
+    if not files:
+        raise PromptkitError("no PNG files given")
+    pngs = [f if isinstance(f, PngPrompt) else read_png_prompt(f) for f in files]
+    results = []
+    with lib.write() as db:
+        for png in pngs:
+            candidates = [dict(zip(lib.table_columns("prompts"), row)) for row in lib.conn.execute(
+                "SELECT * FROM prompts WHERE positive = ? AND negative = ? AND template = ? ORDER BY id",
+                [png.positive, png.negative, png.template])]
+            duplicate = next((row for row in candidates if _same_prompt(row, png)), None)
+            if duplicate is not None:
+                results.append({"file": png.file, "status": "skipped", "prompt_id": duplicate["id"],
+                                "source": png.source, "reason": f"same prompt as prompt {duplicate['id']}"})
+                continue
+            table = db["prompts"]
+            table.insert({
+                "name": None,
+                "template": png.template,
+                "template_digest": png.template_digest,
+                "fields": json.dumps(png.fields, sort_keys=True, ensure_ascii=False),
+                "positive": png.positive,
+                "negative": png.negative,
+                "parent_id": None,
+                "tags": json.dumps([IMPORTED_TAG]),
+                "notes": png.notes,
+                "starred": 0,
+                "created_at": utc_now(),
+            })
+            results.append({"file": png.file, "status": "added", "prompt_id": int(table.last_pk),
+                             "source": png.source, "settings": png.settings})
+    return results
