@@ -193,7 +193,7 @@ def missing_cells(library: Library, experiment: dict[str, Any]) -> dict[str, lis
             for v in experiment["variants"]}
 
 
-def run_experiment(library: Library, engine, name: str, batch_size: int = 4,
+def run_experiment(library: Library, engine, name: str, batch_size: int | None = 4,
                    progress: Progress | None = None, profile: bool = False) -> JobOutcome:
     """Generate every missing (variant, seed) cell; an interrupted run resumes where it stopped."""
     experiment = get_experiment(library, name)

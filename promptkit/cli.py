@@ -288,7 +288,8 @@ def params_from(steps, cfg, sampler, width, height, noise_device):
               help="Diffusers folder, .safetensors file or hub id (env: PROMPTKIT_MODEL).")
 @click.option("--seeds", default="1-4", show_default=True, help="List 1,2,3, range 1-8, or random:N.")
 @sampling_options
-@click.option("--batch-size", type=int, default=4, show_default=True, help="Images per pipeline call.")
+@click.option("--batch-size", default="auto", show_default=True,
+              help="Images per pipeline call, or 'auto' (from free GPU memory; 4 on CPU).")
 @input_options
 @engine_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -304,12 +305,12 @@ def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, batc
     jobs with init images, masks, LoRAs or ControlNets run in this process.
     """
     from .inputs import prepare_inputs
-    from .params import check_batch_size, parse_seeds
+    from .params import parse_batch_size, parse_seeds
 
     request = pop_input_request(engine_flags)
     params = params_from(steps, cfg, sampler, width, height, noise_device)
     seed_list = parse_seeds(seeds)
-    check_batch_size(batch_size)
+    batch_size = parse_batch_size(batch_size)
     with open_library(ctx) as lib:
         prompt_row = lib.get_prompt(prompt)
         model = resolve_model(model, engine_flags["allow_pickle"])

@@ -81,7 +81,8 @@ def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, wid
 @ab.command("run")
 @click.argument("name")
 @click.option("--model", default=None, envvar="PROMPTKIT_MODEL", help="Model (default: the experiment's).")
-@click.option("--batch-size", type=int, default=4, show_default=True, help="Images per pipeline call.")
+@click.option("--batch-size", default="auto", show_default=True,
+              help="Images per pipeline call, or 'auto' (from free GPU memory; 4 on CPU).")
 @engine_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--profile", is_flag=True, help="Print where the time went.")
@@ -95,9 +96,9 @@ def ab_run(ctx, name, model, batch_size, quiet, profile, no_engine, as_json, **e
     """
     from .abtest import get_experiment, missing_cells
     from .errors import BadParameter
-    from .params import check_batch_size
+    from .params import parse_batch_size
 
-    check_batch_size(batch_size)
+    batch_size = parse_batch_size(batch_size)
     with open_library(ctx) as lib:
         experiment = get_experiment(lib, name)
         model = model or experiment["model"]

@@ -245,6 +245,20 @@ class Engine:
         size = int(unet) * int(getattr(self.pipe, "vae_scale_factor", 8))
         return size, size
 
+    def suggest_batch_size(self, params: GenerationParams, count: int) -> int:
+        """Images per pipeline call when the user says `auto`: as many as free GPU memory allows.
+
+        The estimate is deliberately rough (activation memory grows with pixels, doubled by CFG);
+        an out-of-memory batch is retried in halves anyway, so erring high costs one retry.
+        """
+        if not self.device.startswith("cuda"):
+            return max(1, min(count, 4 if self.device == "cpu" else 2))
+        free, _total = torch.cuda.mem_get_info()
+        width, height = params.width or self.native_size()[0], params.height or self.native_size()[1]
+        bytes_per_pixel = {"sdxl": 4096}.get(self.family, 2048) * (2 if self.dtype == torch.float32 else 1)
+        per_image = width * height * bytes_per_pixel * (2 if params.cfg > 1 else 1)
+        return max(1, min(count, 16, int(free * 0.8 // per_image)))
+
     def describe(self) -> dict[str, Any]:
         import diffusers
 

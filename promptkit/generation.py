@@ -29,12 +29,13 @@ class GenerationJob:
     prompt: dict[str, Any]  # a prompts row (id, positive, negative, template, ...)
     params: GenerationParams
     seeds: list[int]
-    batch_size: int = 1
+    batch_size: int | None = 1  # None: chosen by the engine from free memory
     experiment_id: int | None = None
     variant: str | None = None
 
     def batches(self) -> list[list[int]]:
         check_batch_size(self.batch_size)
+        assert self.batch_size is not None, "resolve an automatic batch size first"
         return [self.seeds[i : i + self.batch_size] for i in range(0, len(self.seeds), self.batch_size)]
 
 
@@ -229,6 +230,8 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
     A row is written only after its PNG is safely on disk.
     """
     # 1. Check inputs before any work
+    if job.batch_size is None:
+        job.batch_size = engine.suggest_batch_size(job.params, len(job.seeds))
     batches = job.batches()
     if not job.seeds:
         raise PromptkitError("no seeds to generate")

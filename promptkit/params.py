@@ -146,10 +146,22 @@ def check_extra(extra: dict[str, Any]) -> None:
                                f"{start} and {end} (ControlNet {i})")
 
 
-def check_batch_size(batch_size: int) -> int:
-    if batch_size <= 0:
+def check_batch_size(batch_size: int | None) -> int | None:
+    """None means "auto": the engine picks from free memory."""
+    if batch_size is not None and batch_size <= 0:
         raise BadParameter(f"`batch_size` must be at least 1 but is {batch_size}")
     return batch_size
+
+
+def parse_batch_size(text: str | int | None) -> int | None:
+    """`auto` (or nothing) -> None; else a whole number of at least 1."""
+    if text is None or str(text).strip().lower() == "auto":
+        return None
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise BadParameter(f"`batch_size` must be a whole number or 'auto' but is {text!r}") from None
+    return check_batch_size(value)
 
 
 PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl"}

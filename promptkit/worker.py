@@ -54,12 +54,12 @@ def execute_job(spec: dict[str, Any], progress: Callable[[int, int], None] | Non
             from .generation import GenerationJob, run_job
 
             job = GenerationJob(prompt=library.get_prompt(spec["prompt_id"]), params=GenerationParams(**spec["params"]),
-                                seeds=list(spec["seeds"]), batch_size=int(spec["batch_size"]))
+                                seeds=list(spec["seeds"]), batch_size=spec.get("batch_size"))
             outcome = run_job(library, engine, job, progress=progress, profile=bool(spec.get("profile")))
         elif spec["kind"] == "ab_run":
             from .abtest import run_experiment
 
-            outcome = run_experiment(library, engine, spec["name"], batch_size=int(spec["batch_size"]),
+            outcome = run_experiment(library, engine, spec["name"], batch_size=spec.get("batch_size"),
                                      progress=progress, profile=bool(spec.get("profile")))
         else:
             raise PromptkitError(f"unknown job kind {spec['kind']!r}")

@@ -189,3 +189,16 @@ def test_profile_reports_each_stage(isolated_library, tiny_engine, saved_prompt)
     for stage in ("text_encoding", "denoising", "vae_decode", "png_encode", "database"):
         assert outcome.timings[stage] >= 0
     assert outcome.timings["denoising"] > 0
+
+
+def test_automatic_batch_size_on_cpu_is_recorded(isolated_library, tiny_engine, saved_prompt):
+    from promptkit.params import parse_batch_size
+
+    assert parse_batch_size("auto") is None and parse_batch_size("3") == 3
+    with pytest.raises(Exception, match="whole number or 'auto'"):
+        parse_batch_size("lots")
+    with Library(isolated_library) as lib:
+        outcome = run_job(lib, tiny_engine, GenerationJob(prompt=saved_prompt, params=FAST, seeds=[1, 2, 3, 4, 5, 6],
+                                                          batch_size=None))
+        sizes = [lib.get_generation(g["id"])["batch"]["size"] for g in outcome.generations]
+    assert sizes == [4, 4, 4, 4, 2, 2]  # CPU: batches of up to 4, each image recording its real batch
