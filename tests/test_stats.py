@@ -61,21 +61,27 @@ def test_bradley_terry_matches_choix_and_stays_finite():
     labels = ["A", "B", "C"]
     comparisons = [("B", "A")] * 8 + [("A", "B")] * 2 + [("C", "A")] * 6 + [("C", "B")] * 5  # C never loses
     ranking = bradley_terry(labels, comparisons)
-    data = [(labels.index(w), labels.index(l)) for w, l in comparisons]
-    expected = choix.ilsr_pairwise(3, data, alpha=BT_REGULARISATION)
+    matrix = np.zeros((3, 3))
+    for w, l in comparisons:
+        matrix[labels.index(w), labels.index(l)] += 1
+    expected = choix.ilsr_pairwise_dense(matrix, alpha=BT_REGULARISATION)
     expected = expected - expected.mean()
+    # the dense fit on the win counts is the same model as choix's fit on the vote list
+    listed = choix.ilsr_pairwise(3, [(labels.index(w), labels.index(l)) for w, l in comparisons],
+                                 alpha=BT_REGULARISATION)
+    assert np.allclose(expected, listed - listed.mean(), atol=1e-6)
     by_label = {r["label"]: r for r in ranking}
     for i, label in enumerate(labels):
         assert by_label[label]["score"] == pytest.approx(expected[i], abs=1e-9)
         assert np.isfinite(by_label[label]["ci_low"]) and np.isfinite(by_label[label]["ci_high"])
         assert by_label[label]["ci_low"] <= by_label[label]["score"] <= by_label[label]["ci_high"] + 1e-9
     assert [r["label"] for r in ranking] == ["C", "B", "A"]
-    # The bootstrap is the percentile of refits on resampled votes, reproducible from its seed.
+    # The bootstrap resamples the votes (a multinomial draw of the win counts), reproducible from its seed.
     rng = np.random.default_rng(0)
+    total = int(matrix.sum())
     draws = []
-    for _ in range(BOOTSTRAP_SAMPLES):
-        sample = [data[i] for i in rng.integers(0, len(data), len(data))]
-        s = choix.ilsr_pairwise(3, sample, alpha=BT_REGULARISATION)
+    for draw in rng.multinomial(total, matrix.ravel() / total, size=BOOTSTRAP_SAMPLES):
+        s = choix.ilsr_pairwise_dense(draw.reshape(3, 3).astype(float), alpha=BT_REGULARISATION)
         draws.append(s - s.mean())
     low = np.percentile(np.array(draws), 2.5, axis=0)
     assert by_label["A"]["ci_low"] == pytest.approx(low[0], abs=1e-9)
