@@ -1,0 +1,57 @@
+"""The benchmark scripts run and report numbers. No timing is asserted here: speed goals are
+measured by the benchmarks themselves, never by unit tests."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_SCALE = ["--prompts", "200", "--generations", "2000", "--queries", "20"]
+
+
+def _script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def test_library_scale_prints_its_table():
+    done = _script("library_scale.py", *TINY_SCALE)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("library at scale: 200 prompts, 2,000 generation rows")
+    assert lines[1].split()[:2] == ["figure", "value"]
+    for label in ("build:", "search p95", "prompt page p95", "database bytes per generation row"):
+        row = next(line for line in lines if line.startswith(label))
+        float(row.split("]", 1)[1].split()[0].replace(",", ""))  # "name [note]  value unit  ...": a number
+
+
+def test_library_scale_figures_are_numbers():
+    done = _script("library_scale.py", *TINY_SCALE, "--json")
+    assert done.returncode == 0, done.stderr
+    figures = {f["name"].split(",")[0]: f for f in json.loads(done.stdout)["figures"]}
+    for name in ("search p95", "prompt page p95", "database bytes per generation row"):
+        assert _is_number(figures[name]["value"]) and figures[name]["value"] > 0
+        assert _is_number(figures[name]["anchor"])
+    assert figures["search p95"]["goal"] == "< 20 ms"
+    assert figures["search p95"]["met"] in (True, False)
+
+
+def test_table_marks_goals():
+    from benchmarks.figures import Figure, format_table, skipped
+
+    table = format_table([
+        Figure("fast", 1.0, "ms", anchor=0.5, goal="< 2 ms", met=True),
+        Figure("slow", 3.0, "ms", goal="< 2 ms", met=False),
+        Figure("noisy", 1.0, "", ratio=1.01, ratio_spread=(0.9, 1.2), goal="ratio <= 1.02", met=None),
+        skipped("gpu", "no CUDA GPU"),
+    ])
+    assert "2.000" in table  # the ratio value / anchor
+    assert " met" in table and "NOT met" in table and "unclear" in table
+    assert "1.010 (0.900-1.200)" in table
+    assert "skipped: no CUDA GPU" in table
