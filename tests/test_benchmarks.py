@@ -55,3 +55,11 @@ def test_table_marks_goals():
     assert " met" in table and "NOT met" in table and "unclear" in table
     assert "1.010 (0.900-1.200)" in table
     assert "skipped: no CUDA GPU" in table
+
+
+def test_overhead_verdict_needs_every_pair():
+    from benchmarks.overhead import verdict
+
+    assert verdict([1.0, 1.01, 1.015], 1.02) is True
+    assert verdict([1.03, 1.05, 1.04], 1.02) is False
+    assert verdict([0.98, 1.05, 1.0], 1.02) is None
