@@ -3,7 +3,7 @@ import sqlite3
 import pytest
 
 from promptkit.errors import BadParameter, LibraryProblem, NotFound
-from promptkit.library import Library, images_dir_for, migrations
+from promptkit.library import KNOWN_MIGRATIONS, Library, images_dir_for, migrations
 from promptkit.templates import Fields, PromptBuilder
 
 
@@ -26,7 +26,29 @@ def test_migrations_create_the_schema(isolated_library):
 def test_reopening_is_idempotent(isolated_library):
     Library(isolated_library).close()
     with Library(isolated_library) as lib:
-        assert lib.schema_version() == "m001_initial"
+        assert lib.schema_version() == KNOWN_MIGRATIONS[-1]
+
+
+def test_foreign_key_columns_are_indexed(isolated_library):
+    """m002: every foreign-key child column leads some index, so deletes and lookups by it search."""
+    with Library(isolated_library) as lib:
+        assert "m002_foreign_key_indexes" in [m.name for m in migrations.applied(lib.db)]
+        for table in ("prompts", "generations", "ratings", "variants", "votes"):
+            leading = {index.columns[0] for index in lib.db[table].indexes}
+            leading |= {lib.db[table].pks[0]}
+            for fk in lib.db[table].foreign_keys:
+                assert fk.column in leading, f"{table}.{fk.column} has no index"
+        plan = lib.db.execute("EXPLAIN QUERY PLAN SELECT id FROM prompts WHERE parent_id = 1").fetchall()
+        assert "idx_prompts_parent_id" in plan[0][-1]
+
+
+def test_search_ranks_best_match_first(isolated_library):
+    with Library(isolated_library) as lib:
+        weak = lib.save_prompt(_prompt("a fox in a forest of tall pine trees under a grey sky"))
+        strong = lib.save_prompt(_prompt("fox, fox"), name="fox-study", tags=["fox"])
+        lib.save_prompt(_prompt("a lighthouse"))
+        assert [r["id"] for r in lib.search("fox")] == [strong, weak]
+        assert [r["id"] for r in lib.search("fox", limit=1)] == [strong]
 
 
 def test_save_get_search(isolated_library):
