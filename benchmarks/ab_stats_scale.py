@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 import json
 import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def build(db: Path, votes: int, seeds: int = 500) -> None:
@@ -59,7 +63,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--votes", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="3 repeats (the 10,000 votes stay)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats = 3
     from promptkit.library import Library
     from promptkit.stats import experiment_stats
 
@@ -73,11 +81,13 @@ def main() -> None:
             result = experiment_stats(lib, "big")
             times.append(time.perf_counter() - started)
     median = statistics.median(times)
-    print(f"ab stats: 3 variants, {args.votes} votes, bootstrap included, {args.repeats} runs")
-    print(f"{'figure':<34}{'value':>12}{'goal':>10}{'met':>6}")
-    print(f"{'experiment_stats median (ms)':<34}{1000 * median:>12.1f}{'< 500':>10}{'yes' if median < 0.5 else 'no':>6}")
-    print(f"{'experiment_stats max (ms)':<34}{1000 * max(times):>12.1f}")
-    print(f"{'votes counted':<34}{result['votes']:>12}")
+    from benchmarks.figures import Figure, figures_json, format_table
+
+    title = f"ab stats: 3 variants, {result['votes']} votes, bootstrap included, {args.repeats} runs"
+    figures = [Figure(f"ab stats, {result['votes']} votes (median)", 1000 * median, "ms", goal="< 500 ms",
+                      met=median < 0.5, note=f"max {1000 * max(times):.1f} ms; Bradley-Terry + 200 bootstrap fits")]
+    print(figures_json(figures, benchmark="ab_stats_scale", title=title) if args.json
+          else format_table(figures, title))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ BENCHMARKS = [
     Benchmark("overhead, torch's default threads", "overhead.py", full_args=("--repeats", "5"), quick_args=None),
     Benchmark("library at scale", "library_scale.py"),
     Benchmark("SD 1.5 size on GPU", "gpu_sd15.py", needs_cuda=True),
-    # Benchmark("ab stats at scale", "ab_stats_scale.py"),  # when promptkit/stats.py exists: 10,000 votes < 500 ms
+    Benchmark("ab stats at scale", "ab_stats_scale.py"),
+    Benchmark("sweep", "sweep.py"),
+    Benchmark("warm engine", "warm_engine.py"),
 ]
 
 

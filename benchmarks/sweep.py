@@ -22,7 +22,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="2 variants x 4 seeds, 2 repeats")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    if args.quick:
+        args.variants, args.seeds, args.repeats = 2, 4, 2
 
     import torch
 
@@ -86,12 +90,23 @@ def main() -> None:
         times["bare batched"].append(bare_batched())
         times["promptkit ab run"].append(promptkit_sweep())
     medians = {k: statistics.median(v) for k, v in times.items()}
-    print(f"sweep: {args.variants} variants x {args.seeds} seeds = {total} images, tiny SD on CPU, "
-          f"{args.steps} steps, median of {args.repeats}")
-    print(f"{'path':<22}{'s':>8}{'images/s':>10}{'vs sequential':>15}{'vs bare batched':>17}")
-    for name, seconds in medians.items():
-        print(f"{name:<22}{seconds:>8.2f}{total / seconds:>10.2f}{medians['sequential'] / seconds:>15.2f}"
-              f"{medians['bare batched'] / seconds:>17.2f}")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.figures import Figure, figures_json, format_table
+
+    title = (f"sweep: {args.variants} variants x {args.seeds} seeds = {total} images, tiny SD on CPU, "
+             f"{args.steps} steps, median of {args.repeats}")
+    rate = {k: total / v for k, v in medians.items()}
+    figures = [
+        Figure("sweep images/s, sequential bare loop", rate["sequential"], "img/s"),
+        Figure("sweep images/s, hand-batched bare loop", rate["bare batched"], "img/s"),
+        Figure("sweep images/s, promptkit ab run", rate["promptkit ab run"], "img/s", anchor=rate["bare batched"],
+               goal=">= 0.95 x bare batched", met=rate["promptkit ab run"] >= 0.95 * rate["bare batched"],
+               note=f"{rate['promptkit ab run'] / rate['sequential']:.2f}x the sequential loop; includes PNGs, "
+                    "hashes and rows"),
+    ]
+    print(figures_json(figures, benchmark="sweep", title=title) if args.json else format_table(figures, title))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="3 runs each")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats = 3
     work = Path(tempfile.mkdtemp(prefix="pk-warm-"))
     socket_path = Path(f"/tmp/pk-bench-{os.getpid()}.sock")
     env = dict(os.environ, PROMPTKIT_DB=str(work / "library.db"), PROMPTKIT_ENGINE=str(socket_path))
@@ -55,11 +59,17 @@ def main() -> None:
     finally:
         worker.terminate()
         worker.wait()
-    print(f"command-to-first-image, tiny SD pipeline on CPU, {args.steps} steps, {args.repeats} runs each")
-    print(f"{'path':<34}{'median s':>10}{'min':>8}{'max':>8}")
-    for label, runs in (("cold: generate --no-engine", cold), ("warm: generate on the engine", warm)):
-        print(f"{label:<34}{statistics.median(runs):>10.3f}{min(runs):>8.3f}{max(runs):>8.3f}")
-    print(f"{'speed-up (cold / warm)':<34}{statistics.median(cold) / statistics.median(warm):>10.2f}")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.figures import Figure, figures_json, format_table
+
+    title = f"command-to-first-image, tiny SD pipeline on CPU, {args.steps} steps, {args.repeats} runs each"
+    cold_s, warm_s = statistics.median(cold), statistics.median(warm)
+    figures = [
+        Figure("first image, cold `generate --no-engine`", cold_s, "s", note=f"min {min(cold):.2f}, max {max(cold):.2f}"),
+        Figure("first image, warm engine", warm_s, "s", anchor=cold_s, goal="faster than cold", met=warm_s < cold_s,
+               note=f"min {min(warm):.2f}, max {max(warm):.2f}; ratio = warm / cold"),
+    ]
+    print(figures_json(figures, benchmark="warm_engine", title=title) if args.json else format_table(figures, title))
 
 
 if __name__ == "__main__":

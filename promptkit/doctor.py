@@ -8,7 +8,6 @@ row refers to.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import sqlite3
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LibraryProblem
+from .library import file_sha256
 from .library import (
     BUSY_TIMEOUT_MS,
     Library,
@@ -74,14 +74,6 @@ class DoctorReport:
         data = asdict(self)
         data["ok"] = self.ok
         return data
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _referenced_files(conn: sqlite3.Connection, db_path: Path) -> dict[Path, list[tuple[int, str]]]:
@@ -209,7 +201,7 @@ def _check_schema_and_files(conn: sqlite3.Connection, path: Path, report: Doctor
         if not file.is_file():
             add(Finding("missing_file", True, f"image for generation {ids} is missing", str(file)))
             continue
-        actual = _file_sha256(file)
+        actual = file_sha256(file)
         report.counts["files_hashed"] += 1
         for gen_id, expected in rows:
             if actual != expected:

@@ -6,7 +6,6 @@ and referenced from the generation's parameters by sha256, so `reproduce` needs 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadParameter, ModelProblem, PromptkitError
+from .library import file_sha256  # noqa: F401  (re-exported: generation.py imports it from here)
 from .params import PICKLE_SUFFIXES
 
 PREPROCESSORS = ("canny", "none")
@@ -126,14 +126,6 @@ def safetensors_header(path: Path) -> dict[str, Any]:
             return json.loads(handle.read(length))
     except (OSError, ValueError, struct.error) as exc:
         raise LoraProblem(f"{str(path)!r} is not a readable .safetensors file: {exc}") from None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parse_lora_spec(spec: str) -> tuple[str, float]:

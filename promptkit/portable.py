@@ -26,6 +26,7 @@ import sqlite_utils
 from . import __version__
 from .errors import LibraryProblem
 from .library import Library, migration_names, utc_now
+from .library import file_sha256
 
 FORMAT_NAME = "promptkit-export"
 FORMAT_VERSION = 1
@@ -264,7 +265,7 @@ class ExportFolder:
         for sha in self.image_shas:
             path = self.image_file(sha)
             try:
-                actual = _file_sha256(path)
+                actual = file_sha256(path)
             except OSError as exc:
                 raise self._problem(path, f"image missing or unreadable ({exc.strerror})") from None
             if actual != sha:
@@ -272,14 +273,6 @@ class ExportFolder:
 
     def image_file(self, sha: str) -> Path:
         return self.folder / "images" / f"{sha}.png"
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _parents_first(prompts: list[dict[str, Any]], cycle_error) -> list[dict[str, Any]]:

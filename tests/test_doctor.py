@@ -12,7 +12,7 @@ from sqlite_utils.migrations import Migrations
 
 from promptkit.cli import main
 from promptkit.doctor import diagnose, fix_library, quarantine_dir_for
-from promptkit.library import Library, m001_initial
+from promptkit.library import Library, migration_names
 
 
 def doctor(*args):
@@ -44,7 +44,7 @@ def test_healthy_library_is_ok(populated_library):
     assert code == 0 and report["ok"] is True
     assert report["findings"] == []
     assert report["counts"] == {"generations": 6, "referenced_files": 5, "files_hashed": 5, "files_on_disk": 5}
-    assert report["schema"]["version"] == "m001_initial" and report["schema"]["pending"] == []
+    assert report["schema"]["version"] == migration_names(Library.migrations)[-1] and report["schema"]["pending"] == []
     code, text = doctor()
     assert code == 0 and "ok: the library is consistent" in text
 
@@ -162,12 +162,13 @@ def test_schema_newer_and_older(populated_library, monkeypatch):
     conn.close()
 
     future = Migrations("promptkit")
-    future(name="m001_initial")(m001_initial)
-    future(name="m002_next")(lambda db: None)
+    for migration in Library.migrations._migrations:
+        future(name=migration.name)(migration.fn)
+    future(name="m900_next")(lambda db: None)
     monkeypatch.setattr(Library, "migrations", future)
     before = populated_library.read_bytes()
     code, report = doctor_json()
-    assert code == 0 and report["schema"]["pending"] == ["m002_next"]
+    assert code == 0 and report["schema"]["pending"] == ["m900_next"]
     assert "migrates it, after saving a backup copy" in report["findings"][0]["message"]
     assert populated_library.read_bytes() == before  # doctor itself never migrates
 

@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from promptkit.library import Library, migration_names
 from click.testing import CliRunner
 
 from promptkit.cli import main
@@ -82,7 +84,7 @@ def test_round_trip_is_lossless_and_importing_twice_adds_nothing(populated_libra
     counts = {"prompts": 3, "experiments": 1, "variants": 2, "generations": 6, "ratings": 2, "votes": 2,
               "images": 5}
     assert out["counts"] == counts
-    assert out["format"] == "promptkit-export" and out["schema"] == "m001_initial"
+    assert out["format"] == "promptkit-export" and out["schema"] == migration_names(Library.migrations)[-1]
     assert sorted(p.name for p in export.iterdir()) == sorted(
         ["manifest.json", "images"] + [f"{t}.jsonl" for t in TABLES])
     assert len(list((export / "images").iterdir())) == 5

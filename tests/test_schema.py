@@ -12,7 +12,9 @@ import pytest
 from sqlite_utils.migrations import Migrations
 
 from promptkit.errors import LibraryProblem
-from promptkit.library import Library, m001_initial
+from promptkit.library import Library, migration_names
+
+LATEST = migration_names(Library.migrations)[-1]  # the newest schema this promptkit writes
 from promptkit.templates import Fields, PromptBuilder
 
 
@@ -24,7 +26,8 @@ def _library_with_m002(m002):
     """A Library class whose schema is the real m001 plus a test-only m002: opening a library
     made by today's promptkit with it is exactly what opening an old library looks like."""
     future = Migrations("promptkit")
-    future(name="m001_initial")(m001_initial)
+    for migration in Library.migrations._migrations:
+        future(name=migration.name)(migration.fn)
     future(name="m002_test_only")(m002)
     return type("NextLibrary", (Library,), {"migrations": future})
 
@@ -55,19 +58,19 @@ def test_older_library_is_backed_up_then_migrated(isolated_library):
         backup = lib.backup_path
 
     assert _backups(isolated_library) == [backup]
-    assert re.fullmatch(r"library\.db\.backup-m001_initial-\d{8}T\d{6}Z", backup.name)
+    assert re.fullmatch(rf"library\.db\.backup-{LATEST}-\d{{8}}T\d{{6}}Z", backup.name)
     copy = sqlite3.connect(backup)
     try:
         assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert copy.execute("PRAGMA foreign_key_check").fetchall() == []
-        assert [r[0] for r in copy.execute("SELECT name FROM _sqlite_migrations ORDER BY id")] == ["m001_initial"]
+        assert [r[0] for r in copy.execute("SELECT name FROM _sqlite_migrations ORDER BY id")] == migration_names(Library.migrations)
         assert "colour" not in {r[1] for r in copy.execute("PRAGMA table_info(prompts)")}
         assert _rows(copy, "prompts") == before
     finally:
         copy.close()
     # The backup opens as an ordinary library of the old schema.
     with Library(backup) as old:
-        assert old.schema_version() == "m001_initial"
+        assert old.schema_version() == LATEST
         assert old.get_prompt("lh")["tags"] == ["sea"]
 
     NextLibrary(isolated_library).close()  # nothing pending now: no second backup
@@ -93,7 +96,7 @@ def test_failed_migration_leaves_library_unchanged_and_keeps_backup(isolated_lib
     with pytest.raises(LibraryProblem, match=r"m002_test_only failed .*simulated.*unchanged; a backup is at"):
         _library_with_m002(broken)(isolated_library)
     with Library(isolated_library) as lib:
-        assert lib.schema_version() == "m001_initial"
+        assert lib.schema_version() == LATEST
         assert "colour" not in {c.name for c in lib.db["prompts"].columns}
         assert _rows(lib.conn, "prompts") == before
     assert len(_backups(isolated_library)) == 1
@@ -129,7 +132,7 @@ def test_read_only_open_does_not_migrate(isolated_library):
     with pytest.raises(LibraryProblem, match="needs migrating to m002_test_only"):
         _library_with_m002(_add_colour_column)(isolated_library, read_only=True)
     with Library(isolated_library) as lib:
-        assert lib.schema_version() == "m001_initial"
+        assert lib.schema_version() == LATEST
 
 
 def _as_user_that_chmod_binds():
