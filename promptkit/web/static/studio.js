@@ -163,7 +163,11 @@
     const line = $("#template-error");
     line.hidden = !message;
     line.textContent = message || "";
+    line.title = message || "";
     form.classList.toggle("has-error", Boolean(message));
+    // Point at the template's field the message names, when the form has one.
+    const missing = message ? /'([A-Za-z_]\w*)' is undefined/.exec(message) : null;
+    for (const input of $$("#extras input")) input.classList.toggle("missing", Boolean(missing) && input.name === missing[1]);
   }
 
   form.addEventListener("input", (event) => {
@@ -189,6 +193,7 @@
 
   let running = false;
   let lastCompare = null;
+  let lastRun = null; // the model and settings the compared images were made with
 
   function setProgress(done, total, text) {
     const box = $("#progress");
@@ -296,6 +301,7 @@
       queued = await api("POST", "/api/studio/generate", body);
     } catch (error) { finish(`Could not generate: ${error.message}`, "error"); return; }
     form.dataset.promptId = String(queued.prompt_id);
+    lastRun = { model: body.model, settings: body.settings };
     $("#images").replaceChildren();
     $("#results").hidden = false;
     const link = $("#results-prompt");
@@ -316,8 +322,8 @@
     button.textContent = "Creating …";
     try {
       const made = await api("POST", "/api/studio/experiments", {
-        parent_id: lastCompare.parent.id, child_id: lastCompare.child.id, model: $("#setting-model").value.trim(),
-        seeds: lastCompare.pairs.map((pair) => pair.seed), settings: settings(),
+        parent_id: lastCompare.parent.id, child_id: lastCompare.child.id, model: lastRun.model,
+        seeds: lastCompare.pairs.map((pair) => pair.seed), settings: lastRun.settings,
       });
       toast(`Experiment ${made.name} created`);
       window.location.assign(made.review_url);
