@@ -219,3 +219,28 @@ def test_save_for_generation_reuses_an_unchanged_prompt(isolated_library):
         child, made = save_for_generation(lib, builder, Fields(subject="b"), "default", first["id"])
     assert created and not again and same["id"] == first["id"]
     assert made and child["parent_id"] == first["id"]
+
+
+def test_serve_with_model_preloads_it_for_the_studio(isolated_library, tiny_model, monkeypatch):
+    """`promptkit serve --model M`: M is loaded before the page listens, and the studio defaults to it."""
+    import socket
+
+    import uvicorn
+
+    from promptkit import engine as engine_module
+
+    served = {}
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: served.update(app=self.config.app))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    Library(isolated_library).close()
+    result = CliRunner().invoke(main, ["serve", "--model", tiny_model, "--device", "cpu", "--port", str(port)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "the studio's Generate uses it" in result.output
+    app = served["app"]
+    assert app.state.default_model == tiny_model and app.state.studio.worker is not None
+    assert any(key[0] == tiny_model for key in engine_module._PIPELINES)
+    page = TestClient(app, base_url=f"http://127.0.0.1:{port}").get("/studio").text
+    assert f'value="{tiny_model}"' in page
