@@ -196,7 +196,7 @@ def test_the_studio_waits_for_other_writers(client, tiny_model, isolated_library
     writer.start()
     holding.wait(5)
     threading.Timer(1.0, release.set).start()
-    queued, job = _generate(client, tiny_model, {"subject": "busy day"}, seeds=(1,))
+    _queued, job = _generate(client, tiny_model, {"subject": "busy day"}, seeds=(1,))
     writer.join()
     assert len(job["images"]) == 1
     with Library(isolated_library) as lib:

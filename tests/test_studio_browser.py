@@ -4,9 +4,9 @@ preloaded warm engine, as `promptkit serve --model` runs it. Screenshots go wher
 from __future__ import annotations
 
 import pytest
+from test_browser import browser, screenshot  # noqa: F401  (the module-scoped browser fixture)
 
 from promptkit.library import Library
-from test_browser import browser, screenshot  # noqa: F401  (the module-scoped browser fixture)
 
 MOODY = '{% extends "base.j2" %}{% block positive %}{{ subject }}, {{ mood }} mood, {{ style }}{% endblock %}'
 
