@@ -90,6 +90,7 @@ def test_generate_iterate_side_by_side_and_ab(page, isolated_library):
     page.get_by_role("button", name="Generate").click()
     page.wait_for_function("() => document.querySelectorAll('#images .studio-shot').length === 4", timeout=60_000)
     page.wait_for_function("() => document.querySelector('#generate').textContent === 'Generate'")
+    page.wait_for_timeout(400)  # let the images' fade-in and the progress bar finish, for the picture
     screenshot(page, "studio-after")
     with Library(isolated_library) as lib:
         rows = lib.db.execute("SELECT prompt_id, seed, steps FROM generations ORDER BY id").fetchall()
@@ -105,6 +106,7 @@ def test_generate_iterate_side_by_side_and_ab(page, isolated_library):
     assert page.locator("#pairs .pair .studio-shot").count() == 8
     assert "watercolor" in page.inner_text("#diff del") and "cinematic" in page.inner_text("#diff .changed-fields ins")
     assert page.locator("#diff .diff-prompts ins").count() >= 1
+    page.wait_for_timeout(400)
     screenshot(page, "studio-side-by-side")
     with Library(isolated_library) as lib:
         child = lib.db.execute("SELECT id, parent_id FROM prompts ORDER BY id DESC LIMIT 1").fetchone()
