@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BadParameter, NotFound, PromptkitError
-from .generation import GenerationJob, JobOutcome, Progress, run_job
+from .generation import DERIVED_PARAMS, GenerationJob, JobOutcome, Progress, run_job
 from .library import Library, utc_now
 from .params import GenerationParams
 
@@ -225,6 +225,40 @@ def run_experiment(library: Library, engine, name: str, batch_size: int | None =
             outcome.interrupted = True
             break
     return outcome
+
+
+def adopt_generations(library: Library, name: str, label: str, generation_ids: list[int]) -> list[int]:
+    """Record images made outside the experiment as LABEL's cells, where they match it exactly.
+
+    Each becomes a new generation row in the experiment pointing at the same image file (the
+    original row stays where it was). A generation is taken only when it is of the variant's
+    prompt, on one of the experiment's seeds, with the variant's parameters and model, and its
+    cell is still empty; the others are skipped. Returns the new rows' ids.
+    """
+    experiment = get_experiment(library, name)
+    variant = next((v for v in experiment["variants"] if v["label"] == label), None)
+    if variant is None:
+        raise ExperimentProblem(f"experiment {name!r} has no variant {label!r}")
+    params = variant_params(experiment, variant)
+    model = variant["overrides"].get("model") or experiment["model"]
+    taken = set(cells(library, experiment))
+    adopted = []
+    for generation_id in generation_ids:
+        row = library.get_generation(generation_id)
+        checks = [row["prompt_id"] == variant["prompt_id"], row["seed"] in experiment["seeds"],
+                  (label, row["seed"]) not in taken, row["experiment_id"] is None, row["model"] == model,
+                  row["sampler"] == params.sampler, row["steps"] == params.steps, row["cfg"] == params.cfg,
+                  row["noise_device"] == params.noise_device,
+                  params.width is None or row["width"] == params.width,
+                  params.height is None or row["height"] == params.height,
+                  {k: v for k, v in (row["params"] or {}).items() if k not in DERIVED_PARAMS} == params.extra]
+        if not all(checks):
+            continue
+        copy = {k: v for k, v in row.items() if k != "id"}
+        copy.update(experiment_id=experiment["id"], variant=label, created_at=utc_now())
+        adopted.append(library.add_generation(copy))
+        taken.add((label, row["seed"]))
+    return adopted
 
 
 def add_seeds(library: Library, name: str, seeds: list[int]) -> list[int]:

@@ -216,12 +216,9 @@ def make_engine(model, **engine_flags):
 
 def resolve_model(model: str, allow_pickle: bool = False) -> str:
     """Check MODEL before any heavy import; local paths become absolute so a warm engine finds them."""
-    from pathlib import Path
+    from .params import resolve_model as resolve
 
-    from .params import check_model_ref
-
-    kind = check_model_ref(model, allow_pickle)
-    return model if kind == "hub" else str(Path(model).expanduser().resolve())
+    return resolve(model, allow_pickle)
 
 
 def no_engine_option(func):

@@ -1,4 +1,4 @@
-"""`promptkit serve`: run the local review page (promptkit.web) with uvicorn."""
+"""`promptkit serve`: run the local review page and studio (promptkit.web) with uvicorn."""
 
 from __future__ import annotations
 
@@ -57,16 +57,35 @@ def register(main: click.Group) -> None:
     @click.option("--allow-host", "allowed_hosts", multiple=True, metavar="NAME",
                   help="Another host name clients may use to reach the page (repeatable; with --host 0.0.0.0).")
     @click.option("--open", "open_browser", is_flag=True, help="Open the page in your web browser.")
+    @click.option("--model", default=None, envvar="PROMPTKIT_MODEL",
+                  help="Keep this model loaded for the studio's Generate (env: PROMPTKIT_MODEL).")
+    @click.option("--device", type=click.Choice(["cuda", "mps", "cpu"]), default=None,
+                  help="Device for the studio's engine (default: the best available).")
+    @click.option("--templates", "templates_dir", type=click.Path(file_okay=False), default=None,
+                  help="Your template folder (default: PROMPTKIT_TEMPLATES).")
     @click.pass_context
     def serve(ctx: click.Context, db_path: str | None, host: str, port: int, allowed_hosts: tuple[str, ...],
-              open_browser: bool) -> None:
-        """Browse, search, star and rate your library in a local web page."""
+              open_browser: bool, model: str | None, device: str | None, templates_dir: str | None) -> None:
+        """Browse, search, star and rate your library, and write prompts in the studio, in a local web page."""
         import uvicorn
 
+        from .params import resolve_model
+        from .studio import StudioEngine
         from .web import create_app
 
         path = default_db_path(db_path or ctx.obj["db"])
-        app = create_app(path, host=host, port=port, allowed_hosts=allowed_hosts)
+        model = resolve_model(model, allow_pickle=False) if model else None
+        engine_options = {"device": device} if device else {}
+        engine = StudioEngine(engine_options=engine_options)
+        app = create_app(path, host=host, port=port, allowed_hosts=allowed_hosts, engine=engine,
+                         default_model=model, templates_dir=templates_dir)
+        if model:
+            from .worker import EngineWorker
+
+            click.echo(f"loading {model} for the studio …", err=True)
+            engine.worker = EngineWorker()
+            seconds = engine.worker.preload(model, engine_options)
+            click.echo(f"{model} loaded in {seconds:.1f} s; the studio's Generate uses it", err=True)
         if host not in LOCAL_HOSTS:
             click.echo(f"warning: listening on {host}: the review page has no authentication; anyone who can "
                        "reach this address can read and change your library", err=True)

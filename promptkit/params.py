@@ -201,3 +201,11 @@ def check_model_ref(model: str, allow_pickle: bool = False) -> str:
             "stable-diffusion-v1-5/stable-diffusion-v1-5 (`promptkit model tiny PATH` makes an offline test model)"
         )
     return "hub"
+
+
+def resolve_model(model: str, allow_pickle: bool = False) -> str:
+    """Check MODEL before any heavy import; local paths become absolute so a warm engine finds them."""
+    from pathlib import Path
+
+    kind = check_model_ref(model, allow_pickle)
+    return model if kind == "hub" else str(Path(model).expanduser().resolve())

@@ -219,6 +219,29 @@ class PromptBuilder:
             pending.extend(r for r in refs if r)
         return digest.hexdigest()
 
+    def declared_fields(self, name: str) -> list[str]:
+        """The extra `key=value` fields template NAME uses: variables it (or a template it extends or
+        includes) reads that the builder does not provide itself."""
+        provided = set(self._context(Fields())) | {"negative_preset"}
+        found: set[str] = set()
+        seen: set[str] = set()
+        pending = [f"{name}.j2"]
+        while pending:
+            file_name = pending.pop(0)
+            if file_name in seen:
+                continue
+            seen.add(file_name)
+            try:
+                source, _, _ = self.env.loader.get_source(self.env, file_name)  # type: ignore[union-attr]
+                tree = self.env.parse(source)
+            except jinja2.TemplateNotFound:
+                raise TemplateProblem(f"template {name!r} refers to missing template {file_name!r}") from None
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateProblem(f"template {file_name!r} line {exc.lineno}: {exc.message}") from None
+            found |= jinja2.meta.find_undeclared_variables(tree)
+            pending.extend(r for r in jinja2.meta.find_referenced_templates(tree) if r)
+        return sorted(found - provided)
+
     def render(self, fields: Fields, template: str = DEFAULT_TEMPLATE) -> Prompt:
         """Render FIELDS through TEMPLATE into a normalised positive and negative prompt."""
         check_field_text(fields)
@@ -247,7 +270,7 @@ class PromptBuilder:
                 negative_raw = context["negative"]
         except jinja2.UndefinedError as exc:
             raise TemplateProblem(
-                f"template {template!r}: {exc.message}; pass it with --set NAME=VALUE"
+                f"template {template!r}: {exc.message}; give it a value (the studio's field, or --set NAME=VALUE)"
             ) from None
         except SecurityError as exc:
             raise TemplateProblem(f"template {template!r} refused by the sandbox: {exc}") from None

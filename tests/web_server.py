@@ -11,7 +11,7 @@ from pathlib import Path
 class LiveServer:
     """`with LiveServer(db) as server:` serves `create_app(db)` at `server.url` until the block ends."""
 
-    def __init__(self, db_path: Path, host: str = "127.0.0.1") -> None:
+    def __init__(self, db_path: Path, host: str = "127.0.0.1", **app_options) -> None:
         import uvicorn
 
         from promptkit.web import create_app
@@ -20,7 +20,7 @@ class LiveServer:
         self.sock.bind((host, 0))  # the kernel picks a free port; the app must know it for its Host check
         self.port = self.sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
-        self.app = create_app(db_path, host=host, port=self.port)
+        self.app = create_app(db_path, host=host, port=self.port, **app_options)
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

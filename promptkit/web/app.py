@@ -20,12 +20,14 @@ from starlette.responses import JSONResponse, Response
 from .. import __version__
 from ..errors import BadParameter, LibraryProblem, NotFound, PromptkitError
 from ..library import Library
-from . import api, assets, images, pages
+from ..studio import StudioEngine
+from ..templates import PromptBuilder
+from . import api, assets, images, pages, studio
 from .security import LOCAL_NAMES, RequestGuard, host_header_values
 from .templating import NavLink, render
 
-ROUTERS = [pages.router, images.router, api.router, assets.router]
-NAV_LINKS = [NavLink("Library", "/"), NavLink("Starred", "/?starred=true")]
+ROUTERS = [pages.router, images.router, api.router, assets.router, studio.page_router, studio.router]
+NAV_LINKS = [NavLink("Library", "/"), NavLink("Starred", "/?starred=true"), NavLink("Studio", "/studio")]
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 STATUS_FOR_ERROR = {NotFound: 404, BadParameter: 400, LibraryProblem: 503}
@@ -36,6 +38,9 @@ def create_app(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     allowed_hosts: Iterable[str] = (),
+    engine: StudioEngine | None = None,
+    default_model: str | None = None,
+    templates_dir: str | os.PathLike | None = None,
 ) -> FastAPI:
     """The review page for the library at DB_PATH.
 
@@ -43,6 +48,10 @@ def create_app(
         (or to 127.0.0.1 / localhost) on PORT, which defeats DNS rebinding.
     :param port: the port the server listens on (part of every accepted `Host` header).
     :param allowed_hosts: further names clients may use (for a server bound to 0.0.0.0).
+    :param engine: the studio's warm engine (`promptkit serve --model` passes one with the model
+        loaded); without one, the studio starts an in-process engine on its first Generate.
+    :param default_model: the studio's model field starts with this.
+    :param templates_dir: the user's template folder (default: `PROMPTKIT_TEMPLATES`).
     """
     path = Path(db_path)
     # Open once now: a missing or newer library fails here with one line, and pending
@@ -58,6 +67,9 @@ def create_app(
     )
     app.state.library_path = path
     app.state.nav_links = list(NAV_LINKS)
+    app.state.builder = PromptBuilder(templates_dir)
+    app.state.studio = engine or StudioEngine()
+    app.state.default_model = default_model
     for router in ROUTERS:
         app.include_router(router)
     _install_error_handlers(app)

@@ -1,0 +1,158 @@
+"""The studio in a real browser (Playwright driving the system's Chromium) with the tiny model on a
+preloaded warm engine, as `promptkit serve --model` runs it. Screenshots go where test_browser.py's go."""
+
+from __future__ import annotations
+
+import pytest
+from test_browser import browser, screenshot  # noqa: F401  (the module-scoped browser fixture)
+
+from promptkit.library import Library
+
+MOODY = '{% extends "base.j2" %}{% block positive %}{{ subject }}, {{ mood }} mood, {{ style }}{% endblock %}'
+
+
+@pytest.fixture(scope="session")
+def studio_engine(tiny_model):
+    """One warm engine for the session, the tiny model preloaded (what `serve --model` does)."""
+    from promptkit.studio import StudioEngine
+    from promptkit.worker import EngineWorker
+
+    worker = EngineWorker()
+    worker.preload(tiny_model, {"device": "cpu"})
+    return StudioEngine(worker, engine_options={"device": "cpu"})
+
+
+@pytest.fixture
+def studio_server(isolated_library, tiny_model, studio_engine, tmp_path):
+    from web_server import LiveServer
+
+    templates = tmp_path / "my-templates"
+    templates.mkdir()
+    (templates / "moody.j2").write_text(MOODY)
+    (templates / "broken.j2").write_text("{{ subject ")
+    Library(isolated_library).close()
+    with LiveServer(isolated_library, engine=studio_engine, default_model=tiny_model,
+                    templates_dir=templates) as server:
+        yield server
+
+
+@pytest.fixture
+def page(browser, studio_server):  # noqa: F811
+    context = browser.new_context(base_url=studio_server.url, viewport={"width": 1360, "height": 900})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: errors.append(message.text)
+           if message.type == "error" and "status of 404" not in message.text else None)
+    yield tab
+    context.close()
+    assert errors == [], errors
+
+
+def _rendered(page) -> str:
+    return page.inner_text("#rendered-positive")
+
+
+def test_typing_a_subject_shows_it_in_the_rendered_prompt(page):
+    page.goto("/studio")
+    page.get_by_label("Subject", exact=True).fill("a red fox in the snow")
+    page.wait_for_function("() => document.querySelector('#rendered-positive').textContent.includes('a red fox in the snow')")
+    page.locator('.chips[data-for="field-style"] .chip[data-preset="watercolor"]').click()
+    page.wait_for_function("() => document.querySelector('#rendered-positive').textContent.includes('watercolor painting')")
+    assert page.get_by_label("Style", exact=True).input_value() == "watercolor"
+    assert "/ 75 tokens" in page.inner_text("#positive-tokens")
+    for name in ("Subject", "Action", "Environment", "Style", "Quality", "Negative"):
+        assert page.get_by_label(name, exact=True).count() == 1, name
+    assert page.get_by_role("button", name="Generate").is_visible()
+    screenshot(page, "studio-before")
+
+
+def test_a_subject_past_77_tokens_marks_the_words_past_the_window(page):
+    words = [f"word{n}" for n in range(60)]
+    page.goto("/studio")
+    page.get_by_label("Subject", exact=True).fill(" ".join(words))
+    page.wait_for_selector("#rendered-positive mark.past-window")
+    past = page.inner_text("#rendered-positive mark.past-window")
+    before = _rendered(page)[: -len(past)]
+    assert past and "word59" in past and "word0 " in before
+    assert "past the window" in page.inner_text("#positive-tokens")
+    assert "past the 75-token window" in page.inner_text("#lint")
+    screenshot(page, "studio-overflow", full_page=False)
+
+
+def test_generate_iterate_side_by_side_and_ab(page, isolated_library):
+    page.goto("/studio")
+    page.get_by_label("Subject", exact=True).fill("a lighthouse at dusk")
+    page.get_by_label("Style", exact=True).fill("watercolor")
+    page.get_by_label("Steps", exact=True).fill("2")
+    assert page.get_by_label("Seeds", exact=True).input_value() == "1, 2, 3, 4"
+    page.wait_for_function("() => document.querySelector('#rendered-positive').textContent.includes('lighthouse')")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_function("() => document.querySelectorAll('#images .studio-shot').length === 4", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#generate').textContent === 'Generate'")
+    page.wait_for_timeout(400)  # let the images' fade-in and the progress bar finish, for the picture
+    screenshot(page, "studio-after")
+    with Library(isolated_library) as lib:
+        rows = lib.db.execute("SELECT prompt_id, seed, steps FROM generations ORDER BY id").fetchall()
+        assert sorted(r[1] for r in rows) == [1, 2, 3, 4] and {r[2] for r in rows} == {2}
+        parent_id = rows[0][0]
+        assert lib.get_prompt(parent_id)["fields"]["style"] == ["watercolor"]
+
+    # Iterate: change Style, Generate again -> a child on the same seeds and parameters, side by side.
+    page.get_by_label("Style", exact=True).fill("cinematic")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_selector("#compare:not([hidden])", timeout=60_000)
+    assert page.locator("#pairs .pair").count() == 4
+    assert page.locator("#pairs .pair .studio-shot").count() == 8
+    assert "watercolor" in page.inner_text("#diff del") and "cinematic" in page.inner_text("#diff .changed-fields ins")
+    assert page.locator("#diff .diff-prompts ins").count() >= 1
+    page.wait_for_timeout(400)
+    screenshot(page, "studio-side-by-side")
+    with Library(isolated_library) as lib:
+        child = lib.db.execute("SELECT id, parent_id FROM prompts ORDER BY id DESC LIMIT 1").fetchone()
+        assert child[1] == parent_id
+        child_rows = lib.db.execute("SELECT seed, steps, cfg, sampler FROM generations WHERE prompt_id = ?",
+                                    [child[0]]).fetchall()
+        parent_rows = lib.db.execute("SELECT seed, steps, cfg, sampler FROM generations WHERE prompt_id = ?",
+                                     [parent_id]).fetchall()
+        assert sorted(child_rows) == sorted(parent_rows)
+
+    # One action: parent versus child as an A/B experiment, then its blind review.
+    page.get_by_role("button", name="Make A/B test").click()
+    name = f"studio-{parent_id}-vs-{child[0]}"
+    page.wait_for_url(f"**/experiments/{name}/review")
+    from promptkit.abtest import get_experiment, missing_cells
+
+    with Library(isolated_library) as lib:
+        experiment = get_experiment(lib, name)
+        assert experiment["seeds"] == [1, 2, 3, 4]
+        assert [(v["label"], v["prompt_id"]) for v in experiment["variants"]] == [("A", parent_id), ("B", child[0])]
+        assert missing_cells(lib, experiment) == {"A": [], "B": []}
+
+    # "See it in my library": the watercolor preset now has images of the person's own.
+    page.goto("/studio")
+    page.get_by_text("See styles in my library").click()
+    assert page.locator('.style-row[data-style="watercolor"] img').count() == 4
+    assert page.locator('.style-row[data-style="cinematic"] img').count() == 4
+
+
+def test_a_template_error_is_one_line_and_the_page_keeps_working(page):
+    page.goto("/studio")
+    page.get_by_label("Subject", exact=True).fill("a castle")
+    page.get_by_label("Template", exact=True).select_option("moody")
+    page.wait_for_selector("#template-error:not([hidden])")
+    message = page.inner_text("#template-error")
+    assert "mood" in message and "undefined" in message and "\n" not in message
+    box = page.locator("#template-error").bounding_box()
+    assert box and box["height"] < 40  # one line
+    screenshot(page, "studio-template-error", full_page=False)
+    page.get_by_label("mood", exact=True).fill("gloomy")
+    page.wait_for_selector("#template-error", state="hidden")
+    page.wait_for_function("() => document.querySelector('#rendered-positive').textContent.includes('gloomy mood')")
+    page.get_by_label("Template", exact=True).select_option("broken")
+    page.wait_for_selector("#template-error:not([hidden])")
+    assert "broken" in page.inner_text("#template-error")
+    page.get_by_label("Template", exact=True).select_option("default")
+    page.wait_for_selector("#template-error", state="hidden")
+    page.get_by_label("Subject", exact=True).fill("a castle on a hill")
+    page.wait_for_function("() => document.querySelector('#rendered-positive').textContent.startsWith('a castle on a hill')")
