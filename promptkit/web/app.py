@@ -20,12 +20,12 @@ from starlette.responses import JSONResponse, Response
 from .. import __version__
 from ..errors import BadParameter, LibraryProblem, NotFound, PromptkitError
 from ..library import Library
-from . import api, assets, images, pages
+from . import api, assets, experiments, images, pages
 from .security import LOCAL_NAMES, RequestGuard, host_header_values
 from .templating import NavLink, render
 
-ROUTERS = [pages.router, images.router, api.router, assets.router]
-NAV_LINKS = [NavLink("Library", "/"), NavLink("Starred", "/?starred=true")]
+ROUTERS = [pages.router, experiments.router, images.router, api.router, experiments.api_router, assets.router]
+NAV_LINKS = [NavLink("Library", "/"), NavLink("Starred", "/?starred=true"), NavLink("Experiments", "/experiments")]
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 STATUS_FOR_ERROR = {NotFound: 404, BadParameter: 400, LibraryProblem: 503}
