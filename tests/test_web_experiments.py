@@ -62,7 +62,7 @@ def test_experiment_pages_render(client, experiment_library):
     client.post("/api/experiments/sky/votes", json={"seed": 1, "winner": "fancy"})
     assert client.get("/experiments/sky/sheet.png").content != sheet.content
     voted = client.get("/experiments/sky").text
-    assert "fancy ›" in voted and "1 of 4 pairs judged" in voted and "not enough evidence yet" in voted
+    assert "fancy ›" in voted and "1 of 4 pairs judged" in voted and "Not enough evidence yet" in voted
     trio = client.get("/experiments/trio").text
     assert "Ranking" in trio and "Bradley" in trio and trio.count('class="winbar"') == 3
     assert client.get("/experiments/nothing-here").status_code == 404

@@ -444,17 +444,19 @@ def results_page(request: Request, name: ExperimentName) -> HTMLResponse:
 
 
 def _headline(stats: dict[str, Any]) -> str:
-    """The verdict in one sentence: the only pair's, or the ranking's leader."""
+    """The verdict in one sentence: the only pair's, or a summary of the pairs and the ranking."""
     if not stats["votes"]:
         return "No votes yet: open the blind review and judge some pairs."
     if len(stats["pairs"]) == 1:
-        return stats["pairs"][0]["verdict"]
+        text = stats["pairs"][0]["verdict"]  # may start with a label, whose case matters
+        return "Not" + text[3:] if text.startswith("not ") else text
     decided = [p for p in stats["pairs"] if p["win_rate_b"] is not None and (p["ci_low"] > 0.5 or p["ci_high"] < 0.5)]
-    leader = stats["ranking"][0]["label"] if stats.get("ranking") else None
+    ranking = stats.get("ranking") or []
+    leads = (f"{ranking[0]['label']} leads the ranking" if len(ranking) > 1
+             and ranking[0]["score"] - ranking[1]["score"] > 1e-6 else "no variant leads the ranking")
     if not decided:
-        return (f"Not enough evidence yet for any pair; {leader} leads the ranking so far." if leader
-                else "Not enough evidence yet for any pair.")
-    return f"{len(decided)} of {len(stats['pairs'])} pairs decided; {leader} leads the ranking."
+        return f"Not enough evidence yet for any pair; {leads} so far."
+    return f"{len(decided)} of {len(stats['pairs'])} pairs decided; {leads}."
 
 
 @router.get("/experiments/{name}/review", response_class=HTMLResponse)
