@@ -6,8 +6,9 @@ import itertools
 import json
 import random
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, Collection
+from typing import Any
 
 from .errors import BadParameter, NotFound, PromptkitError
 from .generation import GenerationJob, JobOutcome, Progress, run_job

@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from sample_library import EXPERIMENT_LABELS
 
 from promptkit.abtest import cells, experiment_votes, get_experiment
 from promptkit.cli import main
 from promptkit.library import Library
 from promptkit.stats import experiment_stats
 from promptkit.web import create_app
-from sample_library import EXPERIMENT_LABELS
 
 ORIGIN = "http://127.0.0.1:8765"
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
@@ -75,6 +75,14 @@ def test_a_decided_experiment_says_so(client):
             assert client.post("/api/experiments/sky/votes", json={"seed": seed, "winner": "fancy"}).status_code == 201
     page = client.get("/experiments/sky").text
     assert "fancy beats plain" in page and 'class="ci decided"' in page
+
+
+def test_review_of_an_experiment_without_images(client, experiment_library):
+    with Library(experiment_library) as lib, lib.write() as db:
+        db.execute("DELETE FROM generations WHERE variant = 'fancy'")
+    page = client.get("/experiments/sky/review").text
+    assert "No pair has both of its images yet" in page and "promptkit ab run sky" in page
+    assert client.get("/api/experiments/sky/next-pair").json()["done"] is True
 
 
 def test_empty_experiment_list(isolated_library):
@@ -240,8 +248,12 @@ def test_fuzz_the_experiment_api(experiment_library):
     from hypothesis import Phase
     from hypothesis.errors import Unsatisfiable
     from schemathesis import GenerationMode
-    from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
-                                     status_code_conformance)
+    from schemathesis.checks import (
+        content_type_conformance,
+        not_a_server_error,
+        response_schema_conformance,
+        status_code_conformance,
+    )
 
     checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
     app = create_app(experiment_library, host="testserver", port=80)

@@ -58,6 +58,7 @@ def create_app(
     )
     app.state.library_path = path
     app.state.nav_links = list(NAV_LINKS)
+    app.state.blind_secret = experiments.new_secret()  # keys the blind review's image and pair tokens
     for router in ROUTERS:
         app.include_router(router)
     _install_error_handlers(app)

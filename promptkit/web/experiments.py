@@ -26,14 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from ..abtest import cells, experiment_votes, get_experiment, list_experiments, next_pair
-from ..abtest import record_vote, undo_last_vote
+from ..abtest import cells, experiment_votes, get_experiment, list_experiments, next_pair, record_vote, undo_last_vote
 from ..errors import BadParameter, NotFound
 from ..library import Library
 from ..stats import experiment_stats
 from .api import PROBLEMS, Problem
 from .connections import open_library
-from .templating import render
+from .templating import image_url, render
 
 TOKEN_CHARS = 32  # 128 bits of an HMAC-SHA256: unguessable, short enough for a URL
 MAX_SEED = 2**63 - 1
@@ -51,11 +50,13 @@ api_router = APIRouter(prefix="/api", tags=["experiments"], responses={**PROBLEM
 # -- blind tokens ----------------------------------------------------------------
 
 
+def new_secret() -> bytes:
+    """The key of an app's tokens, made when the app is: tokens from an earlier run stop working."""
+    return secrets.token_bytes(32)
+
+
 def _secret(request: Request) -> bytes:
-    app = request.app
-    if not hasattr(app.state, "blind_secret"):
-        app.state.blind_secret = secrets.token_bytes(32)  # new per process: old tokens stop working
-    return app.state.blind_secret
+    return request.app.state.blind_secret
 
 
 def _token(request: Request, *parts: Any) -> str:
@@ -186,7 +187,7 @@ class VoteRequest(BaseModel):
     pair: str | None = Field(None, min_length=1, max_length=64, description="The pair token from next-pair.")
 
     @model_validator(mode="after")
-    def _one_way_to_say_the_sides(self) -> "VoteRequest":
+    def _one_way_to_say_the_sides(self) -> VoteRequest:
         if self.pair is not None:
             if self.left is not None or self.right is not None:
                 raise ValueError("give either `pair` or `left`/`right`, not both")
@@ -244,8 +245,6 @@ def _progress(library: Library, experiment: dict[str, Any]) -> tuple[int, int]:
 
 
 def _cell_out(generation: dict[str, Any]) -> Cell:
-    from .templating import image_url
-
     return Cell(label=generation["label"], seed=generation["seed"], generation_id=generation["id"],
                 image_url=image_url(generation), thumbnail_url=image_url(generation, thumbnail=True))
 
