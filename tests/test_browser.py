@@ -224,6 +224,7 @@ def test_blind_review_with_the_keyboard(experiment_page, experiment_library):
     vote = posted.value.json()
     # The reveal: both names on their images, the chosen one marked; then the next pair, blind again.
     page.wait_for_selector(".side.winner")
+    page.screenshot(path=str(SCREENSHOTS / "review-revealed.png"))  # the reveal lasts a moment: no waiting
     assert page.inner_text('[data-side="left"] .reveal') == vote["left"]
     assert page.inner_text('[data-side="right"] .reveal') == vote["right"]
     assert vote["winner"] == vote["left"] and vote["seed"] == seed
