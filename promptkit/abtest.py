@@ -6,6 +6,7 @@ import itertools
 import json
 import random
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,9 +142,11 @@ def create_experiment(
 def get_experiment(library: Library, name: str) -> dict[str, Any]:
     """An experiment by name (or id) with its variants (each with its prompt)."""
     text = str(name).strip()
-    column = "id" if text.isdigit() else "name"
+    # ASCII digits only ("³".isdigit() is true) and within SQLite's integer range.
+    by_id = text.isascii() and text.isdigit() and len(text) <= 18
+    column = "id" if by_id else "name"
     row = library.db.execute(f"SELECT id, name, seeds, params, model, created_at FROM experiments WHERE {column} = ?",
-                             [int(text) if text.isdigit() else text]).fetchone()
+                             [int(text) if by_id else text]).fetchone()
     if row is None:
         raise NotFound(f"no experiment named {text!r}; see `promptkit ab list`")
     experiment = {"id": row[0], "name": row[1], "seeds": json.loads(row[2]), "params": json.loads(row[3] or "{}"),
@@ -361,8 +364,12 @@ def all_pairs(experiment: dict[str, Any]) -> list[tuple[str, str]]:
     return list(itertools.combinations([v["label"] for v in experiment["variants"]], 2))
 
 
-def next_pair(library: Library, name: str, rng: random.Random | None = None) -> dict[str, Any] | None:
-    """The next (seed, pair) to judge blind: fewest votes first, sides shuffled. None when all are voted."""
+def next_pair(library: Library, name: str, rng: random.Random | None = None,
+              skip: Collection[tuple[int, frozenset[str]]] = ()) -> dict[str, Any] | None:
+    """The next (seed, pair) to judge blind: fewest votes first, sides shuffled. None when all are voted.
+
+    :param skip: (seed, {label, label}) pairs the judge passed over; offered last, after every other.
+    """
     rng = rng or random.Random()
     experiment = get_experiment(library, name)
     done = cells(library, experiment)
@@ -379,7 +386,8 @@ def next_pair(library: Library, name: str, rng: random.Random | None = None) -> 
                 if (a, seed) in done and (b, seed) in done)
     if not candidates:
         return None
-    seed, a, b = candidates[0]
+    skipped = set(skip)
+    seed, a, b = min(candidates, key=lambda c: (c[0], frozenset(c[1:])) in skipped)
     left, right = (a, b) if rng.random() < 0.5 else (b, a)
     return {"experiment": experiment["name"], "seed": seed,
             "left": {"label": left, **done[(left, seed)]}, "right": {"label": right, **done[(right, seed)]},

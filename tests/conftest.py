@@ -137,3 +137,51 @@ def populated_library(isolated_library, populated_library_master) -> Path:
     shutil.copy2(populated_library_master / "library.db", isolated_library)
     shutil.copytree(populated_library_master / "library-images", isolated_library.with_name("library-images"))
     return isolated_library
+
+
+@pytest.fixture(scope="session")
+def experiment_library_master(tmp_path_factory, tiny_engine) -> Path:
+    """A library with two tiny-model experiments, built once: "sky" (plain vs fancy, seeds 1-4,
+    no votes) and "trio" (warm, cool, mono on seeds 1-2). Tests get copies via `experiment_library`."""
+    from promptkit.abtest import VariantSpec, create_experiment, run_experiment
+    from promptkit.library import Library
+    from promptkit.params import GenerationParams
+    from promptkit.templates import Fields, PromptBuilder
+    from sample_library import EXPERIMENT_LABELS
+
+    folder = tmp_path_factory.mktemp("experiments")
+    builder = PromptBuilder()
+    params = GenerationParams(steps=2, cfg=5.0, sampler="Euler", width=64, height=64)
+    with Library(folder / "library.db") as lib:
+        def save(name, **fields):
+            return str(lib.save_prompt(builder.render(Fields(**fields)), name=name))
+
+        plain = save("sky-plain", subject="a lighthouse")
+        fancy = save("sky-fancy", subject="a lighthouse at dusk", style=["watercolor"], quality=["8k"])
+        mono = save("sky-mono", subject="a lighthouse", style=["sketch"])
+        create_experiment(lib, "sky", [VariantSpec(EXPERIMENT_LABELS[0], plain), VariantSpec(EXPERIMENT_LABELS[1], fancy)],
+                          [1, 2, 3, 4], params, model="tiny")
+        create_experiment(lib, "trio", [VariantSpec("warm", plain), VariantSpec("cool", fancy, {"cfg": 7.0}),
+                                        VariantSpec("mono", mono)], [1, 2], params, model="tiny")
+        for name in ("sky", "trio"):
+            run_experiment(lib, tiny_engine, name, batch_size=4)
+    return folder
+
+
+@pytest.fixture
+def experiment_library(isolated_library, experiment_library_master) -> Path:
+    """A private copy of `experiment_library_master` at the default library path."""
+    import shutil
+
+    shutil.copy2(experiment_library_master / "library.db", isolated_library)
+    shutil.copytree(experiment_library_master / "library-images", isolated_library.with_name("library-images"))
+    return isolated_library
+
+
+@pytest.fixture
+def live_experiment_server(experiment_library):
+    """The review page over `experiment_library`, served by uvicorn on a free port in a thread."""
+    from web_server import LiveServer
+
+    with LiveServer(experiment_library) as server:
+        yield server

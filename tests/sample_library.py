@@ -12,6 +12,8 @@ from promptkit.pnginfo import encode_png
 from promptkit.templates import Fields, PromptBuilder
 
 XSS = "<script>alert(1)</script>"
+# The test experiments' variant labels: long enough that a leak would show up in a page's text.
+EXPERIMENT_LABELS = ("plain", "fancy")
 
 PALETTES = [
     ((24, 32, 72), (236, 132, 92)),   # dusk

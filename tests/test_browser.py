@@ -7,6 +7,7 @@ CI=true, where they fail: CI installs both.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from promptkit.library import Library
-from sample_library import XSS
+from promptkit.stats import experiment_stats
+from sample_library import EXPERIMENT_LABELS, XSS
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -49,11 +51,11 @@ def browser():
         launched.close()
 
 
-@pytest.fixture
-def page(browser, live_server):
-    """A fresh tab on the live server; fails the test on any script error in the page."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1360, "height": 900})
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+@contextlib.contextmanager
+def open_tab(browser, base_url: str):
+    """A fresh tab on BASE_URL; fails the test on any script error in the page."""
+    context = browser.new_context(base_url=base_url, viewport={"width": 1360, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
@@ -65,6 +67,20 @@ def page(browser, live_server):
     yield tab
     context.close()
     assert errors == [], errors
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh tab on the live server over the sample library."""
+    with open_tab(browser, live_server.url) as tab:
+        yield tab
+
+
+@pytest.fixture
+def experiment_page(browser, live_experiment_server):
+    """A fresh tab on the live server over the tiny-model experiments library."""
+    with open_tab(browser, live_experiment_server.url) as tab:
+        yield tab
 
 
 def screenshot(page, name: str, full_page: bool = True) -> None:
@@ -180,6 +196,93 @@ def test_error_and_image_pages(page, sample_library):
     response = page.goto(f"/images/{generation_id}")
     assert response.status == 200 and response.headers["content-type"] == "image/png"
     screenshot(page, "image")
+
+
+def _wait_for_pair(page, voted: int) -> None:
+    page.wait_for_function(f"() => document.querySelector('#review').dataset.state === 'ready' && "
+                           f"document.querySelector('#voted').textContent === '{voted}'")
+
+
+def _shown_pair(page) -> tuple[int, str]:
+    return int(page.inner_text("#seed")), page.get_attribute("#left-image", "src")
+
+
+def test_blind_review_with_the_keyboard(experiment_page, experiment_library):
+    page = experiment_page
+    page.goto("/experiments/sky/review")
+    assert page.inner_text(".counter").split() == ["0", "of", "4", "pairs"]
+    # Blind: no variant name anywhere in the page before the vote, no verdict either.
+    for label in EXPERIMENT_LABELS:
+        assert label not in page.content()
+    assert page.locator("#after").is_hidden() and page.locator(".reveal:visible").count() == 0
+    screenshot(page, "review")
+
+    seed, _ = _shown_pair(page)
+    with page.expect_response(lambda r: r.url.endswith("/api/experiments/1/votes")) as posted:
+        page.keyboard.press("1")
+    assert posted.value.status == 201
+    vote = posted.value.json()
+    # The reveal: both names on their images, the chosen one marked; then the next pair, blind again.
+    page.wait_for_selector(".side.winner")
+    page.screenshot(path=str(SCREENSHOTS / "review-revealed.png"))  # the reveal lasts a moment: no waiting
+    assert page.inner_text('[data-side="left"] .reveal') == vote["left"]
+    assert page.inner_text('[data-side="right"] .reveal') == vote["right"]
+    assert vote["winner"] == vote["left"] and vote["seed"] == seed
+    _wait_for_pair(page, 1)
+    assert page.locator(".reveal:visible").count() == 0 and page.locator(".side.winner").count() == 0
+    assert page.inner_text(".counter").split() == ["1", "of", "4", "pairs"]
+    assert vote["left"] in page.inner_text("#last-vote") and "not enough evidence" in page.inner_text("#verdicts")
+
+    before_skip = _shown_pair(page)
+    page.keyboard.press("s")
+    page.wait_for_function(f"() => document.querySelector('#seed').textContent !== '{before_skip[0]}'")
+    page.keyboard.press("2")
+    _wait_for_pair(page, 2)
+    page.keyboard.press("t")
+    _wait_for_pair(page, 3)
+    page.wait_for_timeout(400)  # let the borders and the progress bar finish their transitions
+    screenshot(page, "review-after-votes")
+
+    with Library(experiment_library) as lib:
+        stats = experiment_stats(lib, "sky")
+        assert stats["votes"] == 3
+        pair = stats["pairs"][0]
+        assert pair["wins_a"] + pair["wins_b"] == 2 and pair["ties"] == 1
+    # The CLI sees the same votes.
+    from click.testing import CliRunner
+
+    from promptkit.cli import main
+
+    shown = CliRunner().invoke(main, ["--db", str(experiment_library), "ab", "stats", "sky"], catch_exceptions=False)
+    assert "3 votes" in shown.output and "1 ties" in shown.output
+
+    with page.expect_response(lambda r: r.url.endswith("/votes/undo")) as undone:
+        page.keyboard.press("u")
+    assert undone.value.status == 200 and undone.value.json()["winner"] == "tie"
+    _wait_for_pair(page, 2)
+    with Library(experiment_library) as lib:
+        assert experiment_stats(lib, "sky")["votes"] == 2
+
+    page.goto("/experiments/sky")
+    assert "2 votes" in page.inner_text(".verdict-card") and page.locator(".winbar").count() == 1
+    page.wait_for_function("() => document.querySelector('img.contact-sheet').naturalWidth > 0")
+    screenshot(page, "experiment-results")
+    page.goto("/experiments")
+    screenshot(page, "experiments")
+
+
+def test_three_variant_results_show_a_ranking(experiment_page, experiment_library):
+    page = experiment_page
+    page.goto("/experiments/trio/review")
+    for _ in range(6):
+        voted = int(page.inner_text("#voted"))
+        page.keyboard.press("1" if voted % 3 else "2")
+        _wait_for_pair(page, voted + 1) if voted < 5 else page.wait_for_selector("#done:not([hidden])")
+    assert "Every pair has a vote" in page.inner_text("#done")
+    page.goto("/experiments/trio")
+    assert page.locator(".ranking tbody tr").count() == 3 and page.locator(".winbar").count() == 3
+    page.wait_for_function("() => document.querySelector('img.contact-sheet').naturalWidth > 0")
+    screenshot(page, "experiment-ranking")
 
 
 @pytest.mark.parametrize("ci,outcome", [("true", "browser tests cannot run in CI"), ("", "1 skipped")])

@@ -22,12 +22,14 @@ from ..errors import BadParameter, LibraryProblem, NotFound, PromptkitError
 from ..library import Library
 from ..studio import StudioEngine
 from ..templates import PromptBuilder
-from . import api, assets, images, pages, studio
+from . import api, assets, experiments, images, pages, studio
 from .security import LOCAL_NAMES, RequestGuard, host_header_values
 from .templating import NavLink, render
 
-ROUTERS = [pages.router, images.router, api.router, assets.router, studio.page_router, studio.router]
-NAV_LINKS = [NavLink("Library", "/"), NavLink("Starred", "/?starred=true"), NavLink("Studio", "/studio")]
+ROUTERS = [pages.router, experiments.router, images.router, api.router, experiments.api_router, assets.router,
+           studio.page_router, studio.router]
+NAV_LINKS = [NavLink("Library", "/"), NavLink("Starred", "/?starred=true"), NavLink("Studio", "/studio"),
+             NavLink("Experiments", "/experiments")]
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 STATUS_FOR_ERROR = {NotFound: 404, BadParameter: 400, LibraryProblem: 503}
@@ -70,6 +72,7 @@ def create_app(
     app.state.builder = PromptBuilder(templates_dir)
     app.state.studio = engine or StudioEngine()
     app.state.default_model = default_model
+    app.state.blind_secret = experiments.new_secret()  # keys the blind review's image and pair tokens
     for router in ROUTERS:
         app.include_router(router)
     _install_error_handlers(app)
