@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 
+# `pytest` (unlike `python -m pytest`) does not put the repository root on sys.path; append it
+# (not prepend) so `benchmarks` imports while `promptkit` still comes from the installed package.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY_SCALE = ["--prompts", "200", "--generations", "2000", "--queries", "20"]
 
