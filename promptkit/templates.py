@@ -197,33 +197,9 @@ class PromptBuilder:
             ) from None
         return source, filename
 
-    def template_digest(self, name: str) -> str:
-        """sha256 over the template's source and every template it extends or includes."""
-        digest = hashlib.sha256()
-        seen: set[str] = set()
-        pending = [f"{name}.j2"]
-        while pending:
-            file_name = pending.pop(0)
-            if file_name in seen:
-                continue
-            seen.add(file_name)
-            try:
-                source, _, _ = self.env.loader.get_source(self.env, file_name)  # type: ignore[union-attr]
-            except jinja2.TemplateNotFound:
-                raise TemplateProblem(f"template {name!r} refers to missing template {file_name!r}") from None
-            digest.update(file_name.encode() + b"\0" + source.encode() + b"\0")
-            try:
-                refs = jinja2.meta.find_referenced_templates(self.env.parse(source))
-            except jinja2.TemplateSyntaxError as exc:
-                raise TemplateProblem(f"template {file_name!r} line {exc.lineno}: {exc.message}") from None
-            pending.extend(r for r in refs if r)
-        return digest.hexdigest()
-
-    def declared_fields(self, name: str) -> list[str]:
-        """The extra `key=value` fields template NAME uses: variables it (or a template it extends or
-        includes) reads that the builder does not provide itself."""
-        provided = set(self._context(Fields())) | {"negative_preset"}
-        found: set[str] = set()
+    def _template_chain(self, name: str):
+        """Yield (file name, source, parsed tree) for template NAME and every template it extends
+        or includes, each once, in the order they are reached."""
         seen: set[str] = set()
         pending = [f"{name}.j2"]
         while pending:
@@ -238,8 +214,23 @@ class PromptBuilder:
                 raise TemplateProblem(f"template {name!r} refers to missing template {file_name!r}") from None
             except jinja2.TemplateSyntaxError as exc:
                 raise TemplateProblem(f"template {file_name!r} line {exc.lineno}: {exc.message}") from None
-            found |= jinja2.meta.find_undeclared_variables(tree)
+            yield file_name, source, tree
             pending.extend(r for r in jinja2.meta.find_referenced_templates(tree) if r)
+
+    def template_digest(self, name: str) -> str:
+        """sha256 over the template's source and every template it extends or includes."""
+        digest = hashlib.sha256()
+        for file_name, source, _tree in self._template_chain(name):
+            digest.update(file_name.encode() + b"\0" + source.encode() + b"\0")
+        return digest.hexdigest()
+
+    def declared_fields(self, name: str) -> list[str]:
+        """The extra `key=value` fields template NAME uses: variables it (or a template it extends or
+        includes) reads that the builder does not provide itself."""
+        provided = set(self._context(Fields())) | {"negative_preset"}
+        found: set[str] = set()
+        for _file_name, _source, tree in self._template_chain(name):
+            found |= jinja2.meta.find_undeclared_variables(tree)
         return sorted(found - provided)
 
     def render(self, fields: Fields, template: str = DEFAULT_TEMPLATE) -> Prompt:
