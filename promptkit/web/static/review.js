@@ -14,26 +14,7 @@
   let skipped = [];
   let busy = false;
 
-  function flash(message, kind = "ok") {
-    const box = el("toast");
-    box.textContent = message;
-    box.className = `toast show ${kind}`;
-    clearTimeout(flash.timer);
-    flash.timer = setTimeout(() => { box.className = "toast"; }, 2200);
-  }
-
-  async function call(method, url, body) {
-    const response = await fetch(url, {
-      method,
-      headers: body === undefined ? { Accept: "application/json" } : { "Content-Type": "application/json", Accept: "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "same-origin",
-    });
-    let data = null;
-    try { data = await response.json(); } catch (_) { /* not JSON */ }
-    if (!response.ok) throw new Error(data && typeof data.detail === "string" ? data.detail : `${response.status}`);
-    return data;
-  }
+  // toast() and api() come from app.js, which the base page loads first.
 
   function markSmall(image) {
     // Tiny test-model images are enlarged without smoothing, so their pixels stay honest.
@@ -74,11 +55,11 @@
 
   async function loadNext() {
     const query = skipped.map((token) => `skip=${encodeURIComponent(token)}`).join("&");
-    show(await call("GET", `${base}/next-pair${query ? "?" + query : ""}`));
+    show(await api("GET", `${base}/next-pair${query ? "?" + query : ""}`));
   }
 
   async function showVerdicts() {
-    const stats = await call("GET", `${base}/stats`);
+    const stats = await api("GET", `${base}/stats`);
     const list = el("verdicts");
     list.replaceChildren(...stats.pairs.map((pair) => {
       const item = document.createElement("li");
@@ -97,7 +78,7 @@
     busy = true;
     root.dataset.state = "voting";
     try {
-      const cast = await call("POST", `${base}/votes`, { seed: current.seed, pair: current.pair, winner: side });
+      const cast = await api("POST", `${base}/votes`, { seed: current.seed, pair: current.pair, winner: side });
       // The reveal: names on both images, the choice marked.
       sides.left.querySelector(".reveal").textContent = cast.left;
       sides.right.querySelector(".reveal").textContent = cast.right;
@@ -113,7 +94,7 @@
       await new Promise((resolve) => setTimeout(resolve, REVEAL_MS));
       await loadNext();
     } catch (error) {
-      flash(`Could not record the vote: ${error.message}`, "error");
+      toast(`Could not record the vote: ${error.message}`, "error");
       root.dataset.state = current ? "ready" : "done";
     } finally {
       busy = false;
@@ -127,9 +108,9 @@
     skipped = [...skipped.filter((token) => token !== before), before].slice(-64);
     try {
       await loadNext();
-      flash(current && current.pair === before ? "No other pair is waiting" : "Skipped; it comes back at the end");
+      toast(current && current.pair === before ? "No other pair is waiting" : "Skipped; it comes back at the end");
     } catch (error) {
-      flash(`Could not skip: ${error.message}`, "error");
+      toast(`Could not skip: ${error.message}`, "error");
     } finally {
       busy = false;
     }
@@ -139,13 +120,13 @@
     if (busy) return;
     busy = true;
     try {
-      const removed = await call("POST", `${base}/votes/undo`);
-      flash(`Undid the vote on seed ${removed.seed}`);
+      const removed = await api("POST", `${base}/votes/undo`);
+      toast(`Undid the vote on seed ${removed.seed}`);
       if (!el("after").hidden) await showVerdicts();
       el("last-vote").textContent = `Undone: the vote on seed ${removed.seed}.`;
       await loadNext();
     } catch (error) {
-      flash(`Nothing undone: ${error.message}`, "error");
+      toast(`Nothing undone: ${error.message}`, "error");
     } finally {
       busy = false;
     }
