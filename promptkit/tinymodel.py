@@ -94,24 +94,33 @@ def build_tiny_pipeline(kind: str = "sd"):
                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
+def _sdxl_unet_and_scheduler(projection_input_dim: int, cross_attention_dim: int):
+    """The tiny SDXL-shaped UNet (base: 6 time ids, refiner: 5) and its Euler scheduler."""
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
+
+    unet = UNet2DConditionModel(
+        block_out_channels=(2, 4), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=projection_input_dim, cross_attention_dim=cross_attention_dim,
+        norm_num_groups=1,
+    )
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1,
+                                       beta_schedule="scaled_linear", timestep_spacing="leading")
+    return unet, scheduler
+
+
 def build_tiny_sdxl():
     """Tiny SDXL base, after diffusers' tests/pipelines/stable_diffusion_xl get_dummy_components."""
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from .lint import load_tokenizer
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(2, 4), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
-        cross_attention_dim=64, norm_num_groups=1,
-    )
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1,
-                                       beta_schedule="scaled_linear", timestep_spacing="leading")
+    unet, scheduler = _sdxl_unet_and_scheduler(projection_input_dim=80, cross_attention_dim=64)
     vae = _vae()
     config = _clip_config(hidden_act="gelu", projection_dim=32)
     torch.manual_seed(0)
@@ -128,19 +137,11 @@ def build_tiny_sdxl():
 def build_tiny_sdxl_refiner():
     """Tiny SDXL refiner: text_encoder_2 only, aesthetic-score conditioning (5 time ids, not 6)."""
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLImg2ImgPipeline
 
     base = build_tiny_sdxl()
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(2, 4), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=72,
-        cross_attention_dim=32, norm_num_groups=1,
-    )
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1,
-                                       beta_schedule="scaled_linear", timestep_spacing="leading")
+    unet, scheduler = _sdxl_unet_and_scheduler(projection_input_dim=72, cross_attention_dim=32)
     return StableDiffusionXLImg2ImgPipeline(unet=unet, scheduler=scheduler, vae=base.vae, text_encoder=None,
                                             tokenizer=None, text_encoder_2=base.text_encoder_2,
                                             tokenizer_2=base.tokenizer_2, requires_aesthetics_score=True,
