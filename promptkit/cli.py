@@ -379,7 +379,11 @@ def _prompt_line(p: dict[str, Any]) -> str:
 @json_option
 @click.pass_context
 def search(ctx, query: str, limit: int, as_json: bool) -> None:
-    """Full-text search over saved prompts (name, text, tags, notes)."""
+    """Full-text search over saved prompts (name, text, tags, notes), best match first.
+
+    Every word must match. A query matching more than 10,000 prompts ranks only the newest
+    10,000 of them, which keeps a search fast in a large library.
+    """
     with open_library(ctx, create=False) as lib:
         rows = lib.search(query, limit)
     emit(rows, as_json, "\n".join(_prompt_line(r) for r in rows) or "no matches")

@@ -21,6 +21,9 @@ from .errors import BadParameter, LibraryProblem, NotFound
 DEFAULT_DB = "library.db"
 BUSY_TIMEOUT_MS = 10_000
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer; a bigger id cannot name a row
+# A search matching more prompts than this ranks only the newest this many: scoring every match of
+# a word found in most prompts is what makes a search slow in a large library (see search()).
+SEARCH_RANK_LIMIT = 10_000
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 migrations = Migrations("promptkit")
 
@@ -411,7 +414,10 @@ class Library:
         return _decode(self._row_dict("prompts", row), ("fields", "tags"))
 
     def search(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Full-text search over name, positive, negative, tags and notes."""
+        """Full-text search over name, positive, negative, tags and notes, best match first.
+
+        A query matching more than SEARCH_RANK_LIMIT prompts ranks only the newest that many.
+        """
         if not query.strip():
             raise BadParameter("search query is empty")
         # Quote each word so FTS syntax characters in a prompt cannot break the query; FTS5 reads
@@ -421,14 +427,18 @@ class Library:
         if not words:
             return []
         try:
-            # Rank inside a subquery and join only the LIMIT rows: ordering by bm25() in SQLite's
-            # own sorter is ~1.5x faster than FTS5's `ORDER BY rank` on a term that matches tens of
-            # thousands of prompts (benchmarks/library_scale.py), with the same order.
+            # bm25() scores every match, so a word in most prompts ("blurry", in every packaged
+            # negative) would cost 45 ms at 100,000 prompts. Only the newest SEARCH_RANK_LIMIT
+            # matches are ranked: the inner lookup finds the rowid where they start by walking the
+            # doclist without scoring, and FTS5 skips older rowids (benchmarks/library_scale.py).
+            # Ranking happens in a subquery and only the LIMIT rows are joined: ordering by bm25()
+            # in SQLite's own sorter is ~1.5x faster than FTS5's `ORDER BY rank`, same order.
             rows = self.db.execute(
                 "SELECT prompts.* FROM (SELECT rowid AS id, bm25(prompts_fts) AS score FROM prompts_fts "
-                "WHERE prompts_fts MATCH ? ORDER BY score LIMIT ?) AS hits JOIN prompts USING (id) "
-                "ORDER BY hits.score",
-                [fts_query, limit],
+                "WHERE prompts_fts MATCH :q AND rowid >= coalesce((SELECT rowid FROM prompts_fts "
+                "WHERE prompts_fts MATCH :q ORDER BY rowid DESC LIMIT 1 OFFSET :skip), 0) "
+                "ORDER BY score LIMIT :limit) AS hits JOIN prompts USING (id) ORDER BY hits.score",
+                {"q": fts_query, "skip": SEARCH_RANK_LIMIT - 1, "limit": limit},
             ).fetchall()
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):

@@ -51,6 +51,21 @@ def test_search_ranks_best_match_first(isolated_library):
         assert [r["id"] for r in lib.search("fox", limit=1)] == [strong]
 
 
+def test_a_very_broad_search_ranks_only_the_newest_matches(isolated_library, monkeypatch):
+    """Past SEARCH_RANK_LIMIT matches only the newest that many are ranked (bm25 per match is the cost)."""
+    with Library(isolated_library) as lib:
+        best_but_old = lib.save_prompt(_prompt("fox, fox, fox"), name="old-fox", tags=["fox"])
+        newer = [lib.save_prompt(_prompt(f"a fox number {n} walking through a very long and winding valley"))
+                 for n in range(4)]
+        lib.save_prompt(_prompt("a lighthouse"))
+        assert lib.search("fox")[0]["id"] == best_but_old  # under the limit: all matches ranked
+        monkeypatch.setattr("promptkit.library.SEARCH_RANK_LIMIT", 3)
+        assert sorted(r["id"] for r in lib.search("fox")) == newer[-3:]
+        assert [r["id"] for r in lib.search("lighthouse")] == [newer[-1] + 1]  # fewer matches: unaffected
+        monkeypatch.setattr("promptkit.library.SEARCH_RANK_LIMIT", 5)
+        assert lib.search("fox")[0]["id"] == best_but_old and len(lib.search("fox")) == 5
+
+
 def test_save_get_search(isolated_library):
     with Library(isolated_library) as lib:
         pid = lib.save_prompt(_prompt("a red fox in snow"), name="fox", tags=["animals"])
