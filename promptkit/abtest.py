@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BadParameter, NotFound, PromptkitError
-from .generation import DERIVED_PARAMS, GenerationJob, JobOutcome, Progress, run_job
+from .generation import DERIVED_PARAMS, GenerationJob, JobOutcome, Progress, run_job, start_writer
 from .library import Library, utc_now
 from .params import GenerationParams
 
@@ -201,8 +201,21 @@ def run_experiment(library: Library, engine, name: str, batch_size: int | None =
     """Generate every missing (variant, seed) cell; an interrupted run resumes where it stopped."""
     experiment = get_experiment(library, name)
     todo = missing_cells(library, experiment)
-    total = sum(len(seeds) for seeds in todo.values())
     outcome = JobOutcome()
+    # One writer for every variant: a variant's last batch is written while the next denoises.
+    writer = start_writer(library, batch_size)
+    try:
+        _run_variants(library, engine, experiment, todo, batch_size, writer, outcome, progress, profile)
+    finally:
+        writer.finish()
+    writer.collect(outcome)  # the rows, in id order, and the writer's own timings and warnings
+    return outcome
+
+
+def _run_variants(library: Library, engine, experiment: dict[str, Any], todo: dict[str, list[int]],
+                  batch_size: int | None, writer, outcome: JobOutcome, progress: Progress | None,
+                  profile: bool) -> None:
+    total = sum(len(seeds) for seeds in todo.values())
     done_before = 0
     for variant in experiment["variants"]:
         seeds = todo[variant["label"]]
@@ -218,8 +231,7 @@ def run_experiment(library: Library, engine, name: str, batch_size: int | None =
             if progress:
                 progress(offset + done, total)
 
-        part = run_job(library, variant_engine, job, progress=step, profile=profile)
-        outcome.generations.extend(part.generations)
+        part = run_job(library, variant_engine, job, progress=step, profile=profile, writer=writer)
         outcome.notes.extend(part.notes)
         for key, value in part.timings.items():
             outcome.timings[key] = outcome.timings.get(key, 0.0) + value
@@ -227,7 +239,6 @@ def run_experiment(library: Library, engine, name: str, batch_size: int | None =
         if part.interrupted:
             outcome.interrupted = True
             break
-    return outcome
 
 
 def adopt_generations(library: Library, name: str, label: str, generation_ids: list[int]) -> list[int]:

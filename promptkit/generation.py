@@ -95,12 +95,15 @@ def image_flags(image) -> list[str]:
 
 
 class _Writer(threading.Thread):
-    """Encodes, stores and records images off the denoising path."""
+    """Encodes, stores and records images off the denoising path.
 
-    def __init__(self, library_path, job: GenerationJob, max_pending: int) -> None:
+    One writer can serve several jobs in turn (an experiment's variants), so the last batch of
+    one variant is written while the next variant denoises.
+    """
+
+    def __init__(self, library_path, max_pending: int) -> None:
         super().__init__(name="promptkit-writer", daemon=True)
         self.library_path = library_path
-        self.job = job
         self.queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self.results: list[dict[str, Any]] = []
         self.error: BaseException | None = None
@@ -115,7 +118,7 @@ class _Writer(threading.Thread):
                 item = self.queue.get()
                 if item is None:
                     return
-                image, meta, seconds = item
+                job, image, meta, seconds = item
                 started = time.perf_counter()
                 flags = image_flags(image)
                 if flags:
@@ -125,9 +128,9 @@ class _Writer(threading.Thread):
                 encoded = time.perf_counter()
                 sha, file = library.store_image(png)
                 row = {
-                    "prompt_id": self.job.prompt["id"],
-                    "experiment_id": self.job.experiment_id,
-                    "variant": self.job.variant,
+                    "prompt_id": job.prompt["id"],
+                    "experiment_id": job.experiment_id,
+                    "variant": job.variant,
                     "model": meta["model"],
                     "model_hash": meta["model_hash"],
                     "sampler": meta["sampler"],
@@ -168,8 +171,38 @@ class _Writer(threading.Thread):
 
     def put(self, item) -> None:
         if self.error is not None:
-            raise self.error
+            raise self._failure()
         self.queue.put(item)
+
+    def finish(self) -> None:
+        """Write what is queued, then stop the thread."""
+        self.queue.put(None)
+        self.join()
+
+    def collect(self, outcome: JobOutcome) -> None:
+        """After finish(): the rows written, the writer's timings and warnings, or its error."""
+        if self.error is not None:
+            raise self._failure()
+        outcome.generations = sorted(self.results, key=lambda r: r["id"])
+        for key, value in self.timings.items():
+            outcome.timings[key] = outcome.timings.get(key, 0.0) + value
+        outcome.notes.extend(self.warnings)
+
+    def _failure(self) -> PromptkitError:
+        error = self.error
+        if isinstance(error, PromptkitError):
+            return error
+        failure = LibraryProblem(f"saving images to {str(self.library_path)!r} failed: "
+                                 f"{type(error).__name__}: {error}")
+        failure.__cause__ = error
+        return failure
+
+
+def start_writer(library: Library, batch_size: int | None) -> _Writer:
+    """A writer thread whose queue holds about two batches, so memory stays flat."""
+    writer = _Writer(library.path, max_pending=max(2, 2 * (batch_size or 8)))
+    writer.start()
+    return writer
 
 
 class _StopAfterBatch:
@@ -224,10 +257,12 @@ def _denoise(engine, job: GenerationJob, batch: list[int], profile: bool, notes:
 
 
 def run_job(library: Library, engine, job: GenerationJob, progress: Progress | None = None,
-            profile: bool = False) -> JobOutcome:
+            profile: bool = False, writer: _Writer | None = None) -> JobOutcome:
     """Generate every seed of JOB in batches; store each image and its row as it comes.
 
-    A row is written only after its PNG is safely on disk.
+    A row is written only after its PNG is safely on disk. With WRITER (see start_writer) the
+    images go to that shared writer and the caller collects the rows once it has finished it;
+    otherwise this job starts its own and returns with every row written.
     """
     # 1. Check inputs before any work
     if job.batch_size is None:
@@ -239,8 +274,9 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
     inputs = resolve_inputs(library, job.params.extra)
     engine_info = engine.describe()
     total, done = len(job.seeds), 0
-    writer = _Writer(library.path, job, max_pending=max(2, 2 * job.batch_size))
-    writer.start()
+    own_writer = writer is None
+    if writer is None:
+        writer = start_writer(library, job.batch_size)
     outcome = JobOutcome()
     try:
         with _StopAfterBatch() as stop:
@@ -254,7 +290,7 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
                     # 3. Hand the images to the writer and go on with the next batch
                     for index, (seed, image) in enumerate(zip(sub_batch, result.images)):
                         meta = image_metadata(job, engine_info, seed, sub_batch, index, size, result.info)
-                        writer.put((image, meta, per_image))
+                        writer.put((job, image, meta, per_image))
                     done += len(sub_batch)
                     if progress:
                         progress(done, total)
@@ -262,17 +298,10 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
                     outcome.interrupted = True
                     break
     finally:
-        writer.queue.put(None)
-        writer.join()
-    if writer.error is not None:
-        error = writer.error
-        if isinstance(error, PromptkitError):
-            raise error
-        raise LibraryProblem(f"saving images to {str(library.path)!r} failed: {type(error).__name__}: {error}") from error
-    outcome.generations = sorted(writer.results, key=lambda r: r["id"])
-    for key, value in writer.timings.items():
-        outcome.timings[key] = outcome.timings.get(key, 0.0) + value
-    outcome.notes.extend(writer.warnings)
+        if own_writer:
+            writer.finish()
+    if own_writer:
+        writer.collect(outcome)
     return outcome
 
 

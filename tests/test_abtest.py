@@ -10,6 +10,7 @@ from promptkit.abtest import (ExperimentProblem, VariantSpec, add_seeds, cells, 
                               missing_cells, next_pair, parse_variant, record_vote, run_experiment, undo_last_vote)
 from promptkit.cli import main
 from promptkit.generation import GenerationJob, run_job
+from promptkit.errors import LibraryProblem
 from promptkit.library import Library
 from promptkit.params import GenerationParams
 from promptkit.sheets import contact_sheet
@@ -52,6 +53,36 @@ def test_two_variants_four_seeds_paired_cell_by_cell(lib, tiny_engine):
     by_label = {label: sorted((r["seed"], r["steps"], r["cfg"], r["sampler"], r["width"]) for r in rows
                               if r["variant"] == label) for label in "AB"}
     assert by_label["A"] == by_label["B"]  # same seeds and parameters; only the prompt differs
+
+
+def test_one_writer_serves_every_variant(lib, tiny_engine, monkeypatch):
+    """Variant A's images are written while B denoises: one writer thread for the whole run."""
+    from promptkit import abtest, generation
+
+    started = []
+    monkeypatch.setattr(abtest, "start_writer", lambda *a: started.append(generation.start_writer(*a)) or started[-1])
+    _experiment(lib, labels=("A", "B", "C"), seeds=(1, 2))
+    outcome = run_experiment(lib, tiny_engine, "exp", batch_size=2)
+    assert len(started) == 1 and not started[0].is_alive()
+    ids = [g["id"] for g in outcome.generations]
+    assert ids == sorted(ids) and len(ids) == 6
+    rows = lib.db.query("SELECT variant, prompt_id, experiment_id FROM generations")
+    assert {(r["variant"], r["prompt_id"]) for r in rows} == {(k, lib.get_prompt(k)["id"]) for k in "ABC"}
+    assert outcome.timings["png_encode"] > 0 and outcome.timings["database"] > 0
+
+
+def test_a_failing_writer_stops_the_run_with_one_line(lib, tiny_engine, monkeypatch):
+    import sqlite3
+
+    def broken(self, row):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Library, "add_generation", broken)
+    _experiment(lib, seeds=(1, 2))
+    with pytest.raises(LibraryProblem, match=r"saving images to .* failed: OperationalError: disk I/O error"):
+        run_experiment(lib, tiny_engine, "exp", batch_size=1)
+    monkeypatch.undo()
+    assert lib.db.execute("SELECT count(*) FROM generations").fetchone()[0] == 0
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
