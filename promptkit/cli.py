@@ -298,10 +298,10 @@ def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, batc
              profile, no_engine, as_json, **engine_flags) -> None:
     """Generate images of a saved PROMPT (id or name) on fixed seeds; store every image.
 
-    Text-to-image runs on the warm engine (`promptkit worker start`) when one is up, else in this process;
-    jobs with init images, masks, LoRAs or ControlNets run in this process.
+    Runs on the warm engine (`promptkit worker start`) when one is up, else in this process.
     """
     from .inputs import prepare_inputs
+    from .worker import run_anywhere
     from .params import parse_batch_size, parse_seeds
 
     request = pop_input_request(engine_flags)
@@ -314,8 +314,11 @@ def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, batc
         # Check every input, then the model's family against LoRAs and ControlNets, before writing anything.
         prepared = prepare_inputs(request, prompt_row["positive"])
         if prepared.extra:
-            make_engine(model, **engine_flags).check_request(prepared.extra)
-            no_engine = True  # the inputs' checks need the loaded model, which is now in this process
+            # The loaded model vets the inputs (its family, its UNet): the warm engine's when one is up.
+            check = {"kind": "check", "model": model, "engine_options": engine_options_dict(**engine_flags),
+                     "extra": prepared.extra}
+            if run_anywhere(check, use_engine=not no_engine)["engine"] is None:
+                no_engine = True  # the model is loaded in this process now: generate here, not load it twice
         params.extra = prepared.store(lib)
         db_path = str(lib.path.resolve())
     spec = {"kind": "generate", "db": db_path, "model": model, "engine_options": engine_options_dict(**engine_flags),

@@ -1,7 +1,8 @@
 """The warm engine: a local process that keeps pipelines loaded and runs generation jobs from a queue.
 
 Clients (`generate`, `iterate`, `ab run`) send a job over a Unix socket and stream back progress
-and the result; when no engine is running they generate in-process instead. The socket is
+and the result (`generate` with init images, LoRAs or ControlNets first sends a "check" job, so the
+loaded model vets those inputs before anything is stored); when no engine is running they generate in-process instead. The socket is
 created with mode 0600, so only its owner can submit jobs.
 """
 
@@ -45,10 +46,15 @@ def execute_job(spec: dict[str, Any], progress: Callable[[int, int], None] | Non
     from .library import Library
     from .params import GenerationParams
 
-    if spec.get("kind") not in ("generate", "ab_run"):
+    if spec.get("kind") not in ("generate", "ab_run", "check"):
         raise PromptkitError(f"unknown job kind {spec.get('kind')!r}")
     options = EngineOptions(**spec.get("engine_options", {}))
     engine = Engine.get(spec["model"], options)
+    if spec["kind"] == "check":
+        # Whether the model can take these inputs (family, inpainting UNet): answered by the
+        # loaded model, before the client stores anything.
+        engine.check_request(spec["extra"])
+        return {"checked": True, "load_seconds": engine.load_seconds}
     with Library(spec["db"]) as library:
         if spec["kind"] == "generate":
             from .generation import GenerationJob, run_job

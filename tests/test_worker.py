@@ -54,6 +54,32 @@ def test_generate_on_warm_engine_matches_in_process(engine_socket, tiny_model):
     assert [g["image_sha256"] for g in warm] == [g["image_sha256"] for g in cold]
 
 
+def test_generate_with_inputs_is_checked_and_run_on_warm_engine(engine_socket, tiny_model, tmp_path, isolated_library):
+    """An init image: the engine vets it (a "check" job), then generates; same bytes as in-process."""
+    from PIL import Image
+
+    from promptkit.library import Library
+
+    Image.new("RGB", (64, 64), (200, 90, 40)).save(tmp_path / "init.png")
+    cli("build", "--subject", "a heron", "--save", "heron")
+    args = ["generate", "heron", "--model", tiny_model, "--seeds", "1-2", "--steps", "2",
+            "--init-image", str(tmp_path / "init.png"), "--strength", "0.6", "--json"]
+    warm = json.loads(cli(*args).output)
+    assert engine_status(engine_socket)["jobs_done"] == 2  # the check, then the job
+    cold = json.loads(cli(*args, "--no-engine").output)
+    assert engine_status(engine_socket)["jobs_done"] == 2
+    assert [g["image_sha256"] for g in warm] == [g["image_sha256"] for g in cold]
+    # Refused by the engine's loaded model (a refiner needs SDXL): one line, nothing stored.
+    with Library(isolated_library) as lib:
+        before = lib.db.execute("SELECT count(*) FROM generations").fetchone()[0]
+    bad = CliRunner().invoke(main, args[:-1] + ["--refiner", tiny_model])
+    assert bad.exit_code != 0 and "needs an SDXL base model" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
+    assert engine_status(engine_socket)["jobs_done"] == 3
+    with Library(isolated_library) as lib:
+        assert lib.db.execute("SELECT count(*) FROM generations").fetchone()[0] == before
+
+
 def test_ab_run_on_warm_engine(engine_socket, tiny_model):
     cli("build", "--subject", "a heron", "--save", "A")
     cli("build", "--subject", "a crane", "--save", "B")
