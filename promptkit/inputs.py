@@ -39,6 +39,7 @@ class RunInputs:
     init_image: Any = None  # PIL RGB
     mask: Any = None  # PIL L
     control_images: list[Any] = field(default_factory=list)
+    lora_files: dict[str, str] = field(default_factory=dict)  # LoRA sha256 -> the library's copy
 
 
 # -- images ---------------------------------------------------------------------------
@@ -111,6 +112,10 @@ def resolve_inputs(library, extra: dict[str, Any]) -> RunInputs:
         inputs.mask = load_stored(library, extra["mask"], "mask", "L")
     for unit in extra.get("controlnets") or []:
         inputs.control_images.append(load_stored(library, unit["image"], "control_image", "RGB"))
+    for sha in stored_lora_shas(extra):
+        file = library.lora_file(sha)
+        if file.is_file():
+            inputs.lora_files[sha] = str(file)
     return inputs
 
 
@@ -240,6 +245,10 @@ class PreparedInputs:
                 unit["model_hash"] = model_fingerprint(unit["model"])
             if extra.get("refiner"):
                 extra["refiner"]["model_hash"] = model_fingerprint(extra["refiner"]["model"])
+        for lora in extra.get("loras") or []:
+            # One copy per content in the library, so reproduce needs neither the path nor its bytes.
+            library.store_lora(lora["path"], lora["sha256"])
+            lora["stored"] = True
         for key, image in self.images.items():
             sha, _ = library.store_image(png_bytes(image))
             kind, _, index = key.partition(":")
@@ -345,4 +354,17 @@ def input_image_shas(params: dict[str, Any] | str | None) -> list[str]:
     for unit in params.get("controlnets") or []:
         if isinstance(unit, dict):
             shas += [unit.get("image"), unit.get("source")]
+    return [s for s in shas if isinstance(s, str) and re.fullmatch(r"[0-9a-f]{64}", s)]
+
+
+def stored_lora_shas(params: dict[str, Any] | str | None) -> list[str]:
+    """The sha256 of every LoRA file a generation's params say the library holds a copy of."""
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError:
+            return []
+    if not isinstance(params, dict):
+        return []
+    shas = [lora.get("sha256") for lora in params.get("loras") or [] if isinstance(lora, dict) and lora.get("stored")]
     return [s for s in shas if isinstance(s, str) and re.fullmatch(r"[0-9a-f]{64}", s)]
