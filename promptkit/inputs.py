@@ -189,6 +189,27 @@ def lora_context_dim(header: dict[str, Any]) -> int | None:
     return None
 
 
+def prompt_loras(positive: str, lora_dir: str | None) -> list[dict[str, Any]]:
+    """The records of the `<lora:NAME:SCALE>` tags in POSITIVE, each resolved in LORA_DIR and checked."""
+    from .weighting import lora_tags
+
+    return [check_lora(find_lora(name, lora_dir), scale) for name, scale in lora_tags(positive)]
+
+
+def merge_loras(first: list[dict[str, Any]], then: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """FIRST then THEN, a file (by sha256) once: the first mention wins."""
+    seen: set[str] = set()
+    return [r for r in [*first, *then] if not (r["sha256"] in seen or seen.add(r["sha256"]))]
+
+
+def store_loras(library, loras: list[dict[str, Any]]) -> None:
+    """Copy each LoRA file into the library (once per content) and mark its record `stored`, so
+    reproduce needs neither the path nor the bytes it held."""
+    for lora in loras:
+        library.store_lora(lora["path"], lora["sha256"])
+        lora["stored"] = True
+
+
 # -- ControlNet -----------------------------------------------------------------------
 
 def check_controlnet_ref(model: str) -> dict[str, Any]:
@@ -245,10 +266,7 @@ class PreparedInputs:
                 unit["model_hash"] = model_fingerprint(unit["model"])
             if extra.get("refiner"):
                 extra["refiner"]["model_hash"] = model_fingerprint(extra["refiner"]["model"])
-        for lora in extra.get("loras") or []:
-            # One copy per content in the library, so reproduce needs neither the path nor its bytes.
-            library.store_lora(lora["path"], lora["sha256"])
-            lora["stored"] = True
+        store_loras(library, extra.get("loras") or [])
         for key, image in self.images.items():
             sha, _ = library.store_image(png_bytes(image))
             kind, _, index = key.partition(":")
@@ -272,7 +290,6 @@ def _per_unit(values: list[Any], count: int, name: str, default: Any) -> list[An
 def prepare_inputs(request: InputRequest, positive: str = "") -> PreparedInputs:
     """Read and check every input (images, LoRA files, ControlNet configs); write nothing."""
     from .params import check_extra
-    from .weighting import lora_tags
 
     extra: dict[str, Any] = {}
     images: dict[str, Any] = {}
@@ -298,10 +315,7 @@ def prepare_inputs(request: InputRequest, positive: str = "") -> PreparedInputs:
     for spec in request.loras:
         path, scale = parse_lora_spec(spec)
         records.append(check_lora(path, scale))
-    for name, scale in lora_tags(positive):
-        records.append(check_lora(find_lora(name, request.lora_dir), scale))
-    seen: set[str] = set()
-    loras = [r for r in records if not (r["sha256"] in seen or seen.add(r["sha256"]))]
+    loras = merge_loras(records, prompt_loras(positive, request.lora_dir))
     if loras:
         extra["loras"] = loras
     # 3. ControlNets, one control image each

@@ -183,3 +183,44 @@ def test_export_without_loras_stays_format_1(populated_library, tmp_path):
     manifest = json.loads(out.output)
     assert manifest["format_version"] == 1 and "loras" not in manifest["counts"]
     assert not (tmp_path / "plain" / "loras").exists()
+
+
+def test_ab_run_resolves_lora_tags_in_a_variant_prompt_like_generate(isolated_library, engine, lora, tiny_model,
+                                                                     monkeypatch):
+    from promptkit.templates import Fields, Prompt
+
+    with Library(isolated_library) as lib:
+        for name, positive in (("plain", "a fox"), ("tagged", "a fox <lora:style:0.8>")):
+            lib.save_prompt(Prompt(template="default", template_digest="", fields=Fields(), positive=positive,
+                                   negative=""), name=name)
+    sampling = ["--steps", "2", "--cfg", "5", "--sampler", "Euler", "--width", "64", "--height", "64"]
+    runner = CliRunner()
+    made = runner.invoke(main, ["ab", "new", "fox", "--variant", "A=plain", "--variant", "B=tagged", "--seeds", "1",
+                                "--model", tiny_model, *sampling])
+    assert made.exit_code == 0, made.output
+
+    # No LoRA folder: refused in one line before anything is generated.
+    monkeypatch.delenv("PROMPTKIT_LORA_DIR", raising=False)
+    refused = runner.invoke(main, ["ab", "run", "fox", "--no-engine", "--device", "cpu", "-q"])
+    assert refused.exit_code != 0 and "<lora:style> in the prompt but no LoRA folder" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+    with Library(isolated_library) as lib:
+        assert lib.db["generations"].count == 0
+
+    monkeypatch.setenv("PROMPTKIT_LORA_DIR", str(lora.parent))
+    ran = runner.invoke(main, ["ab", "run", "fox", "--no-engine", "--device", "cpu", "-q", "--json"])
+    assert ran.exit_code == 0, ran.output
+    with Library(isolated_library) as lib:
+        rows = {r[0]: lib.get_generation(r[1]) for r in lib.db.execute("SELECT variant, id FROM generations")}
+    assert "loras" not in rows["A"]["params"]
+    (record,) = rows["B"]["params"]["loras"]
+    assert (record["name"], record["scale"], record["sha256"], record["stored"]) == \
+        ("style", 0.8, file_sha256(lora), True)
+
+    # The same prompt through `generate` gives the very same image: the tag was applied the same way.
+    engine.unload_loras()
+    generated = runner.invoke(main, ["generate", "tagged", "--model", tiny_model, "--seeds", "1", "--no-engine",
+                                     "--device", "cpu", "-q", "--json", *sampling])
+    assert generated.exit_code == 0, generated.output
+    assert json.loads(generated.output)[0]["image_sha256"] == rows["B"]["image_sha256"]
+    assert rows["A"]["image_sha256"] != rows["B"]["image_sha256"]
