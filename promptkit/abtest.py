@@ -196,9 +196,28 @@ def missing_cells(library: Library, experiment: dict[str, Any]) -> dict[str, lis
             for v in experiment["variants"]}
 
 
+def variant_job_params(experiment: dict[str, Any], variant: dict[str, Any],
+                       lora_dir: str | None = None) -> GenerationParams:
+    """A variant's parameters with the `<lora:NAME:SCALE>` tags of its prompt resolved in LORA_DIR
+    (else the folder recorded by `ab new`), as `generate` resolves them; checks only, writes nothing."""
+    from .inputs import merge_loras, prompt_loras
+
+    params = variant_params(experiment, variant)
+    tagged = prompt_loras(variant["prompt"]["positive"], lora_dir or experiment["params"].get("lora_dir"))
+    if tagged:
+        params.extra["loras"] = merge_loras(params.extra.get("loras") or [], tagged)
+    return params
+
+
 def run_experiment(library: Library, engine, name: str, batch_size: int | None = 4,
-                   progress: Progress | None = None, profile: bool = False) -> JobOutcome:
-    """Generate every missing (variant, seed) cell; an interrupted run resumes where it stopped."""
+                   progress: Progress | None = None, profile: bool = False,
+                   lora_dir: str | None = None) -> JobOutcome:
+    """Generate every missing (variant, seed) cell; an interrupted run resumes where it stopped.
+
+    LoRA tags in a variant's prompt are resolved in LORA_DIR (else the folder `ab new` recorded).
+    """
+    from .inputs import store_loras
+
     experiment = get_experiment(library, name)
     todo = missing_cells(library, experiment)
     outcome = JobOutcome()
@@ -217,11 +236,16 @@ def _run_variants(library: Library, engine, experiment: dict[str, Any], todo: di
                   profile: bool) -> None:
     total = sum(len(seeds) for seeds in todo.values())
     done_before = 0
+    # Every variant's LoRA tags resolve before anything is generated.
+    planned = {v["label"]: variant_job_params(experiment, v, lora_dir) for v in experiment["variants"]
+               if todo[v["label"]]}
     for variant in experiment["variants"]:
         seeds = todo[variant["label"]]
         if not seeds:
             continue
-        job = GenerationJob(prompt=variant["prompt"], params=variant_params(experiment, variant), seeds=seeds,
+        params = planned[variant["label"]]
+        store_loras(library, params.extra.get("loras") or [])
+        job = GenerationJob(prompt=variant["prompt"], params=params, seeds=seeds,
                             batch_size=batch_size, experiment_id=experiment["id"], variant=variant["label"])
         variant_engine = engine
         if variant["overrides"].get("model") and variant["overrides"]["model"] != engine.model:
@@ -447,7 +471,7 @@ def _axis_label(name: str, value: Any) -> str:
 
 def create_xy_experiment(library: Library, name: str, prompt_ref: str, x: dict[str, Any], y: dict[str, Any],
                          seeds: list[int], params: GenerationParams, model: str | None = None,
-                         templates_dir: str | None = None) -> int:
+                         templates_dir: str | None = None, extra: dict[str, Any] | None = None) -> int:
     """An X/Y plot over two axes, stored as an experiment: one variant per (x, y) cell."""
     from .templates import Fields, PromptBuilder
 
@@ -487,4 +511,4 @@ def create_xy_experiment(library: Library, name: str, prompt_ref: str, x: dict[s
             specs.append(VariantSpec(label, str(prompt_id), overrides))
             labels[key] = label
         return create_experiment(library, name, specs, seeds, params, model,
-                                 extra={"xy": {"x": x, "y": y, "labels": labels}})
+                                 extra={**(extra or {}), "xy": {"x": x, "y": y, "labels": labels}})

@@ -38,10 +38,11 @@ def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise
     specs = [parse_variant(v) for v in variants]
     params = params_from(steps, cfg, sampler, width, height, noise_device)
     seed_list = parse_seeds(seeds)
-    prepared = prepare_inputs(pop_input_request(input_flags))
+    request = pop_input_request(input_flags)
+    prepared = prepare_inputs(request)
     with open_library(ctx) as lib:
         params.extra = prepared.store(lib)
-        create_experiment(lib, name, specs, seed_list, params, model)
+        create_experiment(lib, name, specs, seed_list, params, model, extra=_lora_dir_record(request.lora_dir))
         experiment = get_experiment(lib, name)
     emit(_experiment_json(experiment), as_json,
          f"experiment {name!r}: {len(specs)} variants × {len(seed_list)} seeds; run it with `promptkit ab run {name}`")
@@ -68,19 +69,31 @@ def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, wid
 
     x, y = parse_axis(x_axis), parse_axis(y_axis)
     params = params_from(steps, cfg, sampler, width, height, noise_device)
-    prepared = prepare_inputs(pop_input_request(input_flags))
+    request = pop_input_request(input_flags)
+    prepared = prepare_inputs(request)
     with open_library(ctx) as lib:
         params.extra = prepared.store(lib)
-        create_xy_experiment(lib, name, prompt_ref, x, y, parse_seeds(seeds), params, model, templates_dir)
+        create_xy_experiment(lib, name, prompt_ref, x, y, parse_seeds(seeds), params, model, templates_dir,
+                             extra=_lora_dir_record(request.lora_dir))
         experiment = get_experiment(lib, name)
     emit(_experiment_json(experiment), as_json,
          f"X/Y experiment {name!r}: {len(experiment['variants'])} cells × {len(experiment['seeds'])} seeds; "
          f"`promptkit ab run {name}` then `promptkit ab sheet {name} -o {name}.png`")
 
 
+def _lora_dir_record(lora_dir: str | None) -> dict[str, Any] | None:
+    """`--lora-dir` at `ab new` / `ab xy`, kept with the experiment for `ab run`'s <lora:…> tags."""
+    from pathlib import Path
+
+    return {"lora_dir": str(Path(lora_dir).expanduser().resolve())} if lora_dir else None
+
+
 @ab.command("run")
 @click.argument("name")
 @click.option("--model", default=None, envvar="PROMPTKIT_MODEL", help="Model (default: the experiment's).")
+@click.option("--lora-dir", type=click.Path(file_okay=False), envvar="PROMPTKIT_LORA_DIR", default=None,
+              help="Folder for <lora:NAME:SCALE> tags in the variants' prompts (env: PROMPTKIT_LORA_DIR; "
+                   "default: the folder given to `ab new`).")
 @click.option("--batch-size", default="auto", show_default=True,
               help="Images per pipeline call, or 'auto' (from free GPU memory; 4 on CPU).")
 @engine_options
@@ -89,29 +102,37 @@ def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, wid
 @no_engine_option
 @json_option
 @click.pass_context
-def ab_run(ctx, name, model, batch_size, quiet, profile, no_engine, as_json, **engine_flags) -> None:
+def ab_run(ctx, name, model, lora_dir, batch_size, quiet, profile, no_engine, as_json, **engine_flags) -> None:
     """Generate every missing (variant, seed) cell; safe to re-run after an interruption.
 
+    `<lora:NAME:SCALE>` tags in a variant's prompt are resolved as `generate` resolves them.
     Runs on the warm engine (`promptkit worker start`) when one is up, else in this process.
     """
-    from .abtest import get_experiment, missing_cells
+    from pathlib import Path
+
+    from .abtest import get_experiment, missing_cells, variant_job_params
     from .errors import BadParameter
     from .params import parse_batch_size
 
     batch_size = parse_batch_size(batch_size)
+    lora_dir = str(Path(lora_dir).expanduser().resolve()) if lora_dir else None
     with open_library(ctx) as lib:
         experiment = get_experiment(lib, name)
         model = model or experiment["model"]
         if not model:
             raise BadParameter(f"experiment {name!r} has no model; pass --model")
-        todo = sum(len(s) for s in missing_cells(lib, experiment).values())
+        missing = missing_cells(lib, experiment)
+        todo = sum(len(s) for s in missing.values())
+        for variant in experiment["variants"]:
+            if missing[variant["label"]]:
+                variant_job_params(experiment, variant, lora_dir)  # a LoRA tag that cannot resolve: one line, now
         db_path = str(lib.path.resolve())
     if todo == 0:
         emit([], as_json, f"experiment {name!r} is complete: nothing to generate")
         return
     spec = {"kind": "ab_run", "db": db_path, "model": resolve_model(model, engine_flags["allow_pickle"]),
             "engine_options": engine_options_dict(**engine_flags), "name": experiment["name"],
-            "batch_size": batch_size, "profile": profile}
+            "batch_size": batch_size, "profile": profile, "lora_dir": lora_dir}
     result = run_generation_spec(spec, todo, quiet, no_engine)
     emit(result["generations"], as_json, f"generated {len(result['generations'])} of {todo} missing images "
                                          f"for {name!r}")

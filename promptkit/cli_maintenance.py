@@ -72,7 +72,7 @@ def _print_doctor_report(report, fix: bool) -> None:
 @click.pass_context
 def export_command(ctx: click.Context, folder: str, as_json: bool) -> None:
     """Write a portable copy of the library to FOLDER: manifest.json, one JSON-lines file per
-    table and images/<sha256>.png."""
+    table, images/<sha256>.png and loras/<sha256>.safetensors."""
     from .library import Library
     from .portable import export_library
 
@@ -81,7 +81,8 @@ def export_command(ctx: click.Context, folder: str, as_json: bool) -> None:
     counts = manifest["counts"]
     emit(manifest, as_json, f"exported {counts['prompts']} prompts, {counts['generations']} generations, "
                             f"{counts['ratings']} ratings, {counts['experiments']} experiments and "
-                            f"{counts['images']} images to {folder}")
+                            f"{counts['images']} images"
+                            + (f" and {counts['loras']} LoRA files" if counts.get("loras") else "") + f" to {folder}")
 
 
 @click.command("import")
@@ -102,6 +103,7 @@ def import_command(ctx: click.Context, folder: str, as_json: bool) -> None:
     added = ", ".join(f"{n} {table}" for table, n in summary["added"].items() if n) or "nothing new"
     present = sum(summary["present"].values())
     click.echo(f"imported {added}; {summary['images_added']} new images"
+               + (f", {summary['loras_added']} new LoRA files" if summary.get("loras_added") else "")
                + (f"; {present} rows were already in the library" if present else ""))
     for rename in summary["renamed"]:
         click.echo(f"renamed {rename['table'][:-1]} {rename['from']!r} to {rename['to']!r} (the name was taken)")

@@ -77,8 +77,8 @@ class DoctorReport:
 
 
 def _referenced_files(conn: sqlite3.Connection, db_path: Path) -> dict[Path, list[tuple[int, str]]]:
-    """Each image file the generations table refers to -> [(generation id, expected sha256)]."""
-    from .inputs import input_image_shas
+    """Each file the generations table refers to (images, stored LoRA files) -> [(generation id, expected sha256)]."""
+    from .inputs import input_image_shas, stored_lora_shas
     from .library import images_dir_for
 
     files: dict[Path, list[tuple[int, str]]] = {}
@@ -89,6 +89,10 @@ def _referenced_files(conn: sqlite3.Connection, db_path: Path) -> dict[Path, lis
         # init images, masks and control images are stored beside the outputs and referenced from params
         for input_sha in input_image_shas(params):
             files.setdefault((images / input_sha[:2] / f"{input_sha}.png").resolve(), []).append((gen_id, input_sha))
+        # LoRA files are kept once per content under images/loras/
+        for lora_sha in stored_lora_shas(params):
+            files.setdefault((images / "loras" / lora_sha[:2] / f"{lora_sha}.safetensors").resolve(),
+                             []).append((gen_id, lora_sha))
     return files
 
 
@@ -198,14 +202,15 @@ def _check_schema_and_files(conn: sqlite3.Connection, path: Path, report: Doctor
                      "files_hashed": 0, "files_on_disk": 0}
     for file, rows in referenced.items():
         ids = ", ".join(str(gen_id) for gen_id, _ in rows)
+        what = "LoRA file" if file.suffix == ".safetensors" else "image"
         if not file.is_file():
-            add(Finding("missing_file", True, f"image for generation {ids} is missing", str(file)))
+            add(Finding("missing_file", True, f"{what} for generation {ids} is missing", str(file)))
             continue
         actual = file_sha256(file)
         report.counts["files_hashed"] += 1
         for gen_id, expected in rows:
             if actual != expected:
-                add(Finding("sha256_mismatch", True, f"image for generation {gen_id} has sha256 {actual[:16]}…, "
+                add(Finding("sha256_mismatch", True, f"{what} for generation {gen_id} has sha256 {actual[:16]}…, "
                                                      f"its row says {str(expected)[:16]}…", str(file)))
 
     # 4. Files nothing refers to

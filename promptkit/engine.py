@@ -364,15 +364,18 @@ class Engine:
             self._refiners[model] = refiner
         return self._refiners[model]
 
-    def apply_loras(self, loras: list[dict[str, Any]]) -> None:
-        """Make exactly LORAS active at their scales; each file loads once as a named adapter."""
+    def apply_loras(self, loras: list[dict[str, Any]], files: dict[str, str] | None = None) -> None:
+        """Make exactly LORAS active at their scales; each file loads once as a named adapter.
+
+        FILES maps a LoRA's sha256 to the library's copy, which is loaded instead of its path.
+        """
         wanted = []
         for lora in loras:
             sha = lora["sha256"]
             if sha not in self._adapters:
-                file = Path(lora["path"])
+                file = Path((files or {}).get(sha) or lora["path"])
                 if not file.is_file():
-                    raise LoraProblem(f"`lora` {lora['path']!r} does not exist")
+                    raise LoraProblem(f"`lora` {str(file)!r} does not exist")
                 name = re.sub(r"\W", "_", f"{lora['name']}_{sha[:8]}")
                 try:
                     with warnings.catch_warnings():
@@ -532,7 +535,7 @@ class Engine:
         if len(inputs.control_images) != len(units):
             raise BadParameter(f"{len(units)} ControlNet(s) but {len(inputs.control_images)} control image(s)")
         pipe = self.pipeline_for(mode, [self.controlnet(unit["model"]) for unit in units])
-        self.apply_loras(extra.get("loras") or [])
+        self.apply_loras(extra.get("loras") or [], inputs.lora_files)
         self._set_sampler(params.sampler)
         pipe.scheduler = self._scheduler
         # 3. Encode the prompt once; every image of the batch shares the embeddings

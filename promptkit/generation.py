@@ -308,8 +308,9 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
 def reproduce(library: Library, engine, generation_id: int) -> dict[str, Any]:
     """Regenerate a stored image by re-running the batch it was made in; compare sha256.
 
-    Init images, masks and control images come from the library; a LoRA file that changed
-    since is named in the notes.
+    Init images, masks, control images and LoRA files come from the library (a LoRA recorded
+    before the library kept copies loads from its path); a LoRA file whose path is gone or
+    holds other bytes since is named in the notes.
     """
     from pathlib import Path
 
@@ -322,23 +323,38 @@ def reproduce(library: Library, engine, generation_id: int) -> dict[str, Any]:
         noise_device=gen.get("noise_device") or "cpu", extra=extra,
     )
     notes = []
-    for lora in extra.get("loras") or []:
-        file = Path(lora["path"])
-        if not file.is_file():
-            raise PromptkitError(f"LoRA {lora['name']!r} used by generation {generation_id} is gone: "
-                                 f"{lora['path']!r}")
-        now = file_sha256(file)
-        if now != lora["sha256"]:
-            notes.append(f"LoRA file {lora['path']!r} changed since: stored sha256 {lora['sha256'][:12]}, "
-                         f"now {now[:12]}")
     job = GenerationJob(prompt=prompt, params=params, seeds=list(batch["seeds"]), batch_size=len(batch["seeds"]))
     inputs = resolve_inputs(library, extra)
-    if notes:
+    changed = False  # a LoRA must load from a file whose bytes differ from the recorded ones
+    for lora in extra.get("loras") or []:
+        file, sha = Path(lora["path"]), lora["sha256"]
+        now = file_sha256(file) if file.is_file() else None
+        copy = inputs.lora_files.get(sha)
+        if copy and file_sha256(Path(copy)) != sha:
+            notes.append(f"the library's copy of LoRA {lora['name']!r} ({copy}) is damaged; run `promptkit doctor`")
+            del inputs.lora_files[sha]
+            copy = None
+        if copy:
+            if now is None:
+                notes.append(f"LoRA file {lora['path']!r} is gone; used the library's copy (sha256 {sha[:12]})")
+            elif now != sha:
+                notes.append(f"LoRA file {lora['path']!r} changed since: stored sha256 {sha[:12]}, now {now[:12]}; "
+                             "used the library's copy")
+            continue
+        if now is None:
+            raise PromptkitError(f"LoRA {lora['name']!r} used by generation {generation_id} is gone: "
+                                 f"{lora['path']!r}, and the library has no copy of it")
+        if now != sha:
+            changed = True
+            notes.append(f"LoRA file {lora['path']!r} changed since: stored sha256 {sha[:12]}, now {now[:12]}; "
+                         "the library has no copy, so the changed file was used")
+    if changed:
         # The adapter is cached by its recorded hash; the changed file must load fresh.
         engine.unload_loras()
-        extra["loras"] = [{**lora, "sha256": file_sha256(Path(lora["path"]))} for lora in extra["loras"]]
+        extra["loras"] = [{**lora, "sha256": file_sha256(Path(lora["path"]))}
+                          if lora["sha256"] not in inputs.lora_files else lora for lora in extra["loras"]]
     result = engine.run_batch(prompt["positive"], prompt["negative"], job.seeds, params, inputs=inputs)
-    if notes:
+    if changed:
         extra["loras"] = (gen.get("params") or {}).get("loras")
     index = int(batch["index"])
     meta = image_metadata(job, engine.describe(), job.seeds[index], job.seeds, index,

@@ -39,6 +39,7 @@ class RunInputs:
     init_image: Any = None  # PIL RGB
     mask: Any = None  # PIL L
     control_images: list[Any] = field(default_factory=list)
+    lora_files: dict[str, str] = field(default_factory=dict)  # LoRA sha256 -> the library's copy
 
 
 # -- images ---------------------------------------------------------------------------
@@ -111,6 +112,10 @@ def resolve_inputs(library, extra: dict[str, Any]) -> RunInputs:
         inputs.mask = load_stored(library, extra["mask"], "mask", "L")
     for unit in extra.get("controlnets") or []:
         inputs.control_images.append(load_stored(library, unit["image"], "control_image", "RGB"))
+    for sha in stored_lora_shas(extra):
+        file = library.lora_file(sha)
+        if file.is_file():
+            inputs.lora_files[sha] = str(file)
     return inputs
 
 
@@ -184,6 +189,27 @@ def lora_context_dim(header: dict[str, Any]) -> int | None:
     return None
 
 
+def prompt_loras(positive: str, lora_dir: str | None) -> list[dict[str, Any]]:
+    """The records of the `<lora:NAME:SCALE>` tags in POSITIVE, each resolved in LORA_DIR and checked."""
+    from .weighting import lora_tags
+
+    return [check_lora(find_lora(name, lora_dir), scale) for name, scale in lora_tags(positive)]
+
+
+def merge_loras(first: list[dict[str, Any]], then: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """FIRST then THEN, a file (by sha256) once: the first mention wins."""
+    seen: set[str] = set()
+    return [r for r in [*first, *then] if not (r["sha256"] in seen or seen.add(r["sha256"]))]
+
+
+def store_loras(library, loras: list[dict[str, Any]]) -> None:
+    """Copy each LoRA file into the library (once per content) and mark its record `stored`, so
+    reproduce needs neither the path nor the bytes it held."""
+    for lora in loras:
+        library.store_lora(lora["path"], lora["sha256"])
+        lora["stored"] = True
+
+
 # -- ControlNet -----------------------------------------------------------------------
 
 def check_controlnet_ref(model: str) -> dict[str, Any]:
@@ -240,6 +266,7 @@ class PreparedInputs:
                 unit["model_hash"] = model_fingerprint(unit["model"])
             if extra.get("refiner"):
                 extra["refiner"]["model_hash"] = model_fingerprint(extra["refiner"]["model"])
+        store_loras(library, extra.get("loras") or [])
         for key, image in self.images.items():
             sha, _ = library.store_image(png_bytes(image))
             kind, _, index = key.partition(":")
@@ -263,7 +290,6 @@ def _per_unit(values: list[Any], count: int, name: str, default: Any) -> list[An
 def prepare_inputs(request: InputRequest, positive: str = "") -> PreparedInputs:
     """Read and check every input (images, LoRA files, ControlNet configs); write nothing."""
     from .params import check_extra
-    from .weighting import lora_tags
 
     extra: dict[str, Any] = {}
     images: dict[str, Any] = {}
@@ -289,10 +315,7 @@ def prepare_inputs(request: InputRequest, positive: str = "") -> PreparedInputs:
     for spec in request.loras:
         path, scale = parse_lora_spec(spec)
         records.append(check_lora(path, scale))
-    for name, scale in lora_tags(positive):
-        records.append(check_lora(find_lora(name, request.lora_dir), scale))
-    seen: set[str] = set()
-    loras = [r for r in records if not (r["sha256"] in seen or seen.add(r["sha256"]))]
+    loras = merge_loras(records, prompt_loras(positive, request.lora_dir))
     if loras:
         extra["loras"] = loras
     # 3. ControlNets, one control image each
@@ -345,4 +368,17 @@ def input_image_shas(params: dict[str, Any] | str | None) -> list[str]:
     for unit in params.get("controlnets") or []:
         if isinstance(unit, dict):
             shas += [unit.get("image"), unit.get("source")]
+    return [s for s in shas if isinstance(s, str) and re.fullmatch(r"[0-9a-f]{64}", s)]
+
+
+def stored_lora_shas(params: dict[str, Any] | str | None) -> list[str]:
+    """The sha256 of every LoRA file a generation's params say the library holds a copy of."""
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError:
+            return []
+    if not isinstance(params, dict):
+        return []
+    shas = [lora.get("sha256") for lora in params.get("loras") or [] if isinstance(lora, dict) and lora.get("stored")]
     return [s for s in shas if isinstance(s, str) and re.fullmatch(r"[0-9a-f]{64}", s)]

@@ -571,6 +571,47 @@ class Library:
             os.close(dir_fd)
         return sha, final
 
+    def lora_file(self, sha256: str) -> Path:
+        """Where the library keeps its copy of the LoRA file with this sha256."""
+        return self.images_dir / "loras" / sha256[:2] / f"{sha256}.safetensors"
+
+    def store_lora(self, source: str | os.PathLike, sha256: str) -> Path:
+        """Copy a LoRA file into the library under its sha256, once per content, atomically
+        (temp file, fsync, rename, fsync folder); refuse if its bytes are not SHA256 any more."""
+        final = self.lora_file(sha256)
+        source = Path(source)
+        try:
+            size = source.stat().st_size
+        except OSError as exc:
+            raise LibraryProblem(f"cannot store LoRA {str(source)!r} in the library: {exc.strerror}") from None
+        if final.is_file() and final.stat().st_size == size:
+            os.utime(final)  # fresh mtime, as store_image: `doctor --fix` leaves young files alone
+            return final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=".safetensors")
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as handle, open(source, "rb") as reader:
+                for block in iter(lambda: reader.read(1 << 20), b""):
+                    digest.update(block)
+                    handle.write(block)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if digest.hexdigest() != sha256:
+                raise LibraryProblem(f"LoRA {str(source)!r} changed while it was being copied into the library "
+                                     f"(sha256 {digest.hexdigest()[:12]}, expected {sha256[:12]})")
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return final
+
     def add_generation(self, row: dict[str, Any]) -> int:
         """Insert a generation row; its image must already be on disk."""
         record = dict(row)

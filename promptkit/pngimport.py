@@ -4,8 +4,10 @@ A PNG carrying promptkit's own `promptkit` chunk is imported with its template, 
 digest and fields, so it matches the prompt it was generated from. Any other PNG needs
 A1111's `parameters` chunk; it becomes a prompt with template `imported`, the prompt text
 verbatim (A1111 weights, BREAK and LoRA tags untouched), fields `{"subject": positive,
-"negative": [negative], ...}` plus an `imported` entry holding the raw `parameters` text and
-its settings (Seed, Steps, Sampler, RNG, ...), and the settings line in the notes.
+"negative": [negative], ...}` plus an `imported` entry holding the raw `parameters` text,
+its settings (Seed, Steps, Sampler, RNG, ...) and the generation parameters read from them
+(`params`: seed, steps, sampler, model hash, LoRA hashes, ControlNet units, refiner, ...), and
+the settings line in the notes. Either way the import result carries those `params`.
 """
 
 from __future__ import annotations
@@ -18,11 +20,17 @@ from typing import Any
 
 from .errors import PromptkitError
 from .library import Library, utc_now
-from .pnginfo import PARAMETERS_KEY, PROMPTKIT_KEY, parse_a1111_parameters, read_png_text
+from .pnginfo import (PARAMETERS_KEY, PROMPTKIT_KEY, a1111_parameters, parse_a1111_parameters,
+                      read_png_text)
 from .templates import Fields
 
 IMPORTED_TEMPLATE = "imported"
 IMPORTED_TAG = "imported"
+# What the A1111 settings line carries beyond the basics, for a promptkit PNG's notes.
+A1111_INPUT_KEYS = ("Denoising strength", "Mask blur", "Lora hashes", "Refiner", "Refiner switch at")
+# The generation parameters an import records, in promptkit's names (parse_a1111_parameters' keys).
+PARAM_KEYS = ("seed", "steps", "cfg", "sampler", "width", "height", "model", "model_hash", "noise_device",
+              "strength", "mask_blur", "loras", "controlnets", "refiner")
 
 
 @dataclass
@@ -37,6 +45,7 @@ class PngPrompt:
     template_digest: str
     fields: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # seed, steps, loras, controlnets, refiner, ...
 
     @property
     def notes(self) -> str:
@@ -74,11 +83,42 @@ def _from_promptkit(name: str, meta: dict[str, Any]) -> PngPrompt:
                 "CFG scale": meta.get("cfg"), "Size": f"{meta.get('width')}x{meta.get('height')}",
                 "Model hash": meta.get("model_hash"), "Model": meta.get("model"),
                 "RNG": "GPU" if meta.get("noise_device") == "gpu" else "CPU"}
+    # LoRA, ControlNet and refiner settings as the A1111 chunk writes them
+    try:
+        written = parse_a1111_parameters(a1111_parameters(meta))["settings"]
+    except (KeyError, TypeError, ValueError, AttributeError, PromptkitError):
+        written = {}
+    settings.update({k: v for k, v in written.items() if k in A1111_INPUT_KEYS or k.startswith("ControlNet ")})
     return PngPrompt(
         file=name, source="promptkit", positive=meta["positive"], negative=meta.get("negative", ""),
         template=str(meta.get("template") or IMPORTED_TEMPLATE), template_digest=str(meta.get("template_digest") or ""),
-        fields=fields, settings={k: v for k, v in settings.items() if v is not None},
+        fields=fields, settings={k: v for k, v in settings.items() if v is not None}, params=_promptkit_params(meta),
     )
+
+
+def _promptkit_params(meta: dict[str, Any]) -> dict[str, Any]:
+    """The generation parameters of a promptkit PNG, in the shape `parse_a1111_parameters` gives (plus
+    what only the promptkit chunk knows: full sha256, LoRA scales, ControlNet model paths)."""
+    extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
+    params = {key: meta.get(key) for key in PARAM_KEYS[:9]}
+    params.update({key: extra.get(key) for key in ("strength", "mask_blur")})
+    if isinstance(extra.get("loras"), list):
+        params["loras"] = [{k: lora.get(k) for k in ("name", "sha256", "scale", "path")}
+                           for lora in extra["loras"] if isinstance(lora, dict)]
+    if isinstance(extra.get("controlnets"), list):
+        params["controlnets"] = [{k: unit.get(k) for k in ("module", "model", "model_hash", "scale", "start", "end")}
+                                 for unit in extra["controlnets"] if isinstance(unit, dict)]
+    if isinstance(extra.get("refiner"), dict):
+        params["refiner"] = {k: extra["refiner"].get(k) for k in ("model", "model_hash", "switch")}
+    return _without_none(params)
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 def _from_a1111(name: str, text: str) -> PngPrompt:
@@ -91,9 +131,10 @@ def _from_a1111(name: str, text: str) -> PngPrompt:
         raise PromptkitError(f"{name}: its `parameters` chunk has no prompt")
     fields = Fields(subject=positive, negative=[negative] if negative else [], negative_preset="").to_dict()
     # The settings travel in the fields JSON too, RNG included (GPU, CPU or NV noise).
-    fields["imported"] = {"from": "a1111", "parameters": text, "settings": parsed["settings"]}
+    params = {key: parsed[key] for key in PARAM_KEYS if key in parsed}
+    fields["imported"] = {"from": "a1111", "parameters": text, "settings": parsed["settings"], "params": params}
     return PngPrompt(file=name, source="a1111", positive=positive, negative=negative, template=IMPORTED_TEMPLATE,
-                     template_digest="", fields=fields, settings=parsed["settings"])
+                     template_digest="", fields=fields, settings=parsed["settings"], params=params)
 
 
 def _same_prompt(row: dict[str, Any], png: PngPrompt) -> bool:
@@ -142,5 +183,5 @@ def import_pngs(lib: Library, files: list[str | os.PathLike | PngPrompt]) -> lis
                 "created_at": utc_now(),
             })
             results.append({"file": png.file, "status": "added", "prompt_id": int(table.last_pk),
-                             "source": png.source, "settings": png.settings})
+                             "source": png.source, "settings": png.settings, "params": png.params})
     return results

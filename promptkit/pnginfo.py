@@ -113,16 +113,85 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
             except ValueError:
                 raise PromptkitError(f"parameters field {key!r} is not a number: {settings[key]!r}") from None
     if "Denoising strength" in settings:
-        try:
-            result["strength"] = float(settings["Denoising strength"])
-        except ValueError:
-            raise PromptkitError(f"parameters field 'Denoising strength' is not a number: "
-                                 f"{settings['Denoising strength']!r}") from None
+        result["strength"] = _setting_number(settings, "Denoising strength")
     if "Sampler" in settings:
         result["sampler"] = settings["Sampler"]
     if "Model" in settings:
         result["model"] = settings["Model"]
+    if settings.get("Model hash"):
+        result["model_hash"] = settings["Model hash"]
+    if "Mask blur" in settings:
+        result["mask_blur"] = int(_setting_number(settings, "Mask blur"))
+    if settings.get("Lora hashes"):
+        result["loras"] = parse_lora_hashes(settings["Lora hashes"])
+    units = sorted((int(m.group(1)), key) for key in settings if (m := re.fullmatch(r"ControlNet (\d+)", key)))
+    if units:
+        result["controlnets"] = [parse_controlnet_unit(key, settings[key]) for _, key in units]
+    if settings.get("Refiner"):
+        model, model_hash = _name_and_hash(settings["Refiner"])
+        refiner: dict[str, Any] = {"model": model}
+        if model_hash:
+            refiner["model_hash"] = model_hash
+        if "Refiner switch at" in settings:
+            refiner["switch"] = _setting_number(settings, "Refiner switch at")
+        result["refiner"] = refiner
+    if "RNG" in settings:
+        result["noise_device"] = "gpu" if settings["RNG"].strip().upper() == "GPU" else "cpu"
     return result
+
+
+def _setting_number(settings: dict[str, str], key: str, value: str | None = None) -> float:
+    text = settings[key] if value is None else value
+    try:
+        return float(text)
+    except ValueError:
+        raise PromptkitError(f"parameters field {key!r} is not a number: {text!r}") from None
+
+
+def _name_and_hash(text: str) -> tuple[str, str | None]:
+    """`sd_xl_refiner_1.0 [7440042bbd]` -> ("sd_xl_refiner_1.0", "7440042bbd")."""
+    match = re.fullmatch(r"\s*(.*?)\s*\[([0-9A-Fa-f]+)\]\s*", text)
+    return (match.group(1), match.group(2)) if match else (text.strip(), None)
+
+
+def parse_lora_hashes(text: str) -> list[dict[str, str]]:
+    """A1111's `Lora hashes` value, `name: hash, name: hash` -> [{"name", "sha256"}] (a 12-digit prefix)."""
+    loras = []
+    for item in text.split(","):
+        name, sep, digest = item.rpartition(":")
+        if not sep or not name.strip() or not re.fullmatch(r"\s*[0-9A-Fa-f]+\s*", digest):
+            raise PromptkitError(f"parameters field 'Lora hashes' is not `name: hash, …`: {text!r}")
+        loras.append({"name": name.strip(), "sha256": digest.strip().lower()})
+    return loras
+
+
+_CONTROLNET_KEYS = {"Module": "module", "Model": "model", "Weight": "scale", "Guidance Start": "start",
+                    "Guidance End": "end"}
+
+
+def parse_controlnet_unit(key: str, text: str) -> dict[str, Any]:
+    """`Module: canny, Model: cn [d14c016b], Weight: 1, Guidance Start: 0, Guidance End: 1, …` -> a unit
+    with module, model (and model_hash), scale, start, end; A1111's other keys under `options`."""
+    unit: dict[str, Any] = {}
+    options: dict[str, str] = {}
+    for name, value in _PARAM_RE.findall(text):
+        name, value = name.strip(), value.strip()
+        field = _CONTROLNET_KEYS.get(name)
+        if field in ("scale", "start", "end"):
+            unit[field] = _setting_number({}, f"{key} {name}", value)
+        elif field == "model":
+            unit["model"], model_hash = _name_and_hash(value)
+            if model_hash:
+                unit["model_hash"] = model_hash
+        elif field:
+            unit[field] = value
+        elif name:
+            options[name] = value
+    if "module" not in unit or "model" not in unit:
+        raise PromptkitError(f"parameters field {key!r} has no Module and Model: {text!r}")
+    if options:
+        unit["options"] = options
+    return unit
 
 
 def encode_png(image, meta: dict[str, Any]) -> bytes:

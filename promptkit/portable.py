@@ -7,7 +7,10 @@ An export folder holds:
   and for each table its file, columns, JSON-text columns and the file's sha256;
 - one JSON-lines file per table (`prompts.jsonl`, `generations.jsonl`, ...), one row per line,
   every column exactly as stored (JSON-text columns stay text, so nothing is re-encoded);
-- `images/<sha256>.png`, one file per distinct image.
+- `images/<sha256>.png`, one file per distinct image;
+- `loras/<sha256>.safetensors`, one file per distinct LoRA the library keeps a copy of (only
+  when there is one: such an export is format version 2, which older promptkits refuse rather
+  than import generations without their LoRA files).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from .library import Library, migration_names, utc_now
 from .library import file_sha256
 
 FORMAT_NAME = "promptkit-export"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a `loras` folder; an export without LoRA files is still written as 1
 # Parents before children: an import inserts in this order.
 TABLES = ("prompts", "experiments", "variants", "generations", "ratings", "votes")
 JSON_COLUMNS = {
@@ -64,9 +67,10 @@ def export_library(lib: Library, folder: str | os.PathLike) -> dict[str, Any]:
     try:
         os.chmod(staging, 0o777 & ~_current_umask())  # mkdtemp makes it private; an export is for sharing
         images = _copy_images(lib, tables["generations"], staging / "images")
+        loras = _copy_loras(lib, tables["generations"], staging / "loras")
         manifest: dict[str, Any] = {
             "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if loras["count"] else 1,
             "promptkit_version": __version__,
             "schema": lib.schema_version(),
             "exported_at": utc_now(),
@@ -74,6 +78,9 @@ def export_library(lib: Library, folder: str | os.PathLike) -> dict[str, Any]:
             "tables": {},
             "images": {"folder": "images", "naming": "<sha256>.png", **images},
         }
+        if loras["count"]:
+            manifest["counts"]["loras"] = loras["count"]
+            manifest["loras"] = {"folder": "loras", "naming": "<sha256>.safetensors", **loras}
         for name, rows in tables.items():
             file = staging / f"{name}.jsonl"
             data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
@@ -140,6 +147,33 @@ def _copy_images(lib: Library, generations: list[dict[str, Any]], folder: Path) 
     return {"count": len(done), "bytes": total}
 
 
+def _copy_loras(lib: Library, generations: list[dict[str, Any]], folder: Path) -> dict[str, int]:
+    """The library's LoRA copies that rows refer to, checked against their sha256 as they are copied."""
+    from .inputs import stored_lora_shas
+
+    wanted = {sha: gen for gen in generations for sha in stored_lora_shas(gen.get("params"))}
+    total = 0
+    for sha, gen in sorted(wanted.items()):
+        folder.mkdir(exist_ok=True)
+        source, target = lib.lora_file(sha), folder / f"{sha}.safetensors"
+        digest = hashlib.sha256()
+        try:
+            with open(source, "rb") as reader, open(target, "wb") as writer:
+                for block in iter(lambda: reader.read(1 << 20), b""):
+                    digest.update(block)
+                    writer.write(block)
+                    total += len(block)
+                writer.flush()
+                os.fsync(writer.fileno())
+        except OSError as exc:
+            raise LibraryProblem(f"cannot export: LoRA file of generation {gen['id']} ({source}) cannot be read "
+                                 f"({exc.strerror}); run `promptkit doctor`") from None
+        if digest.hexdigest() != sha:
+            raise LibraryProblem(f"cannot export: LoRA file of generation {gen['id']} ({source}) does not match "
+                                 "its sha256; run `promptkit doctor`")
+    return {"count": len(wanted), "bytes": total}
+
+
 def _write_synced(path: Path, data: bytes) -> None:
     with open(path, "wb") as handle:
         handle.write(data)
@@ -166,10 +200,11 @@ class ExportFolder:
         columns = schema_columns()
         self.tables = {name: self._read_table(name, columns[name]) for name in TABLES}
         self._check_references()
-        from .inputs import input_image_shas
+        from .inputs import input_image_shas, stored_lora_shas
 
         self.image_shas = sorted({g["image_sha256"] for g in self.tables["generations"]}
                                  | {sha for g in self.tables["generations"] for sha in input_image_shas(g.get("params"))})
+        self.lora_shas = sorted({sha for g in self.tables["generations"] for sha in stored_lora_shas(g.get("params"))})
         self._check_images()
 
     def _problem(self, where: Path | str, what: str) -> LibraryProblem:
@@ -270,9 +305,20 @@ class ExportFolder:
                 raise self._problem(path, f"image missing or unreadable ({exc.strerror})") from None
             if actual != sha:
                 raise self._problem(path, f"image content has sha256 {actual}, not the {sha} its name says")
+        for sha in self.lora_shas:
+            path = self.lora_file(sha)
+            try:
+                actual = file_sha256(path)
+            except OSError as exc:
+                raise self._problem(path, f"LoRA file missing or unreadable ({exc.strerror})") from None
+            if actual != sha:
+                raise self._problem(path, f"LoRA file content has sha256 {actual}, not the {sha} its name says")
 
     def image_file(self, sha: str) -> Path:
         return self.folder / "images" / f"{sha}.png"
+
+    def lora_file(self, sha: str) -> Path:
+        return self.folder / "loras" / f"{sha}.safetensors"
 
 
 def _parents_first(prompts: list[dict[str, Any]], cycle_error) -> list[dict[str, Any]]:
@@ -304,7 +350,7 @@ def _key(row: dict[str, Any], columns: Iterable[str]) -> tuple:
 
 def read_export(folder: str | os.PathLike) -> ExportFolder:
     """Read and check an export folder completely: manifest, each table file's sha256 and rows,
-    references between rows, every image's sha256. Raises LibraryProblem naming the bad file."""
+    references between rows, every image's and LoRA file's sha256. Raises LibraryProblem naming the bad file."""
     return ExportFolder(Path(folder))
 
 
@@ -312,7 +358,7 @@ def import_library(lib: Library, folder: str | os.PathLike | ExportFolder) -> di
     """Merge the export in FOLDER into LIB; return what was added and what was already there.
 
     Everything is checked first (manifest, every table file's sha256, references, every
-    image's sha256); then images are stored (atomically, content-addressed); then every row
+    image's and LoRA file's sha256); then images and LoRA files are stored (atomically, content-addressed); then every row
     is written in one BEGIN IMMEDIATE transaction. Rows already in LIB are recognised by
     content, not id: prompts by text, template digest, fields and creation time; generations
     by every column but id and image path; ratings and votes likewise. Ids are remapped.
@@ -328,10 +374,16 @@ def import_library(lib: Library, folder: str | os.PathLike | ExportFolder) -> di
             raise LibraryProblem(f"cannot import {str(export.image_file(sha))!r}: it changed while importing; "
                                  "no rows were imported")
         images_added += not existed
+    loras_added = 0
+    for sha in export.lora_shas:
+        existed = lib.lora_file(sha).is_file()
+        lib.store_lora(export.lora_file(sha), sha)  # checks the sha256 again as it copies
+        loras_added += not existed
 
     # 2. Rows, in one transaction
     summary: dict[str, Any] = {"added": {t: 0 for t in TABLES}, "present": {t: 0 for t in TABLES},
                                "images_added": images_added, "images_present": len(export.image_shas) - images_added,
+                               "loras_added": loras_added, "loras_present": len(export.lora_shas) - loras_added,
                                "renamed": [], "notes": []}
     with lib.write() as db:
         _MergeRows(lib, db, export, summary).run()

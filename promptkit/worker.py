@@ -66,7 +66,8 @@ def execute_job(spec: dict[str, Any], progress: Callable[[int, int], None] | Non
             from .abtest import run_experiment
 
             outcome = run_experiment(library, engine, spec["name"], batch_size=spec.get("batch_size"),
-                                     progress=progress, profile=bool(spec.get("profile")))
+                                     progress=progress, profile=bool(spec.get("profile")),
+                                     lora_dir=spec.get("lora_dir"))
         else:
             raise PromptkitError(f"unknown job kind {spec['kind']!r}")
     return {"generations": outcome.generations, "interrupted": outcome.interrupted, "timings": outcome.timings,
