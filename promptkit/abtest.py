@@ -216,15 +216,16 @@ def run_experiment(library: Library, engine, name: str, batch_size: int | None =
 
     LoRA tags in a variant's prompt are resolved in LORA_DIR (else the folder `ab new` recorded).
     """
-    from .inputs import store_loras
-
     experiment = get_experiment(library, name)
     todo = missing_cells(library, experiment)
     outcome = JobOutcome()
+    # Every variant's LoRA tags resolve before anything is generated.
+    planned = {v["label"]: variant_job_params(experiment, v, lora_dir) for v in experiment["variants"]
+               if todo[v["label"]]}
     # One writer for every variant: a variant's last batch is written while the next denoises.
     writer = start_writer(library, batch_size)
     try:
-        _run_variants(library, engine, experiment, todo, batch_size, writer, outcome, progress, profile)
+        _run_variants(library, engine, experiment, todo, planned, batch_size, writer, outcome, progress, profile)
     finally:
         writer.finish()
     writer.collect(outcome)  # the rows, in id order, and the writer's own timings and warnings
@@ -232,13 +233,12 @@ def run_experiment(library: Library, engine, name: str, batch_size: int | None =
 
 
 def _run_variants(library: Library, engine, experiment: dict[str, Any], todo: dict[str, list[int]],
-                  batch_size: int | None, writer, outcome: JobOutcome, progress: Progress | None,
-                  profile: bool) -> None:
+                  planned: dict[str, GenerationParams], batch_size: int | None, writer, outcome: JobOutcome,
+                  progress: Progress | None, profile: bool) -> None:
+    from .inputs import store_loras
+
     total = sum(len(seeds) for seeds in todo.values())
     done_before = 0
-    # Every variant's LoRA tags resolve before anything is generated.
-    planned = {v["label"]: variant_job_params(experiment, v, lora_dir) for v in experiment["variants"]
-               if todo[v["label"]]}
     for variant in experiment["variants"]:
         seeds = todo[variant["label"]]
         if not seeds:
