@@ -76,23 +76,39 @@ class DoctorReport:
         return data
 
 
-def _referenced_files(conn: sqlite3.Connection, db_path: Path) -> dict[Path, list[tuple[int, str]]]:
-    """Each file the generations table refers to (images, stored LoRA files) -> [(generation id, expected sha256)]."""
+def _referenced_files(conn: sqlite3.Connection, db_path: Path) -> dict[Path, list[tuple[str, str]]]:
+    """Each file the library refers to -> [(who refers to it, expected sha256)].
+
+    Generations refer to their image, their stored input images and LoRA files; an experiment
+    refers to the input images and LoRA files `ab new` stored for it, before any cell is run.
+    """
     from .inputs import input_image_shas, stored_lora_shas
     from .library import images_dir_for
 
-    files: dict[Path, list[tuple[int, str]]] = {}
+    files: dict[Path, list[tuple[str, str]]] = {}
     images = images_dir_for(db_path)
-    for gen_id, sha, image_path, params in conn.execute(
-            "SELECT id, image_sha256, image_path, params FROM generations ORDER BY id"):
-        files.setdefault((db_path.parent / str(image_path)).resolve(), []).append((gen_id, sha))
+
+    def inputs(owner: str, params: Any) -> None:
         # init images, masks and control images are stored beside the outputs and referenced from params
         for input_sha in input_image_shas(params):
-            files.setdefault((images / input_sha[:2] / f"{input_sha}.png").resolve(), []).append((gen_id, input_sha))
+            files.setdefault((images / input_sha[:2] / f"{input_sha}.png").resolve(), []).append((owner, input_sha))
         # LoRA files are kept once per content under images/loras/
         for lora_sha in stored_lora_shas(params):
             files.setdefault((images / "loras" / lora_sha[:2] / f"{lora_sha}.safetensors").resolve(),
-                             []).append((gen_id, lora_sha))
+                             []).append((owner, lora_sha))
+
+    for gen_id, sha, image_path, params in conn.execute(
+            "SELECT id, image_sha256, image_path, params FROM generations ORDER BY id"):
+        owner = f"generation {gen_id}"
+        files.setdefault((db_path.parent / str(image_path)).resolve(), []).append((owner, sha))
+        inputs(owner, params)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'experiments'").fetchone():
+        for name, params in conn.execute("SELECT name, params FROM experiments ORDER BY id"):
+            try:
+                extra = (json.loads(params) or {}).get("extra")
+            except (TypeError, ValueError, AttributeError):
+                continue
+            inputs(f"experiment {name!r}", extra)
     return files
 
 
@@ -198,19 +214,22 @@ def _check_schema_and_files(conn: sqlite3.Connection, path: Path, report: Doctor
 
     # 3. Every generation's image: present, and the bytes its row says
     referenced = _referenced_files(conn, path) if has_generations else {}
-    report.counts = {"generations": sum(len(v) for v in referenced.values()), "referenced_files": len(referenced),
+    report.counts = {"generations": sum(o.startswith("generation ") for v in referenced.values() for o, _ in v), "referenced_files": len(referenced),
                      "files_hashed": 0, "files_on_disk": 0}
     for file, rows in referenced.items():
-        ids = ", ".join(str(gen_id) for gen_id, _ in rows)
+        owners = [owner for owner, _ in rows]
+        generations = [owner.split()[1] for owner in owners if owner.startswith("generation ")]
+        named = ([f"generation {', '.join(generations)}"] if generations else []) + \
+            [owner for owner in owners if not owner.startswith("generation ")]
         what = "LoRA file" if file.suffix == ".safetensors" else "image"
         if not file.is_file():
-            add(Finding("missing_file", True, f"{what} for generation {ids} is missing", str(file)))
+            add(Finding("missing_file", True, f"{what} for {'; '.join(named)} is missing", str(file)))
             continue
         actual = file_sha256(file)
         report.counts["files_hashed"] += 1
-        for gen_id, expected in rows:
+        for owner, expected in rows:
             if actual != expected:
-                add(Finding("sha256_mismatch", True, f"{what} for generation {gen_id} has sha256 {actual[:16]}…, "
+                add(Finding("sha256_mismatch", True, f"{what} for {owner} has sha256 {actual[:16]}…, "
                                                      f"its row says {str(expected)[:16]}…", str(file)))
 
     # 4. Files nothing refers to

@@ -185,3 +185,34 @@ def test_unusable_paths_are_one_line_errors(tmp_path, make, message):
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "lib.db" in lines[0]
+
+
+def test_inputs_stored_for_an_experiment_not_yet_run_are_not_orphans(isolated_library, tiny_model, tmp_path):
+    """`ab new --init-image` stores the image before any cell exists: doctor --fix must leave it."""
+    from PIL import Image
+
+    def cli(*args):
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    Image.new("RGB", (64, 64), (30, 120, 200)).save(tmp_path / "init.png")
+    cli("build", "--subject", "a heron", "--save", "A")
+    cli("build", "--subject", "a crane", "--save", "B")
+    cli("ab", "new", "birds", "--variant", "A=A", "--variant", "B=B", "--seeds", "1", "--steps", "2",
+        "--model", tiny_model, "--init-image", str(tmp_path / "init.png"), "--strength", "0.5")
+    images = isolated_library.with_name("library-images")
+    stored = _files(images)
+    assert len(stored) == 1
+    for path in stored:
+        _age(path)
+    code, report = doctor_json("--fix", "--min-age", "0")
+    assert code == 0 and report["findings"] == [] and _files(images) == stored
+    assert report["counts"]["referenced_files"] == 1 and report["counts"]["generations"] == 0
+    cli("ab", "run", "birds")
+    assert len(_generations(isolated_library)) == 2
+    (next(iter(stored))).write_bytes(b"damaged")
+    code, report = doctor_json()
+    mismatch = [f for f in report["findings"] if f["check"] == "sha256_mismatch"]
+    assert code != 0 and any("generation" in f["message"] for f in mismatch)
+    assert any("experiment 'birds'" in f["message"] for f in mismatch)
