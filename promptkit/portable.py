@@ -66,8 +66,9 @@ def export_library(lib: Library, folder: str | os.PathLike) -> dict[str, Any]:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
         os.chmod(staging, 0o777 & ~_current_umask())  # mkdtemp makes it private; an export is for sharing
-        images = _copy_images(lib, tables["generations"], staging / "images")
-        loras = _copy_loras(lib, tables["generations"], staging / "loras")
+        owners = _input_owners(tables)
+        images = _copy_images(lib, tables["generations"], owners, staging / "images")
+        loras = _copy_loras(lib, owners, staging / "loras")
         manifest: dict[str, Any] = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION if loras["count"] else 1,
@@ -121,25 +122,41 @@ def _snapshot(lib: Library) -> dict[str, list[dict[str, Any]]]:
     return tables
 
 
-def _copy_images(lib: Library, generations: list[dict[str, Any]], folder: Path) -> dict[str, int]:
+def _input_owners(tables: dict[str, list[dict[str, Any]]]) -> list[tuple[str, Any]]:
+    """(who, params naming stored inputs): each generation, and each experiment, whose init images
+    and LoRAs `ab new` stored before any cell was run."""
+    owners: list[tuple[str, Any]] = [(f"generation {g['id']}", g.get("params")) for g in tables["generations"]]
+    for experiment in tables["experiments"]:
+        params = experiment.get("params")
+        if isinstance(params, str):
+            try:
+                params = json.loads(params)
+            except ValueError:
+                params = None
+        owners.append((f"experiment {experiment.get('name')!r}", params.get("extra") if isinstance(params, dict) else None))
+    return owners
+
+
+def _copy_images(lib: Library, generations: list[dict[str, Any]], owners: list[tuple[str, Any]],
+                 folder: Path) -> dict[str, int]:
     folder.mkdir()
     done: set[str] = set()
     total = 0
     from .inputs import input_image_shas
 
-    wanted = [(gen, gen["image_sha256"], lib.image_path(gen)) for gen in generations]
+    wanted = [(f"generation {gen['id']}", gen["image_sha256"], lib.image_path(gen)) for gen in generations]
     # init images, masks and control images travel too, so reproduce works in the other library
-    wanted += [(gen, sha, lib.image_file(sha)) for gen in generations for sha in input_image_shas(gen.get("params"))]
-    for gen, sha, source in wanted:
+    wanted += [(owner, sha, lib.image_file(sha)) for owner, params in owners for sha in input_image_shas(params)]
+    for owner, sha, source in wanted:
         if sha in done:
             continue
         try:
             data = source.read_bytes()
         except OSError as exc:
-            raise LibraryProblem(f"cannot export: image of generation {gen['id']} ({source}) cannot be read "
+            raise LibraryProblem(f"cannot export: image of {owner} ({source}) cannot be read "
                                  f"({exc.strerror}); run `promptkit doctor`") from None
         if hashlib.sha256(data).hexdigest() != sha:
-            raise LibraryProblem(f"cannot export: image of generation {gen['id']} ({source}) does not match its "
+            raise LibraryProblem(f"cannot export: image of {owner} ({source}) does not match its "
                                  "sha256; run `promptkit doctor`")
         _write_synced(folder / f"{sha}.png", data)
         done.add(sha)
@@ -147,13 +164,13 @@ def _copy_images(lib: Library, generations: list[dict[str, Any]], folder: Path) 
     return {"count": len(done), "bytes": total}
 
 
-def _copy_loras(lib: Library, generations: list[dict[str, Any]], folder: Path) -> dict[str, int]:
+def _copy_loras(lib: Library, owners: list[tuple[str, Any]], folder: Path) -> dict[str, int]:
     """The library's LoRA copies that rows refer to, checked against their sha256 as they are copied."""
     from .inputs import stored_lora_shas
 
-    wanted = {sha: gen for gen in generations for sha in stored_lora_shas(gen.get("params"))}
+    wanted = {sha: owner for owner, params in owners for sha in stored_lora_shas(params)}
     total = 0
-    for sha, gen in sorted(wanted.items()):
+    for sha, owner in sorted(wanted.items()):
         folder.mkdir(exist_ok=True)
         source, target = lib.lora_file(sha), folder / f"{sha}.safetensors"
         digest = hashlib.sha256()
@@ -166,10 +183,10 @@ def _copy_loras(lib: Library, generations: list[dict[str, Any]], folder: Path) -
                 writer.flush()
                 os.fsync(writer.fileno())
         except OSError as exc:
-            raise LibraryProblem(f"cannot export: LoRA file of generation {gen['id']} ({source}) cannot be read "
+            raise LibraryProblem(f"cannot export: LoRA file of {owner} ({source}) cannot be read "
                                  f"({exc.strerror}); run `promptkit doctor`") from None
         if digest.hexdigest() != sha:
-            raise LibraryProblem(f"cannot export: LoRA file of generation {gen['id']} ({source}) does not match "
+            raise LibraryProblem(f"cannot export: LoRA file of {owner} ({source}) does not match "
                                  "its sha256; run `promptkit doctor`")
     return {"count": len(wanted), "bytes": total}
 
@@ -202,9 +219,10 @@ class ExportFolder:
         self._check_references()
         from .inputs import input_image_shas, stored_lora_shas
 
+        owners = _input_owners(self.tables)
         self.image_shas = sorted({g["image_sha256"] for g in self.tables["generations"]}
-                                 | {sha for g in self.tables["generations"] for sha in input_image_shas(g.get("params"))})
-        self.lora_shas = sorted({sha for g in self.tables["generations"] for sha in stored_lora_shas(g.get("params"))})
+                                 | {sha for _owner, params in owners for sha in input_image_shas(params)})
+        self.lora_shas = sorted({sha for _owner, params in owners for sha in stored_lora_shas(params)})
         self._check_images()
 
     def _problem(self, where: Path | str, what: str) -> LibraryProblem:

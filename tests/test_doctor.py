@@ -209,8 +209,16 @@ def test_inputs_stored_for_an_experiment_not_yet_run_are_not_orphans(isolated_li
     code, report = doctor_json("--fix", "--min-age", "0")
     assert code == 0 and report["findings"] == [] and _files(images) == stored
     assert report["counts"]["referenced_files"] == 1 and report["counts"]["generations"] == 0
+    # The stored input travels with an export, so the experiment runs in the other library too.
+    cli("export", str(tmp_path / "out"))
+    other = tmp_path / "other.db"
+    cli("--db", str(other), "import", str(tmp_path / "out"))
+    cli("--db", str(other), "ab", "run", "birds")
+    assert len(_generations(other)) == 2
     cli("ab", "run", "birds")
     assert len(_generations(isolated_library)) == 2
+    assert sorted(g["image_sha256"] for g in _generations(other)) == \
+        sorted(g["image_sha256"] for g in _generations(isolated_library))
     (next(iter(stored))).write_bytes(b"damaged")
     code, report = doctor_json()
     mismatch = [f for f in report["findings"] if f["check"] == "sha256_mismatch"]
