@@ -332,6 +332,8 @@ def _experiment_json(experiment: dict[str, Any]) -> dict[str, Any]:
 @click.option("--model", default=None, help="Model (default: the parent's last one).")
 @click.option("--seeds", default=None, help="Seeds (default: the parent's).")
 @click.option("--no-generate", is_flag=True, help="Only save the child prompt.")
+@click.option("--lora-dir", type=click.Path(file_okay=False), envvar="PROMPTKIT_LORA_DIR", default=None,
+              help="Folder for <lora:NAME> tags the parent did not have (env: PROMPTKIT_LORA_DIR).")
 @engine_options
 @templates_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -339,10 +341,16 @@ def _experiment_json(experiment: dict[str, Any]) -> dict[str, Any]:
 @json_option
 @click.pass_context
 def iterate(ctx, prompt, changes, subject, action, environment, style, quality, name, model, seeds, no_generate,
-            templates_dir, quiet, no_engine, as_json, **engine_flags) -> None:
-    """Make a child of PROMPT that changes one thing; generate it on the parent's seeds and parameters."""
+            lora_dir, templates_dir, quiet, no_engine, as_json, **engine_flags) -> None:
+    """Make a child of PROMPT that changes one thing; generate it on the parent's seeds and parameters.
+
+    Everything else the parent's last images used comes along: init image, mask, ControlNets,
+    LoRAs and refiner. `<lora:NAME:SCALE>` tags in the child use the parent's file for a NAME it
+    had and the LoRA folder for a new one.
+    """
     from .errors import PromptkitError
-    from .lineage import iterate_prompt, parent_settings
+    from .inputs import store_loras
+    from .lineage import child_loras, iterate_prompt, parent_settings
     from .params import GenerationParams, parse_seeds
     from .templates import parse_extras
 
@@ -365,6 +373,14 @@ def iterate(ctx, prompt, changes, subject, action, environment, style, quality, 
                         resolve_model(model or parent_model, engine_flags["allow_pickle"]), batch_size)
         with lib.write():
             result = iterate_prompt(lib, prompt, wanted, name=name, templates_dir=templates_dir)
+            if settings is not None:  # a tag that cannot be resolved rolls the child back
+                extra = settings[0].extra
+                loras = child_loras(extra.get("loras") or [], parent["positive"], result["child"]["positive"],
+                                    lora_dir)
+                extra.pop("loras", None)
+                if loras:
+                    store_loras(lib, loras)
+                    extra["loras"] = loras
         db_path = str(lib.path.resolve())
     generations: list[dict[str, Any]] = []
     if settings is not None:

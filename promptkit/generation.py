@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import LibraryProblem, PromptkitError
+from .errors import BadParameter, LibraryProblem, PromptkitError
 from .inputs import file_sha256, resolve_inputs
 from .library import Library, utc_now
 from .params import GenerationParams, check_batch_size
@@ -256,6 +256,21 @@ def _denoise(engine, job: GenerationJob, batch: list[int], profile: bool, notes:
         yield from _denoise(engine, job, part, profile, notes, inputs)
 
 
+def check_lora_tags(positive: str, extra: dict[str, Any]) -> None:
+    """Refuse a prompt whose `<lora:NAME>` tags no LoRA of the job stands for: the engine strips the
+    tags from the text, so running it would quietly leave the LoRA out."""
+    from pathlib import Path
+
+    from .weighting import lora_tags
+
+    loaded = {lora.get("name") for lora in extra.get("loras") or []}
+    for name, _scale in lora_tags(positive):
+        if Path(name).stem not in loaded:
+            raise BadParameter(f"the prompt's <lora:{name}> tag was not resolved to a LoRA file for this job: "
+                               "generate it with `promptkit generate` or `iterate` and --lora-dir (or "
+                               "PROMPTKIT_LORA_DIR)")
+
+
 def run_job(library: Library, engine, job: GenerationJob, progress: Progress | None = None,
             profile: bool = False, writer: _Writer | None = None) -> JobOutcome:
     """Generate every seed of JOB in batches; store each image and its row as it comes.
@@ -270,6 +285,7 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
     batches = job.batches()
     if not job.seeds:
         raise PromptkitError("no seeds to generate")
+    check_lora_tags(job.prompt["positive"], job.params.extra)
     engine.check_request(job.params.extra)
     inputs = resolve_inputs(library, job.params.extra)
     engine_info = engine.describe()

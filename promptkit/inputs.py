@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import struct
 from dataclasses import dataclass, field
@@ -206,6 +207,9 @@ def store_loras(library, loras: list[dict[str, Any]]) -> None:
     """Copy each LoRA file into the library (once per content) and mark its record `stored`, so
     reproduce needs neither the path nor the bytes it held."""
     for lora in loras:
+        if lora.get("stored") and library.lora_file(lora["sha256"]).is_file():
+            os.utime(library.lora_file(lora["sha256"]))  # already kept (a child reusing its parent's LoRA)
+            continue
         library.store_lora(lora["path"], lora["sha256"])
         lora["stored"] = True
 

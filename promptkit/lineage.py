@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any
 
 from .errors import BadParameter, PromptkitError
@@ -65,25 +66,52 @@ def iterate_prompt(library: Library, parent_ref: str, changes: dict[str, str], n
 
 
 def parent_settings(library: Library, prompt_id: int) -> tuple[GenerationParams, list[int], str, int]:
-    """The parameters, seeds, model and batch size of the prompt's most recent generation run."""
+    """The parameters, seeds, model and batch size of the prompt's most recent generation run.
+
+    The parameters include its inputs (init image, mask, control images, LoRAs, refiner), so a
+    child generated with them changes only the prompt.
+    """
     latest = library.db.execute(
         "SELECT sampler, steps, cfg, width, height, noise_device, model, params, batch FROM generations "
         "WHERE prompt_id = ? ORDER BY id DESC LIMIT 1", [prompt_id]).fetchone()
     if latest is None:
         raise PromptkitError(f"prompt {prompt_id} has no generations to take seeds and parameters from; "
                              "generate it first or pass --seeds")
-    sampler, steps, cfg, width, height, noise_device, model, _extra, _batch = latest
+    sampler, steps, cfg, width, height, noise_device, model, extra, _batch = latest
     seeds = [row[0] for row in library.db.execute(
         "SELECT DISTINCT seed FROM generations WHERE prompt_id = ? AND sampler = ? AND steps = ? AND cfg = ? "
         "AND width = ? AND height = ? AND model = ? ORDER BY id", [prompt_id, sampler, steps, cfg, width, height,
                                                                   model])]
-    import json
-
     batch_size = max(json.loads(row[0] or "{}").get("size", 1) for row in library.db.execute(
         "SELECT batch FROM generations WHERE prompt_id = ? AND model = ?", [prompt_id, model]))
+    from .generation import DERIVED_PARAMS
+
+    recorded = {k: v for k, v in json.loads(extra or "{}").items() if k not in DERIVED_PARAMS}
     params = GenerationParams(sampler=sampler, steps=steps, cfg=cfg, width=width, height=height,
-                              noise_device=noise_device or "cpu")
+                              noise_device=noise_device or "cpu", extra=recorded)
     return params, seeds, model, batch_size
+
+
+def child_loras(loras: list[dict[str, Any]], parent_positive: str, child_positive: str,
+                lora_dir: str | None) -> list[dict[str, Any]]:
+    """The LoRAs a child prompt runs with: the parent's `--lora` files as they were, and the
+    child's own `<lora:NAME:SCALE>` tags at the child's scales. A tag the parent also had reuses
+    the parent's file (the library keeps a copy); a new one is resolved in LORA_DIR."""
+    from pathlib import Path
+
+    from .inputs import merge_loras, prompt_loras
+    from .weighting import lora_tags
+
+    parent_tagged = {Path(name).stem for name, _ in lora_tags(parent_positive)}
+    kept = [lora for lora in loras if lora.get("name") not in parent_tagged]
+    known = {lora.get("name"): lora for lora in loras}
+    tagged = []
+    for name, scale in lora_tags(child_positive):
+        if Path(name).stem in known:
+            tagged.append({**known[Path(name).stem], "scale": scale})
+        else:
+            tagged.extend(prompt_loras(f"<lora:{name}:{scale}>", lora_dir))
+    return merge_loras(kept, tagged)
 
 
 def history(library: Library, ref: str) -> dict[str, Any]:

@@ -224,3 +224,60 @@ def test_ab_run_resolves_lora_tags_in_a_variant_prompt_like_generate(isolated_li
     assert generated.exit_code == 0, generated.output
     assert json.loads(generated.output)[0]["image_sha256"] == rows["B"]["image_sha256"]
     assert rows["A"]["image_sha256"] != rows["B"]["image_sha256"]
+
+
+def test_iterate_keeps_the_parents_inputs_and_loras_and_rescales_its_tags(isolated_library, tiny_model, lora,
+                                                                          tmp_path, monkeypatch):
+    """Only the prompt changes: the child runs on the parent's init image and LoRAs; a tag the
+    parent had takes the child's scale without a LoRA folder (the library keeps the file)."""
+    from PIL import Image
+
+    monkeypatch.delenv("PROMPTKIT_LORA_DIR", raising=False)
+
+    def cli(*args):
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    Image.new("RGB", (64, 64), (200, 90, 40)).save(tmp_path / "init.png")
+    cli("build", "--subject", "a heron <lora:style:0.5>", "--save", "heron")
+    cli("generate", "heron", "--model", tiny_model, "--seeds", "1-2", "--steps", "2", "--lora-dir", str(lora.parent),
+        "--init-image", str(tmp_path / "init.png"), "--strength", "0.6", "--no-engine")
+    lora.unlink()  # the child must not need the original file
+    child = json.loads(cli("iterate", "heron", "--subject", "a crane <lora:style:0.9>", "--no-engine", "--json"))
+    with Library(isolated_library) as lib:
+        rows = {r["prompt_id"]: json.loads(r["params"]) for r in lib.db.query(
+            "SELECT prompt_id, params FROM generations ORDER BY id")}
+    parent_params, child_params = rows[lib_id(isolated_library, "heron")], rows[child["id"]]
+    assert len(child["generations"]) == 2
+    for key in ("init_image", "strength"):
+        assert child_params[key] == parent_params[key]
+    assert child_params["mode"] == "img2img"
+    assert [(r["sha256"], r["scale"]) for r in child_params["loras"]] == \
+        [(parent_params["loras"][0]["sha256"], 0.9)]
+    # A tag the parent did not have needs the LoRA folder: one line, and no child prompt is saved.
+    with Library(isolated_library) as lib:
+        before = lib.count_prompts()
+    bad = CliRunner().invoke(main, ["iterate", "heron", "--subject", "a crane <lora:other>", "--no-engine"])
+    assert bad.exit_code != 0 and "<lora:other>" in bad.output and len(bad.output.strip().splitlines()) == 1
+    with Library(isolated_library) as lib:
+        assert lib.count_prompts() == before
+
+
+def lib_id(db, name):
+    with Library(db) as lib:
+        return lib.get_prompt(name)["id"]
+
+
+def test_a_tag_no_lora_stands_for_is_refused_before_any_image(isolated_library, engine):
+    """A job that skipped tag resolution (the studio, a script) must not quietly run without the LoRA."""
+    from promptkit.errors import BadParameter
+    from promptkit.templates import Fields, Prompt
+
+    with Library(isolated_library) as lib:
+        prompt = lib.get_prompt(lib.save_prompt(Prompt(template="default", template_digest="", fields=Fields(),
+                                                       positive="a heron <lora:style:0.7>", negative="")))
+        job = GenerationJob(prompt=prompt, params=GenerationParams(**FAST), seeds=[1])
+        with pytest.raises(BadParameter, match=r"<lora:style> tag was not resolved"):
+            run_job(lib, engine, job)
+        assert lib.db["generations"].count == 0
