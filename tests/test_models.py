@@ -373,3 +373,147 @@ def test_single_file_pipeline_class_from_keys_or_config(models, tmp_path):
     assert single_file_pipeline_class(sd, models["sdxl"]) == "StableDiffusionXLPipeline"
     with pytest.raises(ModelProblem, match="has no model_index.json"):
         single_file_pipeline_class(sd, str(tmp_path))
+
+
+# -- the refiner as an A/B variant override and an X/Y axis ---------------------------------------
+
+
+def _refiner_rows(lib, outcome):
+    return {(g["id"]): lib.get_generation(g["id"]) for g in outcome.generations}
+
+
+def test_refiner_variant_overrides_are_seed_locked_recorded_and_reproducible(models, isolated_library,
+                                                                            saved_prompt):
+    from promptkit.abtest import cells, create_experiment, get_experiment, parse_variant, run_experiment
+    from promptkit.params import model_fingerprint
+
+    engine = engine_for(models["sdxl"])
+    params = GenerationParams(**{**FAST, "steps": 4})
+    with Library(isolated_library) as lib:
+        params.extra = prepare_inputs(InputRequest(refiner=models["sdxl-refiner"])).store(lib)
+        specs = [parse_variant(v) for v in ("on=lighthouse", "off=lighthouse:refiner=off",
+                                             "early=lighthouse:refiner_switch=0.5",
+                                             f"named=lighthouse:refiner={models['sdxl-refiner']},refiner_switch=0.5")]
+        create_experiment(lib, "refine", specs, [1, 2], params, models["sdxl"])
+        outcome = run_experiment(lib, engine, "refine", batch_size=2)
+        done = cells(lib, get_experiment(lib, "refine"))
+        rows = {key: lib.get_generation(cell["id"]) for key, cell in done.items()}
+        # Every image records the refiner it used (or none), in the row and in A1111's PNG keys.
+        assert len(outcome.generations) == 8
+        for seed in (1, 2):
+            assert "refiner" not in rows[("off", seed)]["params"]
+            assert rows[("on", seed)]["params"]["refiner"]["switch"] == 0.8
+            assert rows[("early", seed)]["params"]["refiner"]["switch"] == 0.5
+            named = rows[("named", seed)]["params"]["refiner"]
+            assert named["model_hash"] == model_fingerprint(models["sdxl-refiner"]) != ""
+        settings = {label: parse_a1111_parameters(read_png_text(lib.path.parent / done[(label, 1)]["image_path"])
+                                                  ["parameters"])["settings"] for label in ("on", "off", "early")}
+        assert settings["on"]["Refiner switch at"] == "0.8" and settings["early"]["Refiner switch at"] == "0.5"
+        assert "Refiner" not in settings["off"]
+        # Seed-locked: the off cell is byte for byte the prompt generated alone without a refiner, and
+        # the named refiner at 0.5 is the experiment's refiner at 0.5 (the same folder).
+        alone = generate(isolated_library, engine, saved_prompt, seeds=[1, 2], batch_size=2, steps=4)
+        assert [g["image_sha256"] for g in alone] == [done[("off", s)]["image_sha256"] for s in (1, 2)]
+        assert done[("named", 1)]["image_sha256"] == done[("early", 1)]["image_sha256"]
+        assert len({done[(label, 1)]["image_sha256"] for label in ("on", "off", "early")}) == 3
+        for label in ("on", "off", "early"):
+            result = reproduce(lib, engine, done[(label, 2)]["id"])
+            assert result["match"], (label, result)
+
+
+def test_refiner_and_refiner_switch_as_xy_axes(models, isolated_library, saved_prompt):
+    from promptkit.abtest import cells, create_xy_experiment, get_experiment, parse_axis, run_experiment
+
+    engine = engine_for(models["sdxl"])
+    params = GenerationParams(**{**FAST, "steps": 5})
+    with Library(isolated_library) as lib:
+        # No refiner on the experiment: the axis names one.
+        create_xy_experiment(lib, "which", "lighthouse", parse_axis(f"refiner=off,{models['sdxl-refiner']}"),
+                             parse_axis("seed=1-2"), [1], params, models["sdxl"])
+        outcome = run_experiment(lib, engine, "which", batch_size=2)
+        used = sorted(str(lib.get_generation(g["id"])["params"].get("refiner", {}).get("model")) for g in
+                      outcome.generations)
+        assert used == sorted(["None", "None", models["sdxl-refiner"], models["sdxl-refiner"]])
+        # With the experiment's refiner: on/off against the switch point; the off cells ignore the switch.
+        params.extra = prepare_inputs(InputRequest(refiner=models["sdxl-refiner"])).store(lib)
+        create_xy_experiment(lib, "switch", "lighthouse", parse_axis("refiner_switch=0.4,0.8"),
+                             parse_axis("refiner=off,on"), [3], params, models["sdxl"])
+        experiment = get_experiment(lib, "switch")
+        assert [v["label"] for v in experiment["variants"]] == [
+            "refiner_switch0.4_refineroff", "refiner_switch0.8_refineroff",
+            "refiner_switch0.4_refineron", "refiner_switch0.8_refineron"]
+        run_experiment(lib, engine, "switch", batch_size=1)
+        done = cells(lib, experiment)
+        sha = {label: done[(label, 3)]["image_sha256"] for label, _seed in done}
+        assert sha["refiner_switch0.4_refineroff"] == sha["refiner_switch0.8_refineroff"]
+        assert len({sha["refiner_switch0.4_refineron"], sha["refiner_switch0.8_refineron"],
+                    sha["refiner_switch0.4_refineroff"]}) == 3
+        switches = {label: lib.get_generation(done[(label, 3)]["id"])["params"].get("refiner", {}).get("switch")
+                    for label in sha}
+        assert switches == {"refiner_switch0.4_refineroff": None, "refiner_switch0.8_refineroff": None,
+                            "refiner_switch0.4_refineron": 0.4, "refiner_switch0.8_refineron": 0.8}
+
+
+REFINER_BAD = {
+    "refiner override on an SD 1.x experiment": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner={sdxl-refiner}",
+         "--model", "{sd}"], "`refiner` needs an SDXL base model"),
+    "refiner axis on an SD 1.x experiment": (
+        ["ab", "xy", "e", "--prompt", "lighthouse", "--x", "refiner=off,{sdxl-refiner}", "--y", "seed=1-2",
+         "--model", "{sd}"], "`refiner` needs an SDXL base model"),
+    "refiner=on without a refiner": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner=on", "--model", "{sdxl}"],
+        "`refiner=on` uses the experiment's refiner"),
+    "refiner_switch without a refiner": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner_switch=0.5"],
+        "`refiner_switch` needs a refiner"),
+    "refiner off with a switch": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner=off,refiner_switch=0.5",
+         "--refiner", "{sdxl-refiner}"], "(this variant has refiner=off)"),
+    "refiner switch 1": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner_switch=1",
+         "--refiner", "{sdxl-refiner}"], "`refiner_switch` must be between 0 and 1"),
+    "refiner switch not a number": (
+        ["ab", "xy", "e", "--prompt", "lighthouse", "--x", "refiner_switch=0.5,late", "--y", "seed=1"],
+        "is not a number"),
+    "refiner that does not exist": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner=./no-such-refiner"],
+        "`refiner` './no-such-refiner': model './no-such-refiner' not found"),
+    "refiner override with an init image": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner={sdxl-refiner}",
+         "--init-image", "{init}"], "`refiner` applies to SDXL text-to-image"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFINER_BAD))
+def test_bad_refiner_override_is_one_line_and_writes_nothing(case, models, pictures, isolated_library,
+                                                             saved_prompt):
+    from promptkit.cli import main
+
+    args, message = REFINER_BAD[case]
+    args = [a.format(**models, **pictures) for a in args]
+    with Library(isolated_library) as lib:
+        before = {t: lib.db[t].count for t in ("prompts", "experiments", "variants", "generations")}
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    error = result.output.strip()
+    assert error.startswith("Error: ") and "\n" not in error and message in error, error
+    with Library(isolated_library) as lib:
+        assert {t: lib.db[t].count for t in before} == before
+        assert not any(p.is_file() for p in lib.images_dir.rglob("*")) if lib.images_dir.exists() else True
+
+
+def test_refiner_variant_on_an_sd1_model_at_run_time_writes_nothing(models, isolated_library, saved_prompt):
+    """Made without --model, the experiment learns its base at `ab run`: every variant is checked first."""
+    from promptkit.cli import main
+
+    runner = CliRunner()
+    made = runner.invoke(main, ["ab", "new", "late", "--variant", "A=lighthouse", "--variant",
+                                f"B=lighthouse:refiner={models['sdxl-refiner']}", "--seeds", "1-2", "--steps", "2"])
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(main, ["ab", "run", "late", "--model", models["sd"], "--no-engine", "-q"])
+    assert result.exit_code == 1, result.output
+    error = result.output.strip()
+    assert "\n" not in error and "`refiner` needs an SDXL base model" in error, error
+    with Library(isolated_library) as lib:
+        assert lib.db["generations"].count == 0
