@@ -517,3 +517,25 @@ def test_refiner_variant_on_an_sd1_model_at_run_time_writes_nothing(models, isol
     assert "\n" not in error and "`refiner` needs an SDXL base model" in error, error
     with Library(isolated_library) as lib:
         assert lib.db["generations"].count == 0
+
+
+def test_template_weights_change_the_image_and_reproduce(models, isolated_library):
+    from promptkit.templates import Fields, PromptBuilder
+
+    engine = engine_for(models["sd"])
+    builder = PromptBuilder()
+    with Library(isolated_library) as lib:
+        def saved(**weights):
+            fields = Fields(subject="a lighthouse", environment="at dusk", negative_preset="", weights=weights)
+            return lib.get_prompt(lib.save_prompt(builder.render(fields)))
+
+        plain, same, heavy = saved(), saved(subject=1.0), saved(subject=1.5)
+    assert heavy["positive"] == "(a lighthouse:1.5), at dusk" and same["positive"] == plain["positive"]
+    images = {name: generate(isolated_library, engine, prompt, seeds=[9])[0]
+              for name, prompt in (("plain", plain), ("same", same), ("heavy", heavy))}
+    assert np.array_equal(pixels(images["same"]), pixels(images["plain"]))  # weight 1: the same text
+    assert np.abs(pixels(images["heavy"]) - pixels(images["plain"])).max() > 0
+    meta = json.loads(read_png_text(images["heavy"]["image_path"])["promptkit"])
+    assert meta["prompt_mode"] == "weighted" and meta["fields"]["weights"] == {"subject": 1.5}
+    with Library(isolated_library) as lib:
+        assert reproduce(lib, engine, images["heavy"]["id"])["match"]
