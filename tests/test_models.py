@@ -539,3 +539,126 @@ def test_template_weights_change_the_image_and_reproduce(models, isolated_librar
     assert meta["prompt_mode"] == "weighted" and meta["fields"]["weights"] == {"subject": 1.5}
     with Library(isolated_library) as lib:
         assert reproduce(lib, engine, images["heavy"]["id"])["match"]
+
+
+# -- a single .safetensors file with --config -------------------------------------------------------
+
+
+def _ldm_checkpoint(folder):
+    """The tiny SD pipeline's weights in one state dict of the original (LDM / A1111) layout.
+
+    The inverse of diffusers' single-file conversion, written for any layers_per_block; the test
+    checks it by converting back with diffusers' own functions."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+    from transformers import CLIPTextModel
+
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae")
+    text = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder")
+    per = unet.config.layers_per_block + 1
+    unet_sd = unet.state_dict()
+    resnet_names = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3",
+                    "time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection"}
+
+    def inner(kind, rest):
+        head, _, tail = rest.partition(".")
+        return f"{resnet_names.get(head, head)}.{tail}" if kind == "resnets" else rest
+
+    out = {}
+    fixed = DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"]
+    for key, tensor in unet_sd.items():
+        parts = key.split(".")
+        if key in fixed:
+            new = fixed[key]
+        elif parts[0] == "down_blocks" and parts[2] == "downsamplers":
+            new = f"input_blocks.{per * (int(parts[1]) + 1)}.0.op.{parts[-1]}"
+        elif parts[0] == "down_blocks":
+            i, kind, j, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
+            new = f"input_blocks.{per * i + j + 1}.{0 if kind == 'resnets' else 1}.{inner(kind, rest)}"
+        elif parts[0] == "up_blocks" and parts[2] == "upsamplers":
+            i = int(parts[1])
+            attention = any(k.startswith(f"up_blocks.{i}.attentions.") for k in unet_sd)
+            new = f"output_blocks.{per * i + per - 1}.{2 if attention else 1}.conv.{parts[-1]}"
+        elif parts[0] == "up_blocks":
+            i, kind, j, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
+            new = f"output_blocks.{per * i + j}.{0 if kind == 'resnets' else 1}.{inner(kind, rest)}"
+        else:
+            assert parts[0] == "mid_block", key
+            kind, j, rest = parts[1], int(parts[2]), ".".join(parts[3:])
+            new = f"middle_block.{2 * j if kind == 'resnets' else 1}.{inner(kind, rest)}"
+        out[f"model.diffusion_model.{new}"] = tensor
+    vae_sd = vae.state_dict()
+    count = len(vae.config.down_block_types)
+    vae_fixed = DIFFUSERS_TO_LDM_MAPPING["vae"]
+    attention_names = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+    for key, tensor in vae_sd.items():
+        parts = key.split(".")
+        if key in vae_fixed:
+            new = vae_fixed[key]
+        elif parts[1] in ("down_blocks", "up_blocks"):
+            i = int(parts[2]) if parts[1] == "down_blocks" else count - 1 - int(parts[2])
+            where = "down" if parts[1] == "down_blocks" else "up"
+            if parts[3] in ("downsamplers", "upsamplers"):
+                new = f"{parts[0]}.{where}.{i}.{'downsample' if where == 'down' else 'upsample'}.conv.{parts[-1]}"
+            else:
+                rest = ".".join(parts[5:]).replace("conv_shortcut", "nin_shortcut")
+                new = f"{parts[0]}.{where}.{i}.block.{parts[4]}.{rest}"
+        elif parts[2] == "resnets":
+            rest = ".".join(parts[4:]).replace("conv_shortcut", "nin_shortcut")
+            new = f"{parts[0]}.mid.block_{int(parts[3]) + 1}.{rest}"
+        else:
+            assert parts[1:4] == ["mid_block", "attentions", "0"], key
+            name, leaf = ".".join(parts[4:-1]), parts[-1]
+            new = f"{parts[0]}.mid.attn_1.{attention_names[name]}.{leaf}"
+        out[f"first_stage_model.{new}"] = tensor
+    # As in A1111 checkpoints: cond_stage_model.transformer.text_model.… (transformers 5 drops the
+    # text_model. prefix from CLIPTextModel's own state dict).
+    text_sd = {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in text.state_dict().items()}
+    for key, tensor in text_sd.items():
+        out[f"cond_stage_model.transformer.{key}"] = tensor
+    return out, {"unet": (unet_sd, unet.config), "vae": (vae_sd, vae.config), "text": text_sd}
+
+
+def test_single_safetensors_file_with_config_loads_offline_and_matches_the_folder(models, isolated_library,
+                                                                                  saved_prompt, tmp_path,
+                                                                                  monkeypatch):
+    import torch
+    from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
+                                                     convert_ldm_vae_checkpoint)
+    from safetensors.torch import save_file
+
+    from promptkit.cli import main
+
+    folder = models["sd"]
+    checkpoint, parts = _ldm_checkpoint(folder)
+    # The file is what diffusers' own single-file conversion turns back into the folder's weights.
+    for converted, original in ((convert_ldm_unet_checkpoint(checkpoint, parts["unet"][1]), parts["unet"][0]),
+                                (convert_ldm_vae_checkpoint(checkpoint, parts["vae"][1]), parts["vae"][0]),
+                                (convert_ldm_clip_checkpoint(checkpoint), parts["text"])):
+        assert sorted(converted) == sorted(original)
+        assert all(torch.equal(converted[k].reshape(original[k].shape), original[k]) for k in original)
+    single = tmp_path / "tiny-sd.safetensors"
+    save_file({k: v.contiguous() for k, v in checkpoint.items()}, str(single))
+    # Offline: any attempt to reach the hub fails.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    runner = CliRunner()
+    common = ["lighthouse", "--seeds", "1-2", "--steps", "3", "--sampler", "Euler", "--batch-size", "2", "-q",
+              "--no-engine", "--device", "cpu", "--json"]
+    from_file = runner.invoke(main, ["generate", *common, "--model", str(single), "--config", folder])
+    assert from_file.exit_code == 0, from_file.output
+    from_folder = runner.invoke(main, ["generate", *common, "--model", folder])
+    assert from_folder.exit_code == 0, from_folder.output
+    a, b = json.loads(from_file.output), json.loads(from_folder.output)
+    for x, y in zip(a, b):
+        assert np.array_equal(pixels(x), pixels(y))
+    with Library(isolated_library) as lib:
+        row = lib.get_generation(a[0]["id"])
+        assert row["model"] == str(single) and row["params"]["family"] == "sd1"
+        assert reproduce(lib, _engine_with_config(str(single), folder), a[1]["id"])["match"]
+
+
+def _engine_with_config(model, config):
+    from promptkit.engine import Engine, EngineOptions
+
+    return Engine.get(model, EngineOptions(device="cpu", config=config))
