@@ -17,8 +17,12 @@ from .params import GenerationParams
 
 # strength, lora_scale (every LoRA of the experiment) and control_scale (every ControlNet) live in params.extra.
 EXTRA_OVERRIDES = ("strength", "lora_scale", "control_scale")
+# The SDXL refiner (params.extra["refiner"]): `refiner=off`, `refiner=on` (the experiment's --refiner) or
+# `refiner=MODEL`, and `refiner_switch=F`.
+REFINER_OVERRIDES = ("refiner", "refiner_switch")
 # model: the variant runs on another checkpoint (loaded once per process, with the same engine options).
-OVERRIDABLE = ("sampler", "steps", "cfg", "width", "height", "noise_device", "model", *EXTRA_OVERRIDES)
+OVERRIDABLE = ("sampler", "steps", "cfg", "width", "height", "noise_device", "model", *EXTRA_OVERRIDES,
+               *REFINER_OVERRIDES)
 _LABEL_RE = re.compile(r"^[^\s:=,]{1,64}$")
 _NAME_RE = re.compile(r"^\S(.{0,98}\S)?$")
 
@@ -42,15 +46,36 @@ def parse_override_value(key: str, value: str) -> Any:
     try:
         if key in ("steps", "width", "height"):
             return int(value)
-        if key == "cfg" or key in EXTRA_OVERRIDES:
+        if key in ("cfg", "refiner_switch") or key in EXTRA_OVERRIDES:
             return float(value)
         if key == "model":
             from .params import check_model_ref
 
             check_model_ref(value, allow_pickle=False)
+        if key == "refiner":
+            return parse_refiner_value(value)
     except ValueError:
         raise BadParameter(f"variant override {key}={value!r} is not a number") from None
     return value
+
+
+def parse_refiner_value(value: str) -> str:
+    """`off`, `on` (the experiment's refiner) or a refiner model: a diffusers folder (made absolute) or hub id."""
+    from pathlib import Path
+
+    from .errors import ModelProblem
+    from .params import check_model_ref
+
+    word = value.strip()
+    if word.lower() in ("off", "on"):
+        return word.lower()
+    try:
+        kind = check_model_ref(word, allow_pickle=False)
+    except ModelProblem as exc:
+        raise ModelProblem(f"`refiner` {word!r}: {exc}") from None
+    if kind not in ("folder", "hub"):
+        raise ModelProblem(f"`refiner` must be off, on, or a diffusers folder or hub id, not {word!r}")
+    return word if kind == "hub" else str(Path(word).expanduser().resolve())
 
 
 def parse_variant(text: str) -> VariantSpec:
@@ -70,8 +95,10 @@ def parse_variant(text: str) -> VariantSpec:
 
 def params_with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> GenerationParams:
     """BASE parameters (a GenerationParams dict) with a variant's overrides applied and checked."""
-    plain = {k: v for k, v in overrides.items() if k not in EXTRA_OVERRIDES and k != "model"}
+    plain = {k: v for k, v in overrides.items()
+             if k not in EXTRA_OVERRIDES and k not in REFINER_OVERRIDES and k != "model"}
     extra = json.loads(json.dumps(base.get("extra") or {}))
+    _apply_refiner(extra, overrides)
     if "strength" in overrides:
         extra["strength"] = float(overrides["strength"])
     for key, units, flag in (("lora_scale", "loras", "--lora"), ("control_scale", "controlnets", "--controlnet")):
@@ -81,6 +108,65 @@ def params_with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> Ge
             for unit in extra[units]:
                 unit["scale"] = float(overrides[key])
     return GenerationParams(**{**base, **plain, "extra": extra})
+
+
+def _apply_refiner(extra: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """`refiner=off|on|MODEL` and `refiner_switch=F` on a copy of the experiment's extra."""
+    from .params import model_fingerprint
+
+    choice = overrides.get("refiner")
+    if choice == "off":
+        extra.pop("refiner", None)
+    elif choice == "on":
+        if not extra.get("refiner"):
+            raise BadParameter("`refiner=on` uses the experiment's refiner, and it has none: "
+                               "make it with --refiner MODEL, or give the variant refiner=MODEL")
+    elif choice:
+        switch = (extra.get("refiner") or {}).get("switch", 0.8)
+        extra["refiner"] = {"model": choice, "switch": float(switch), "model_hash": model_fingerprint(choice)}
+    if "refiner_switch" in overrides:
+        if not extra.get("refiner"):
+            raise BadParameter("`refiner_switch` needs a refiner: the experiment's --refiner MODEL or the "
+                               "variant's refiner=MODEL" + (" (this variant has refiner=off)" if choice == "off"
+                                                            else ""))
+        extra["refiner"]["switch"] = float(overrides["refiner_switch"])
+
+
+def check_refiner_base(extra: dict[str, Any], model: str | None) -> None:
+    """Refuse a refiner on a base that is not SDXL, when MODEL is a local folder (a hub id is checked at run)."""
+    from pathlib import Path
+
+    from .errors import ModelProblem
+    from .families import detect_family, family_label
+
+    if not extra.get("refiner"):
+        return
+    if extra.get("init_image") or extra.get("controlnets"):
+        raise BadParameter("`refiner` applies to SDXL text-to-image without ControlNet; this experiment has "
+                           + ("an init image" if extra.get("init_image") else "a ControlNet"))
+    if not model or not Path(model).expanduser().is_dir():
+        return
+    family = detect_family(model)["family"]
+    if family != "sdxl":
+        raise ModelProblem(f"`refiner` needs an SDXL base model, but model {model!r} is {family_label(family)}")
+
+
+def check_overrides(params: GenerationParams, overrides: dict[str, Any], model: str | None) -> GenerationParams:
+    """A variant's parameters, checked (a refiner against its base model too); writes nothing."""
+    checked = params_with_overrides(params.to_dict(), overrides)
+    check_refiner_base(checked.extra, overrides.get("model") or model)
+    return checked
+
+
+def check_axes(params: GenerationParams, x: dict[str, Any], y: dict[str, Any], model: str | None) -> None:
+    """Every cell of an X/Y plot's parameter axes, checked as `check_overrides` does."""
+    xs = x["values"] if x["name"] in PARAM_AXES else [None]
+    ys = y["values"] if y["name"] in PARAM_AXES else [None]
+    for xv, yv in itertools.product(xs, ys):
+        overrides = {a["name"]: v for a, v in ((x, xv), (y, yv)) if v is not None}
+        if overrides.get("refiner") == "off":
+            overrides.pop("refiner_switch", None)
+        check_overrides(params, overrides, model)
 
 
 def check_label(label: str) -> str:
@@ -116,7 +202,7 @@ def create_experiment(
     resolved = []
     for spec in variants:
         prompt = library.get_prompt(spec.prompt)
-        params_with_overrides(params.to_dict(), spec.overrides)  # validates the overrides
+        check_overrides(params, spec.overrides, model)
         resolved.append((spec, prompt["id"]))
     # 2. Write, all or nothing
     with library.write() as db:
@@ -219,37 +305,41 @@ def run_experiment(library: Library, engine, name: str, batch_size: int | None =
     experiment = get_experiment(library, name)
     todo = missing_cells(library, experiment)
     outcome = JobOutcome()
-    # Every variant's LoRA tags resolve before anything is generated.
-    planned = {v["label"]: variant_job_params(experiment, v, lora_dir) for v in experiment["variants"]
-               if todo[v["label"]]}
+    # Every variant is planned and checked against its model before any image is made: its LoRA
+    # tags resolve, and one that cannot run (a refiner on an SD 1.x base, say) must not leave the
+    # others half generated.
+    plans = []
+    for variant in experiment["variants"]:
+        if not todo[variant["label"]]:
+            continue
+        params = variant_job_params(experiment, variant, lora_dir)
+        variant_engine = engine
+        if variant["overrides"].get("model") and variant["overrides"]["model"] != engine.model:
+            variant_engine = type(engine).get(variant["overrides"]["model"], engine.options)
+        variant_engine.check_request(params.extra)
+        plans.append((variant, params, variant_engine))
     # One writer for every variant: a variant's last batch is written while the next denoises.
     writer = start_writer(library, batch_size)
     try:
-        _run_variants(library, engine, experiment, todo, planned, batch_size, writer, outcome, progress, profile)
+        _run_variants(library, experiment, todo, plans, batch_size, writer, outcome, progress, profile)
     finally:
         writer.finish()
     writer.collect(outcome)  # the rows, in id order, and the writer's own timings and warnings
     return outcome
 
 
-def _run_variants(library: Library, engine, experiment: dict[str, Any], todo: dict[str, list[int]],
-                  planned: dict[str, GenerationParams], batch_size: int | None, writer, outcome: JobOutcome,
-                  progress: Progress | None, profile: bool) -> None:
+def _run_variants(library: Library, experiment: dict[str, Any], todo: dict[str, list[int]], plans: list[tuple],
+                  batch_size: int | None, writer, outcome: JobOutcome, progress: Progress | None,
+                  profile: bool) -> None:
     from .inputs import store_loras
 
     total = sum(len(seeds) for seeds in todo.values())
     done_before = 0
-    for variant in experiment["variants"]:
+    for variant, params, variant_engine in plans:
         seeds = todo[variant["label"]]
-        if not seeds:
-            continue
-        params = planned[variant["label"]]
         store_loras(library, params.extra.get("loras") or [])
         job = GenerationJob(prompt=variant["prompt"], params=params, seeds=seeds,
                             batch_size=batch_size, experiment_id=experiment["id"], variant=variant["label"])
-        variant_engine = engine
-        if variant["overrides"].get("model") and variant["overrides"]["model"] != engine.model:
-            variant_engine = type(engine).get(variant["overrides"]["model"], engine.options)
 
         def step(done: int, _total: int, offset: int = done_before) -> None:
             if progress:
@@ -432,7 +522,8 @@ def next_pair(library: Library, name: str, rng: random.Random | None = None,
 # -- X/Y grids ---------------------------------------------------------------------
 
 PARAM_AXES = {"cfg": float, "steps": int, "sampler": str, "width": int, "height": int, "model": str,
-              "strength": float, "lora_scale": float, "control_scale": float}
+              "strength": float, "lora_scale": float, "control_scale": float, "refiner": parse_refiner_value,
+              "refiner_switch": float}
 FIELD_AXES = ("subject", "action", "environment", "style", "quality")
 
 
@@ -464,7 +555,7 @@ def parse_axis(text: str) -> dict[str, Any]:
 
 
 def _axis_label(name: str, value: Any) -> str:
-    if name == "model":
+    if name in ("model", "refiner"):
         value = str(value).rstrip("/").split("/")[-1]
     return re.sub(r"[\s:=,]+", "-", f"{name}{value}")[:31]
 
@@ -499,6 +590,8 @@ def create_xy_experiment(library: Library, name: str, prompt_ref: str, x: dict[s
                 else:
                     changed = True
                     fields[axis["name"]] = (value.split("+") if axis["name"] in ("style", "quality") else value)
+            if overrides.get("refiner") == "off":
+                overrides.pop("refiner_switch", None)  # the refiner=off cells of a switch axis: no refiner at all
             prompt = builder.render(Fields.from_dict(fields), base["template"] or "default") if changed else None
             label = "_".join(_axis_label(a["name"], v) for a, v in ((x, xv), (y, yv)) if v is not None)
             key = f"{'' if xv is None else xv}|{'' if yv is None else yv}"

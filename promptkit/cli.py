@@ -116,6 +116,8 @@ def list_templates(templates_dir: str | None, as_json: bool) -> None:
 @click.option("--negative-preset", default="standard", show_default=True, help="Negative preset ('none' for none).")
 @click.option("--template", default="default", show_default=True, help="Template NAME (the file NAME.j2).")
 @click.option("--set", "extras", multiple=True, metavar="KEY=VALUE", help="Extra field for the template.")
+@click.option("--weight", "weights", multiple=True, metavar="FIELD=WEIGHT",
+              help="Weight a field A1111-style, e.g. subject=1.3 -> (a fox:1.3) (repeatable; 0 < WEIGHT <= 2).")
 @click.option("--save", "save_name", default=None, help="Store the prompt in the library under this name.")
 @click.option("--parent", default=None, help="Prompt id or name this one was iterated from.")
 @click.option("--tag", "tags", multiple=True, help="Tag to store with --save (repeatable).")
@@ -126,10 +128,10 @@ def list_templates(templates_dir: str | None, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def build(ctx, subject, action, environment, style, quality, negative, negative_preset, template, extras,
-          save_name, parent, tags, model, guided, templates_dir, as_json) -> None:
+          weights, save_name, parent, tags, model, guided, templates_dir, as_json) -> None:
     """Render a prompt from fields and check it (tokens, overflow, duplicates, contradictions)."""
     from .lint import lint_prompt
-    from .templates import Fields, PromptBuilder, parse_extras
+    from .templates import Fields, PromptBuilder, parse_extras, parse_weights
 
     builder = PromptBuilder(templates_dir)
     if guided:
@@ -141,6 +143,7 @@ def build(ctx, subject, action, environment, style, quality, negative, negative_
         fields = guided_fields(lambda q, d: click.prompt(q, default=d, show_default=bool(d)), click.echo,
                                builder, template, model)
         fields.extras = parse_extras(extras)
+        fields.weights = parse_weights(weights)
         if save_name is None:
             save_name = click.prompt("Save as (a name; Enter for none)", default="", show_default=False) or None
         if save_name is None:
@@ -149,7 +152,7 @@ def build(ctx, subject, action, environment, style, quality, negative, negative_
         fields = Fields(subject=subject, action=action, environment=environment, style=list(style),
                         quality=list(quality), negative=list(negative),
                         negative_preset="" if negative_preset == "none" else negative_preset,
-                        extras=parse_extras(extras))
+                        extras=parse_extras(extras), weights=parse_weights(weights))
     prompt = builder.render(fields, template)
     report = lint_prompt(prompt.positive, prompt.negative, model=model, notes=prompt.notes)
     prompt_id = None

@@ -22,7 +22,8 @@ def ab() -> None:
 @ab.command("new")
 @click.argument("name")
 @click.option("--variant", "variants", multiple=True, required=True, metavar="LABEL=PROMPT[:k=v,…]",
-              help="A variant: a saved prompt (id or name) with optional overrides, e.g. B=fox:cfg=9 (repeat).")
+              help="A variant: a saved prompt (id or name) with optional overrides, e.g. B=fox:cfg=9 or "
+                   "B=fox:refiner=off (repeat).")
 @click.option("--seeds", default="1-8", show_default=True, help="List 1,2,3, range 1-8, or random:N.")
 @sampling_options
 @input_options
@@ -32,7 +33,7 @@ def ab() -> None:
 def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise_device, model, as_json,
            **input_flags) -> None:
     """Create experiment NAME with two or more variants on one seed list."""
-    from .abtest import create_experiment, get_experiment, parse_variant
+    from .abtest import check_overrides, create_experiment, get_experiment, parse_variant
     from .params import parse_seeds
 
     specs = [parse_variant(v) for v in variants]
@@ -40,6 +41,9 @@ def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise
     seed_list = parse_seeds(seeds)
     request = pop_input_request(input_flags)
     prepared = prepare_inputs(request)
+    params.extra = prepared.extra
+    for spec in specs:  # before any input image is stored
+        check_overrides(params, spec.overrides, model)
     with open_library(ctx) as lib:
         params.extra = prepared.store(lib)
         create_experiment(lib, name, specs, seed_list, params, model, extra=_lora_dir_record(request.lora_dir))
@@ -52,7 +56,8 @@ def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise
 @click.argument("name")
 @click.option("--prompt", "prompt_ref", required=True, help="The saved prompt to vary (id or name).")
 @click.option("--x", "x_axis", required=True, help="X axis: cfg=3,7,11 · steps=10,20 · sampler=Euler,DDIM · "
-                                                  "seed=1-4 · style=watercolor,sketch · subject=a fox,a cat")
+                                                  "seed=1-4 · refiner=off,on · refiner_switch=0.6,0.8 · "
+                                                  "style=watercolor,sketch · subject=a fox,a cat")
 @click.option("--y", "y_axis", required=True, help="Y axis, as --x.")
 @click.option("--seeds", default="1", show_default=True, help="Seeds when neither axis is seed.")
 @sampling_options
@@ -64,13 +69,15 @@ def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise
 def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, width, height, noise_device, model,
           templates_dir, as_json, **input_flags) -> None:
     """Create an X/Y plot over two of cfg, steps, sampler, seed or a prompt field (stored as an experiment)."""
-    from .abtest import create_xy_experiment, get_experiment, parse_axis
+    from .abtest import check_axes, create_xy_experiment, get_experiment, parse_axis
     from .params import parse_seeds
 
     x, y = parse_axis(x_axis), parse_axis(y_axis)
     params = params_from(steps, cfg, sampler, width, height, noise_device)
     request = pop_input_request(input_flags)
     prepared = prepare_inputs(request)
+    params.extra = prepared.extra
+    check_axes(params, x, y, model)  # before any input image is stored
     with open_library(ctx) as lib:
         params.extra = prepared.store(lib)
         create_xy_experiment(lib, name, prompt_ref, x, y, parse_seeds(seeds), params, model, templates_dir,

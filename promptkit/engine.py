@@ -11,7 +11,6 @@ import os
 # transformers warns at import that torchvision is absent and falls back to PIL: expected here.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import hashlib
 import json
 import time
 import warnings
@@ -28,7 +27,7 @@ from . import __version__
 from .errors import BadParameter, ModelProblem
 from .families import FAMILIES, family_for_context_dim, family_from_config, family_label
 from .inputs import LoraProblem, RunInputs
-from .params import SAMPLERS, GenerationParams, check_model_ref
+from .params import SAMPLERS, GenerationParams, check_model_ref, model_fingerprint
 from .weighting import CHUNK_TOKENS, is_weighted, parse_attention, strip_lora_tags, to_compel_segments
 
 _PIPELINES: dict[tuple, "Engine"] = {}
@@ -81,30 +80,6 @@ def pick_dtype(device: str, requested: str | None) -> torch.dtype:
             raise BadParameter(f"`dtype` must be one of float16, bfloat16, float32 but is {requested!r}")
         return names[requested]
     return torch.float16 if device.startswith("cuda") or device == "mps" else torch.float32
-
-
-def model_fingerprint(model: str) -> str:
-    """A short content fingerprint of a local model (configs, and each weight file's size, head and tail).
-
-    Hashing gigabytes on every load would cost seconds; the head, tail and size of each
-    safetensors file change whenever the weights do in practice. Hub ids are recorded as given.
-    """
-    path = Path(model).expanduser()
-    if not path.exists():
-        return ""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    digest = hashlib.sha256()
-    for file in files:
-        if file.suffix not in {".json", ".safetensors", ".txt", ".model"}:
-            continue
-        size = file.stat().st_size
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + str(size).encode())
-        with open(file, "rb") as handle:
-            digest.update(handle.read(1 << 20))
-            if size > 2 << 20:
-                handle.seek(-(1 << 20), 2)
-                digest.update(handle.read())
-    return digest.hexdigest()[:10]
 
 
 def _load(model: str, options: EngineOptions, device: str, dtype: torch.dtype):

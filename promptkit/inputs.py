@@ -264,7 +264,7 @@ class PreparedInputs:
         """Store every image content-addressed; return the parameters with their sha256 filled in."""
         extra = json.loads(json.dumps(self.extra))
         if extra.get("controlnets") or extra.get("refiner"):
-            from .engine import model_fingerprint
+            from .params import model_fingerprint
 
             for unit in extra.get("controlnets") or []:
                 unit["model_hash"] = model_fingerprint(unit["model"])

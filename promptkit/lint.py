@@ -131,10 +131,13 @@ def lint_prompt(positive: str, negative: str, model: str | None = None, notes: l
     except Exception as exc:  # a broken or missing tokenizer must not stop authoring
         tokenizer, tokenizer_name = None, None
         warnings.append(f"no tokenizer available ({exc}); token counts skipped")
+    from .weighting import encoder_text, is_weighted
+
     pos_report = neg_report = None
     if tokenizer is not None:
-        pos_report = token_report(tokenizer, positive)
-        neg_report = token_report(tokenizer, negative)
+        # Count what the encoder reads: weight syntax, BREAK and LoRA tags are not tokens.
+        pos_report = token_report(tokenizer, encoder_text(positive))
+        neg_report = token_report(tokenizer, encoder_text(negative))
         for label, report in (("positive", pos_report), ("negative", neg_report)):
             if report.overflow_text:
                 chunks = -(-report.count // report.limit)
@@ -143,8 +146,6 @@ def lint_prompt(positive: str, negative: str, model: str | None = None, notes: l
                     f"encoded in {chunks} 77-token chunks as A1111 does (a plain diffusers pipeline would cut "
                     f"{report.overflow_text!r})"
                 )
-    from .weighting import is_weighted
-
     for label, text in (("positive", positive), ("negative", negative)):
         if is_weighted(text):
             warnings.append(f"{label} prompt uses A1111 weights or BREAK: weighted mode, encoded through compel")

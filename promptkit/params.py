@@ -209,3 +209,30 @@ def resolve_model(model: str, allow_pickle: bool = False) -> str:
 
     kind = check_model_ref(model, allow_pickle)
     return model if kind == "hub" else str(Path(model).expanduser().resolve())
+
+
+def model_fingerprint(model: str) -> str:
+    """A short content fingerprint of a local model (configs, and each weight file's size, head and tail).
+
+    Hashing gigabytes on every load would cost seconds; the head, tail and size of each
+    safetensors file change whenever the weights do in practice. Hub ids are recorded as given.
+    """
+    import hashlib
+    from pathlib import Path
+
+    path = Path(model).expanduser()
+    if not path.exists():
+        return ""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        if file.suffix not in {".json", ".safetensors", ".txt", ".model"}:
+            continue
+        size = file.stat().st_size
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + str(size).encode())
+        with open(file, "rb") as handle:
+            digest.update(handle.read(1 << 20))
+            if size > 2 << 20:
+                handle.seek(-(1 << 20), 2)
+                digest.update(handle.read())
+    return digest.hexdigest()[:10]

@@ -23,6 +23,9 @@ DEFAULT_NEGATIVE_PRESET = "standard"
 # runaway template must not exhaust memory.
 MAX_RENDERED_CHARS = 100_000
 STANDARD_FIELDS = ("subject", "action", "environment", "style", "quality", "negative")
+# A1111 attention weights that templates and --weight may write: above 0, at most 2 (past about 1.5
+# images already break up), written with at most 4 decimals.
+MAX_WEIGHT = 2.0
 
 
 def packaged_templates_dir() -> Path:
@@ -64,9 +67,14 @@ class Fields:
     negative: list[str] = field(default_factory=list)
     negative_preset: str = DEFAULT_NEGATIVE_PRESET
     extras: dict[str, str] = field(default_factory=dict)
+    # field name -> A1111 weight: the field's text reaches the template as `(text:weight)`.
+    weights: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not data["weights"]:
+            del data["weights"]  # prompts without weights are stored exactly as before
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Fields":
@@ -98,6 +106,46 @@ class _CappedSandbox(ImmutableSandboxedEnvironment):
                     if len(seq) * count > MAX_RENDERED_CHARS:
                         raise SecurityError("repetition too large in template")
         return super().call_binop(context, operator, left, right)
+
+
+class WeightError(ValueError):
+    """A weight a template or --weight asked for that cannot be written."""
+
+
+def check_weight(weight: Any) -> float:
+    """WEIGHT as a float in (0, MAX_WEIGHT], rounded to 4 decimals; text such as "1.3" (a --set value) counts."""
+    import math
+
+    number = None
+    if isinstance(weight, (int, float)) and not isinstance(weight, bool):
+        number = float(weight)
+    elif isinstance(weight, str):
+        try:
+            number = float(weight.strip())
+        except ValueError:
+            pass
+    if number is None or not math.isfinite(number):
+        raise WeightError(f"weight {weight!r} is not a number")
+    rounded = round(number, 4)
+    if not 0 < rounded <= MAX_WEIGHT:
+        raise WeightError(f"weight {weight!r} is out of range: give a number above 0 and at most {MAX_WEIGHT:g}")
+    return rounded
+
+
+def escape_attention(text: str) -> str:
+    """TEXT with A1111's brackets escaped (`\\(`), so it reads as literal text inside a weight."""
+    return re.sub(r"([\\()\[\]])", r"\\\1", text)
+
+
+def weight_text(value: Any, weight: Any) -> str:
+    """`(value:weight)` in A1111's syntax, the value's brackets escaped; weight 1 or an empty value: unchanged."""
+    number = check_weight(weight)
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value)
+    text = "" if value is None else str(value)
+    if number == 1 or not text.strip():
+        return text
+    return f"({escape_attention(text.strip())}:{format(number, '.4f').rstrip('0').rstrip('.')})"
 
 
 def normalise_terms(text: str) -> tuple[str, list[str]]:
@@ -137,6 +185,7 @@ class PromptBuilder:
             autoescape=False,
             keep_trailing_newline=False,
         )
+        self.env.filters["weight"] = weight_text
         self._presets: dict[str, dict[str, Preset]] | None = None
 
     # -- presets --------------------------------------------------------
@@ -265,6 +314,8 @@ class PromptBuilder:
             ) from None
         except SecurityError as exc:
             raise TemplateProblem(f"template {template!r} refused by the sandbox: {exc}") from None
+        except WeightError as exc:
+            raise TemplateProblem(f"template {template!r}: the weight filter: {exc}") from None
         except TemplateProblem:
             raise
         except Exception as exc:  # any other error inside user template code
@@ -289,7 +340,7 @@ class PromptBuilder:
         negative_parts = [negative_preset.negative if negative_preset else ""]
         negative_parts += [p.negative for p in styles]
         negative_parts += list(fields.negative)
-        return {
+        context = {
             **fields.extras,
             "subject": fields.subject,
             "action": fields.action,
@@ -299,6 +350,15 @@ class PromptBuilder:
             "quality": ", ".join(p.positive for p in qualities),
             "negative": ", ".join(part for part in negative_parts if part),
         }
+        for key, weight in fields.weights.items():
+            if key not in context or key == "style_names":
+                raise TemplateProblem(f"--weight {key}: no such field; weight one of {', '.join(STANDARD_FIELDS)} "
+                                      "or a --set field")
+            try:
+                context[key] = weight_text(context[key], weight)
+            except WeightError as exc:
+                raise TemplateProblem(f"--weight {key}={weight}: {exc}") from None
+        return context
 
 
 def check_field_text(fields: Fields) -> None:
@@ -341,6 +401,20 @@ def _join_capped(pieces, template: str) -> str:
 
 
 _EXTRA_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+
+
+def parse_weights(pairs: list[str] | tuple[str, ...]) -> dict[str, float]:
+    """`FIELD=WEIGHT` strings (`subject=1.3`) into a dict, naming the bad one on error."""
+    weights: dict[str, float] = {}
+    for pair in pairs:
+        match = _EXTRA_RE.match(pair)
+        if not match:
+            raise TemplateProblem(f"--weight expects FIELD=WEIGHT (subject=1.3), got {pair!r}")
+        try:
+            weights[match.group(1)] = check_weight(match.group(2))
+        except WeightError as exc:
+            raise TemplateProblem(f"--weight {pair}: {exc}") from None
+    return weights
 
 
 def parse_extras(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:

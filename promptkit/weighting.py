@@ -86,6 +86,15 @@ def to_compel_segments(text: str) -> list[str]:
     return [" ".join(parts) for parts in segments]
 
 
+def encoder_text(text: str) -> str:
+    """The words the text encoder reads: `<lora:…>` tags, A1111 weight syntax and BREAK removed
+    (what lint counts tokens of: `(a fox:1.3)` is two tokens, not eight)."""
+    text = strip_lora_tags(text)
+    if not any(weight != 1.0 for _t, weight in parse_attention(text)) and "\\" not in text:
+        return text
+    return " ".join(" ".join(t for t, w in parse_attention(text) if w != -1).split())
+
+
 def is_weighted(text: str) -> bool:
     """True when TEXT uses A1111 weights or BREAK (plain text encodes as diffusers does)."""
     return any(weight != 1.0 for _t, weight in parse_attention(strip_lora_tags(text)))

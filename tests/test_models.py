@@ -373,3 +373,292 @@ def test_single_file_pipeline_class_from_keys_or_config(models, tmp_path):
     assert single_file_pipeline_class(sd, models["sdxl"]) == "StableDiffusionXLPipeline"
     with pytest.raises(ModelProblem, match="has no model_index.json"):
         single_file_pipeline_class(sd, str(tmp_path))
+
+
+# -- the refiner as an A/B variant override and an X/Y axis ---------------------------------------
+
+
+def _refiner_rows(lib, outcome):
+    return {(g["id"]): lib.get_generation(g["id"]) for g in outcome.generations}
+
+
+def test_refiner_variant_overrides_are_seed_locked_recorded_and_reproducible(models, isolated_library,
+                                                                            saved_prompt):
+    from promptkit.abtest import cells, create_experiment, get_experiment, parse_variant, run_experiment
+    from promptkit.params import model_fingerprint
+
+    engine = engine_for(models["sdxl"])
+    params = GenerationParams(**{**FAST, "steps": 4})
+    with Library(isolated_library) as lib:
+        params.extra = prepare_inputs(InputRequest(refiner=models["sdxl-refiner"])).store(lib)
+        specs = [parse_variant(v) for v in ("on=lighthouse", "off=lighthouse:refiner=off",
+                                             "early=lighthouse:refiner_switch=0.5",
+                                             f"named=lighthouse:refiner={models['sdxl-refiner']},refiner_switch=0.5")]
+        create_experiment(lib, "refine", specs, [1, 2], params, models["sdxl"])
+        outcome = run_experiment(lib, engine, "refine", batch_size=2)
+        done = cells(lib, get_experiment(lib, "refine"))
+        rows = {key: lib.get_generation(cell["id"]) for key, cell in done.items()}
+        # Every image records the refiner it used (or none), in the row and in A1111's PNG keys.
+        assert len(outcome.generations) == 8
+        for seed in (1, 2):
+            assert "refiner" not in rows[("off", seed)]["params"]
+            assert rows[("on", seed)]["params"]["refiner"]["switch"] == 0.8
+            assert rows[("early", seed)]["params"]["refiner"]["switch"] == 0.5
+            named = rows[("named", seed)]["params"]["refiner"]
+            assert named["model_hash"] == model_fingerprint(models["sdxl-refiner"]) != ""
+        settings = {label: parse_a1111_parameters(read_png_text(lib.path.parent / done[(label, 1)]["image_path"])
+                                                  ["parameters"])["settings"] for label in ("on", "off", "early")}
+        assert settings["on"]["Refiner switch at"] == "0.8" and settings["early"]["Refiner switch at"] == "0.5"
+        assert "Refiner" not in settings["off"]
+        # Seed-locked: the off cell is byte for byte the prompt generated alone without a refiner, and
+        # the named refiner at 0.5 is the experiment's refiner at 0.5 (the same folder).
+        alone = generate(isolated_library, engine, saved_prompt, seeds=[1, 2], batch_size=2, steps=4)
+        assert [g["image_sha256"] for g in alone] == [done[("off", s)]["image_sha256"] for s in (1, 2)]
+        assert done[("named", 1)]["image_sha256"] == done[("early", 1)]["image_sha256"]
+        assert len({done[(label, 1)]["image_sha256"] for label in ("on", "off", "early")}) == 3
+        for label in ("on", "off", "early"):
+            result = reproduce(lib, engine, done[(label, 2)]["id"])
+            assert result["match"], (label, result)
+
+
+def test_refiner_and_refiner_switch_as_xy_axes(models, isolated_library, saved_prompt):
+    from promptkit.abtest import cells, create_xy_experiment, get_experiment, parse_axis, run_experiment
+
+    engine = engine_for(models["sdxl"])
+    params = GenerationParams(**{**FAST, "steps": 5})
+    with Library(isolated_library) as lib:
+        # No refiner on the experiment: the axis names one.
+        create_xy_experiment(lib, "which", "lighthouse", parse_axis(f"refiner=off,{models['sdxl-refiner']}"),
+                             parse_axis("seed=1-2"), [1], params, models["sdxl"])
+        outcome = run_experiment(lib, engine, "which", batch_size=2)
+        used = sorted(str(lib.get_generation(g["id"])["params"].get("refiner", {}).get("model")) for g in
+                      outcome.generations)
+        assert used == sorted(["None", "None", models["sdxl-refiner"], models["sdxl-refiner"]])
+        # With the experiment's refiner: on/off against the switch point; the off cells ignore the switch.
+        params.extra = prepare_inputs(InputRequest(refiner=models["sdxl-refiner"])).store(lib)
+        create_xy_experiment(lib, "switch", "lighthouse", parse_axis("refiner_switch=0.4,0.8"),
+                             parse_axis("refiner=off,on"), [3], params, models["sdxl"])
+        experiment = get_experiment(lib, "switch")
+        assert [v["label"] for v in experiment["variants"]] == [
+            "refiner_switch0.4_refineroff", "refiner_switch0.8_refineroff",
+            "refiner_switch0.4_refineron", "refiner_switch0.8_refineron"]
+        run_experiment(lib, engine, "switch", batch_size=1)
+        done = cells(lib, experiment)
+        sha = {label: done[(label, 3)]["image_sha256"] for label, _seed in done}
+        assert sha["refiner_switch0.4_refineroff"] == sha["refiner_switch0.8_refineroff"]
+        assert len({sha["refiner_switch0.4_refineron"], sha["refiner_switch0.8_refineron"],
+                    sha["refiner_switch0.4_refineroff"]}) == 3
+        switches = {label: lib.get_generation(done[(label, 3)]["id"])["params"].get("refiner", {}).get("switch")
+                    for label in sha}
+        assert switches == {"refiner_switch0.4_refineroff": None, "refiner_switch0.8_refineroff": None,
+                            "refiner_switch0.4_refineron": 0.4, "refiner_switch0.8_refineron": 0.8}
+
+
+REFINER_BAD = {
+    "refiner override on an SD 1.x experiment": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner={sdxl-refiner}",
+         "--model", "{sd}"], "`refiner` needs an SDXL base model"),
+    "refiner axis on an SD 1.x experiment": (
+        ["ab", "xy", "e", "--prompt", "lighthouse", "--x", "refiner=off,{sdxl-refiner}", "--y", "seed=1-2",
+         "--model", "{sd}"], "`refiner` needs an SDXL base model"),
+    "refiner=on without a refiner": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner=on", "--model", "{sdxl}"],
+        "`refiner=on` uses the experiment's refiner"),
+    "refiner_switch without a refiner": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner_switch=0.5"],
+        "`refiner_switch` needs a refiner"),
+    "refiner off with a switch": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner=off,refiner_switch=0.5",
+         "--refiner", "{sdxl-refiner}"], "(this variant has refiner=off)"),
+    "refiner switch 1": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner_switch=1",
+         "--refiner", "{sdxl-refiner}"], "`refiner_switch` must be between 0 and 1"),
+    "refiner switch not a number": (
+        ["ab", "xy", "e", "--prompt", "lighthouse", "--x", "refiner_switch=0.5,late", "--y", "seed=1"],
+        "is not a number"),
+    "refiner that does not exist": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner=./no-such-refiner"],
+        "`refiner` './no-such-refiner': model './no-such-refiner' not found"),
+    "refiner override with an init image": (
+        ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner={sdxl-refiner}",
+         "--init-image", "{init}"], "`refiner` applies to SDXL text-to-image"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFINER_BAD))
+def test_bad_refiner_override_is_one_line_and_writes_nothing(case, models, pictures, isolated_library,
+                                                             saved_prompt):
+    from promptkit.cli import main
+
+    args, message = REFINER_BAD[case]
+    args = [a.format(**models, **pictures) for a in args]
+    with Library(isolated_library) as lib:
+        before = {t: lib.db[t].count for t in ("prompts", "experiments", "variants", "generations")}
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    error = result.output.strip()
+    assert error.startswith("Error: ") and "\n" not in error and message in error, error
+    with Library(isolated_library) as lib:
+        assert {t: lib.db[t].count for t in before} == before
+        assert not any(p.is_file() for p in lib.images_dir.rglob("*")) if lib.images_dir.exists() else True
+
+
+def test_refiner_variant_on_an_sd1_model_at_run_time_writes_nothing(models, isolated_library, saved_prompt):
+    """Made without --model, the experiment learns its base at `ab run`: every variant is checked first."""
+    from promptkit.cli import main
+
+    runner = CliRunner()
+    made = runner.invoke(main, ["ab", "new", "late", "--variant", "A=lighthouse", "--variant",
+                                f"B=lighthouse:refiner={models['sdxl-refiner']}", "--seeds", "1-2", "--steps", "2"])
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(main, ["ab", "run", "late", "--model", models["sd"], "--no-engine", "-q"])
+    assert result.exit_code == 1, result.output
+    error = result.output.strip()
+    assert "\n" not in error and "`refiner` needs an SDXL base model" in error, error
+    with Library(isolated_library) as lib:
+        assert lib.db["generations"].count == 0
+
+
+def test_template_weights_change_the_image_and_reproduce(models, isolated_library):
+    from promptkit.templates import Fields, PromptBuilder
+
+    engine = engine_for(models["sd"])
+    builder = PromptBuilder()
+    with Library(isolated_library) as lib:
+        def saved(**weights):
+            fields = Fields(subject="a lighthouse", environment="at dusk", negative_preset="", weights=weights)
+            return lib.get_prompt(lib.save_prompt(builder.render(fields)))
+
+        plain, same, heavy = saved(), saved(subject=1.0), saved(subject=1.5)
+    assert heavy["positive"] == "(a lighthouse:1.5), at dusk" and same["positive"] == plain["positive"]
+    images = {name: generate(isolated_library, engine, prompt, seeds=[9])[0]
+              for name, prompt in (("plain", plain), ("same", same), ("heavy", heavy))}
+    assert np.array_equal(pixels(images["same"]), pixels(images["plain"]))  # weight 1: the same text
+    assert np.abs(pixels(images["heavy"]) - pixels(images["plain"])).max() > 0
+    meta = json.loads(read_png_text(images["heavy"]["image_path"])["promptkit"])
+    assert meta["prompt_mode"] == "weighted" and meta["fields"]["weights"] == {"subject": 1.5}
+    with Library(isolated_library) as lib:
+        assert reproduce(lib, engine, images["heavy"]["id"])["match"]
+
+
+# -- a single .safetensors file with --config -------------------------------------------------------
+
+
+def _ldm_checkpoint(folder):
+    """The tiny SD pipeline's weights in one state dict of the original (LDM / A1111) layout.
+
+    The inverse of diffusers' single-file conversion, written for any layers_per_block; the test
+    checks it by converting back with diffusers' own functions."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
+    from transformers import CLIPTextModel
+
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae")
+    text = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder")
+    per = unet.config.layers_per_block + 1
+    unet_sd = unet.state_dict()
+    resnet_names = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3",
+                    "time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection"}
+
+    def inner(kind, rest):
+        head, _, tail = rest.partition(".")
+        return f"{resnet_names.get(head, head)}.{tail}" if kind == "resnets" else rest
+
+    out = {}
+    fixed = DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"]
+    for key, tensor in unet_sd.items():
+        parts = key.split(".")
+        if key in fixed:
+            new = fixed[key]
+        elif parts[0] == "down_blocks" and parts[2] == "downsamplers":
+            new = f"input_blocks.{per * (int(parts[1]) + 1)}.0.op.{parts[-1]}"
+        elif parts[0] == "down_blocks":
+            i, kind, j, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
+            new = f"input_blocks.{per * i + j + 1}.{0 if kind == 'resnets' else 1}.{inner(kind, rest)}"
+        elif parts[0] == "up_blocks" and parts[2] == "upsamplers":
+            i = int(parts[1])
+            attention = any(k.startswith(f"up_blocks.{i}.attentions.") for k in unet_sd)
+            new = f"output_blocks.{per * i + per - 1}.{2 if attention else 1}.conv.{parts[-1]}"
+        elif parts[0] == "up_blocks":
+            i, kind, j, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
+            new = f"output_blocks.{per * i + j}.{0 if kind == 'resnets' else 1}.{inner(kind, rest)}"
+        else:
+            assert parts[0] == "mid_block", key
+            kind, j, rest = parts[1], int(parts[2]), ".".join(parts[3:])
+            new = f"middle_block.{2 * j if kind == 'resnets' else 1}.{inner(kind, rest)}"
+        out[f"model.diffusion_model.{new}"] = tensor
+    vae_sd = vae.state_dict()
+    count = len(vae.config.down_block_types)
+    vae_fixed = DIFFUSERS_TO_LDM_MAPPING["vae"]
+    attention_names = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+    for key, tensor in vae_sd.items():
+        parts = key.split(".")
+        if key in vae_fixed:
+            new = vae_fixed[key]
+        elif parts[1] in ("down_blocks", "up_blocks"):
+            i = int(parts[2]) if parts[1] == "down_blocks" else count - 1 - int(parts[2])
+            where = "down" if parts[1] == "down_blocks" else "up"
+            if parts[3] in ("downsamplers", "upsamplers"):
+                new = f"{parts[0]}.{where}.{i}.{'downsample' if where == 'down' else 'upsample'}.conv.{parts[-1]}"
+            else:
+                rest = ".".join(parts[5:]).replace("conv_shortcut", "nin_shortcut")
+                new = f"{parts[0]}.{where}.{i}.block.{parts[4]}.{rest}"
+        elif parts[2] == "resnets":
+            rest = ".".join(parts[4:]).replace("conv_shortcut", "nin_shortcut")
+            new = f"{parts[0]}.mid.block_{int(parts[3]) + 1}.{rest}"
+        else:
+            assert parts[1:4] == ["mid_block", "attentions", "0"], key
+            name, leaf = ".".join(parts[4:-1]), parts[-1]
+            new = f"{parts[0]}.mid.attn_1.{attention_names[name]}.{leaf}"
+        out[f"first_stage_model.{new}"] = tensor
+    # As in A1111 checkpoints: cond_stage_model.transformer.text_model.… (transformers 5 drops the
+    # text_model. prefix from CLIPTextModel's own state dict).
+    text_sd = {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in text.state_dict().items()}
+    for key, tensor in text_sd.items():
+        out[f"cond_stage_model.transformer.{key}"] = tensor
+    return out, {"unet": (unet_sd, unet.config), "vae": (vae_sd, vae.config), "text": text_sd}
+
+
+def test_single_safetensors_file_with_config_loads_offline_and_matches_the_folder(models, isolated_library,
+                                                                                  saved_prompt, tmp_path,
+                                                                                  monkeypatch):
+    import torch
+    from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
+                                                     convert_ldm_vae_checkpoint)
+    from safetensors.torch import save_file
+
+    from promptkit.cli import main
+
+    folder = models["sd"]
+    checkpoint, parts = _ldm_checkpoint(folder)
+    # The file is what diffusers' own single-file conversion turns back into the folder's weights.
+    for converted, original in ((convert_ldm_unet_checkpoint(checkpoint, parts["unet"][1]), parts["unet"][0]),
+                                (convert_ldm_vae_checkpoint(checkpoint, parts["vae"][1]), parts["vae"][0]),
+                                (convert_ldm_clip_checkpoint(checkpoint), parts["text"])):
+        assert sorted(converted) == sorted(original)
+        assert all(torch.equal(converted[k].reshape(original[k].shape), original[k]) for k in original)
+    single = tmp_path / "tiny-sd.safetensors"
+    save_file({k: v.contiguous() for k, v in checkpoint.items()}, str(single))
+    # Offline: any attempt to reach the hub fails.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    runner = CliRunner()
+    common = ["lighthouse", "--seeds", "1-2", "--steps", "3", "--sampler", "Euler", "--batch-size", "2", "-q",
+              "--no-engine", "--device", "cpu", "--json"]
+    from_file = runner.invoke(main, ["generate", *common, "--model", str(single), "--config", folder])
+    assert from_file.exit_code == 0, from_file.output
+    from_folder = runner.invoke(main, ["generate", *common, "--model", folder])
+    assert from_folder.exit_code == 0, from_folder.output
+    a, b = json.loads(from_file.output), json.loads(from_folder.output)
+    for x, y in zip(a, b):
+        assert np.array_equal(pixels(x), pixels(y))
+    with Library(isolated_library) as lib:
+        row = lib.get_generation(a[0]["id"])
+        assert row["model"] == str(single) and row["params"]["family"] == "sd1"
+        assert reproduce(lib, _engine_with_config(str(single), folder), a[1]["id"])["match"]
+
+
+def _engine_with_config(model, config):
+    from promptkit.engine import Engine, EngineOptions
+
+    return Engine.get(model, EngineOptions(device="cpu", config=config))

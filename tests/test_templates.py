@@ -121,3 +121,124 @@ def test_packaged_templates_dir_holds_templates_and_presets():
     folder = packaged_templates_dir()
     assert (folder / "default.j2").is_file()
     assert (folder / "presets" / "style.json").is_file()
+
+
+# -- the weight filter and --weight -----------------------------------------------------------------
+
+
+def _render(tmp_path, source, **fields):
+    (tmp_path / "w.j2").write_text(source)
+    return PromptBuilder(tmp_path).render(Fields(negative_preset="", **fields), "w")
+
+
+def test_weight_filter_writes_a1111_weights(tmp_path):
+    from promptkit.weighting import parse_attention
+
+    assert _render(tmp_path, "{{ subject | weight(1.3) }}, at dusk", subject="a fox").positive == "(a fox:1.3), at dusk"
+    assert _render(tmp_path, "{{ subject | weight(0.75) }}", subject="a fox").positive == "(a fox:0.75)"
+    # weight 1 (or 1.0) and an empty field: the text unchanged, no brackets
+    for weight in ("1", "1.0"):
+        assert _render(tmp_path, f"{{{{ subject | weight({weight}) }}}}", subject="a (red) fox").positive == "a (red) fox"
+    assert _render(tmp_path, "{{ action | weight(1.3) }}, {{ subject }}", subject="a fox").positive == "a fox"
+    # a --set value is text: "1.3" counts as a number
+    assert _render(tmp_path, "{{ subject | weight(w) }}", subject="a fox", extras={"w": "1.3"}).positive == "(a fox:1.3)"
+    # many decimals are rounded to 4 and never written with an exponent
+    assert _render(tmp_path, "{{ subject | weight(1.23456789) }}", subject="x").positive == "(x:1.2346)"
+    assert _render(tmp_path, "{{ subject | weight(0.0001) }}", subject="x").positive == "(x:0.0001)"
+
+
+@pytest.mark.parametrize("text", ["a (red:1.2) fox", "a [small] fox", "back\\slash (a)", "time 12:30", "x:2",
+                                  "ends with a colon:", "weird ((", "a, b"])
+def test_weight_filter_escapes_the_text_so_it_parses_as_one_weighted_run(tmp_path, text):
+    from promptkit.weighting import parse_attention
+
+    positive = _render(tmp_path, "{{ subject | weight(1.3) }}", subject=text).positive
+    assert parse_attention(positive) == [(text, 1.3)], positive
+
+
+def test_weight_filter_escaping_is_exact():
+    from promptkit.templates import weight_text
+
+    assert weight_text("a (red:1.2) [fox]", 1.5) == "(a \\(red:1.2\\) \\[fox\\]:1.5)"
+    assert weight_text("c:\\dir", 2) == "(c:\\\\dir:2)"
+    assert weight_text(["watercolor", "sketch"], 0.5) == "(watercolor, sketch:0.5)"
+
+
+@pytest.mark.parametrize("call,message", [
+    ("weight(3)", "weight 3 is out of range: give a number above 0 and at most 2"),
+    ("weight(0)", "weight 0 is out of range"),
+    ("weight(-1)", "out of range"),
+    ("weight('strong')", "weight 'strong' is not a number"),
+    ("weight(true)", "weight True is not a number"),
+    ("weight(none)", "weight None is not a number"),
+    ("weight('nan')", "is not a number"),
+])
+def test_weight_filter_refuses_bad_weights_in_one_line(tmp_path, call, message):
+    with pytest.raises(TemplateProblem) as caught:
+        _render(tmp_path, f"{{{{ subject | {call} }}}}", subject="a fox")
+    text = str(caught.value)
+    assert "\n" not in text and message in text and text.startswith("template 'w': the weight filter"), text
+
+
+def test_weight_option_weights_fields_in_any_template(tmp_path):
+    from promptkit.templates import parse_weights
+
+    fields = Fields(subject="a (red) fox", style=["watercolor"], weights=parse_weights(["subject=1.4", "style=0.8"]))
+    prompt = PromptBuilder().render(fields)
+    assert prompt.positive.startswith("(a \\(red\\) fox:1.4), (watercolor painting")
+    assert prompt.positive.endswith(":0.8)")
+    # stored with the fields (iterate and X/Y field axes re-render with them); unweighted fields store as before
+    assert Fields.from_dict(fields.to_dict()).weights == {"subject": 1.4, "style": 0.8}
+    assert "weights" not in Fields(subject="x").to_dict()
+    (tmp_path / "mine.j2").write_text("{{ subject }} with {{ hat }}")
+    mine = PromptBuilder(tmp_path).render(Fields(subject="a fox", extras={"hat": "a top hat"},
+                                                 weights={"hat": 1.2}), "mine")
+    assert mine.positive == "a fox with (a top hat:1.2)"
+    with pytest.raises(TemplateProblem, match="--weight lighting: no such field"):
+        PromptBuilder().render(Fields(subject="x", weights={"lighting": 1.2}))
+    for bad, message in (("subject", "expects FIELD=WEIGHT"), ("subject=2.5", "out of range"),
+                         ("subject=much", "is not a number")):
+        with pytest.raises(TemplateProblem, match=message):
+            parse_weights([bad])
+
+
+def test_build_weight_option_and_lint_token_counts(isolated_library):
+    import json
+
+    from click.testing import CliRunner
+
+    from promptkit.cli import main
+    from promptkit.library import Library
+
+    runner = CliRunner()
+
+    def build(*args):
+        result = runner.invoke(main, ["build", "--subject", "a red fox", "--environment", "time 12:30",
+                                      "--negative-preset", "none", "--json", *args])
+        return result.exit_code, (json.loads(result.output) if result.exit_code == 0 else result.output)
+
+    _, plain = build()
+    _, weighted = build("--weight", "subject=1.3", "--weight", "environment=0.7", "--save", "wfox")
+    assert weighted["positive"] == "(a red fox:1.3), (time 12:30:0.7)"
+    # the lint counts the words the encoder reads: weights do not add tokens
+    assert weighted["tokens"]["positive"] == plain["tokens"]["positive"] == 10  # a red fox , time 12 : 30
+    assert any("weighted mode" in w for w in weighted["warnings"])
+    with Library(isolated_library) as lib:
+        assert lib.get_prompt("wfox")["fields"]["weights"] == {"subject": 1.3, "environment": 0.7}
+        count = lib.db["prompts"].count
+    code, output = build("--weight", "subject=9", "--save", "bad")
+    assert code == 1 and output.strip().count("\n") == 0
+    assert output.startswith("Error: --weight subject=9: weight '9' is out of range")
+    with Library(isolated_library) as lib:
+        assert lib.db["prompts"].count == count
+
+
+def test_lint_counts_tokens_without_weight_syntax():
+    from promptkit.lint import lint_prompt
+
+    plain = lint_prompt("a red lighthouse at dusk", "blurry")
+    weighted = lint_prompt("a (red:1.4) ((lighthouse)) at [dusk]", "(blurry:1.2)")
+    assert weighted.positive.count == plain.positive.count == 5
+    assert weighted.negative.count == plain.negative.count == 1
+    long_weighted = lint_prompt("(" + ", ".join(f"word{i}" for i in range(60)) + ":1.2)", "")
+    assert long_weighted.positive.overflow_text and not long_weighted.positive.overflow_text.endswith(":1.2)")
