@@ -350,10 +350,11 @@ def prepare_inputs(request: InputRequest, positive: str = "") -> PreparedInputs:
     if request.refiner_switch is not None and not request.refiner:
         raise BadParameter("`refiner_switch` needs a refiner (--refiner MODEL)")
     if request.refiner:
-        from .params import check_model_ref
+        from .params import resolve_model
 
-        check_model_ref(request.refiner)
-        extra["refiner"] = {"model": request.refiner,
+        # A local refiner folder is recorded by its absolute path, as the base model is, so a warm
+        # engine, `iterate` and `reproduce` find it from any folder.
+        extra["refiner"] = {"model": resolve_model(request.refiner),
                             "switch": float(request.refiner_switch if request.refiner_switch is not None else 0.8)}
     check_extra(extra)
     return PreparedInputs(extra=extra, images=images)

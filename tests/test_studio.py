@@ -86,6 +86,25 @@ def test_preview_renders_lints_and_reports_template_errors_in_one_line(client):
     assert client.get("/api/studio/templates/nope").status_code == 400
 
 
+def test_weights_from_the_form_reach_the_prompt_and_come_back_to_the_form(client, isolated_library):
+    weighted = client.post("/api/studio/preview", json={"fields": {"subject": "a fox (red)", "action": "running",
+                                                                   "weights": {"subject": 1.3, "action": 1}}}).json()
+    assert weighted["error"] is None and weighted["positive"].startswith("(a fox \\(red\\):1.3), running")
+    for bad in (0, 2.5, -1):
+        assert client.post("/api/studio/preview", json={"fields": {"subject": "x", "weights": {"subject": bad}}}
+                           ).status_code == 422
+    unknown = client.post("/api/studio/preview", json={"fields": {"subject": "x", "weights": {"lens": 1.2}}}).json()
+    assert "--weight lens" in unknown["error"] and unknown["positive"] is None
+    # A prompt built with --weight opens in the studio with its weights in the form.
+    from promptkit.templates import Fields, PromptBuilder
+
+    with Library(isolated_library) as lib:
+        prompt_id = lib.save_prompt(PromptBuilder().render(Fields(subject="a heron", weights={"subject": 1.4})))
+    page = client.get(f"/studio/{prompt_id}").text
+    assert 'id="weight-subject"' in page and 'value="1.4"' in page.split('id="weight-subject"')[1].split(">")[0]
+    assert 'data-weights="{&#34;subject&#34;: 1.4}"' in page
+
+
 @pytest.mark.parametrize("url, body", [
     ("/api/studio/preview", {"fields": {"subject": 3}}),
     ("/api/studio/preview", {"fields": {}, "surprise": 1}),

@@ -64,6 +64,14 @@ def test_typing_a_subject_shows_it_in_the_rendered_prompt(page):
     for name in ("Subject", "Action", "Environment", "Style", "Quality", "Negative"):
         assert page.get_by_label(name, exact=True).count() == 1, name
     assert page.get_by_role("button", name="Generate").is_visible()
+    page.get_by_label("Subject weight", exact=True).fill("1.3")
+    page.wait_for_function(
+        "() => document.querySelector('#rendered-positive').textContent.includes('(a red fox in the snow:1.3)')")
+    page.get_by_label("Subject weight", exact=True).fill("1")
+    page.wait_for_function(
+        "() => document.querySelector('#rendered-positive').textContent.startsWith('a red fox in the snow,')")
+    page.get_by_label("Subject weight", exact=True).fill("1.2")
+    page.wait_for_function("() => document.querySelector('#rendered-positive').textContent.includes(':1.2)')")
     screenshot(page, "studio-before")
 
 

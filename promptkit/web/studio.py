@@ -44,13 +44,16 @@ class StudioFields(BaseModel):
     negative: list[Text] = Field(default_factory=list, max_length=50)
     negative_preset: Name = DEFAULT_NEGATIVE_PRESET
     extras: dict[Name, Text] = Field(default_factory=dict, max_length=50)
+    # field -> A1111 weight, as `build --weight`; 1 means no weight
+    weights: dict[Name, Annotated[float, Field(gt=0, le=2)]] = Field(default_factory=dict, max_length=50)
 
     def to_fields(self) -> Fields:
         # An empty extra is left out, so the template's own error names the field still missing.
         extras = {k: v for k, v in self.extras.items() if v.strip()}
+        weights = {k: w for k, w in self.weights.items() if w != 1}
         return Fields(subject=self.subject, action=self.action, environment=self.environment, style=self.style,
                       quality=self.quality, negative=self.negative, negative_preset=self.negative_preset,
-                      extras=extras)
+                      extras=extras, weights=weights)
 
 
 class PreviewRequest(BaseModel):

@@ -40,8 +40,23 @@
         negative: terms($("#field-negative").value),
         negative_preset: $("#field-negative-preset").value,
         extras: readExtras(),
+        weights: readWeights(),
       },
     };
+  }
+
+  // Weights saved with the prompt (`build --weight`) on fields without an input here are kept.
+  let savedWeights = {};
+  try { savedWeights = JSON.parse($("#studio").dataset.weights || "{}") || {}; } catch (_) { savedWeights = {}; }
+
+  function readWeights() {
+    const weights = { ...savedWeights };
+    for (const input of $$("input.weight")) {
+      const value = Number(input.value);
+      if (input.value.trim() === "" || value === 1) delete weights[input.dataset.field];
+      else weights[input.dataset.field] = value;
+    }
+    return weights;
   }
 
   function seedList() {
