@@ -176,17 +176,10 @@ def check_label(label: str) -> str:
     return label
 
 
-def create_experiment(
-    library: Library,
-    name: str,
-    variants: list[VariantSpec],
-    seeds: list[int],
-    params: GenerationParams,
-    model: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> int:
-    """Store an experiment with its variants; nothing is written if anything is wrong."""
-    # 1. Check inputs
+def check_new_experiment(library: Library, name: str, variants: list[VariantSpec], seeds: list[int],
+                         params: GenerationParams, model: str | None = None) -> list[tuple[VariantSpec, int]]:
+    """Everything create_experiment checks, reading only: run it before storing an experiment's
+    input images, so a bad name or prompt leaves no file behind. Returns (variant, prompt id)s."""
     if not _NAME_RE.match(name or "") or name.strip().isdigit():
         raise BadParameter(f"experiment name {name!r} is not allowed: 1-100 characters, not all digits")
     if len(variants) < 2:
@@ -204,6 +197,23 @@ def create_experiment(
         prompt = library.get_prompt(spec.prompt)
         check_overrides(params, spec.overrides, model)
         resolved.append((spec, prompt["id"]))
+    if library.db.execute("SELECT 1 FROM experiments WHERE name = ?", [name]).fetchone():
+        raise ExperimentProblem(f"an experiment named {name!r} already exists; choose another name")
+    return resolved
+
+
+def create_experiment(
+    library: Library,
+    name: str,
+    variants: list[VariantSpec],
+    seeds: list[int],
+    params: GenerationParams,
+    model: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """Store an experiment with its variants; nothing is written if anything is wrong."""
+    # 1. Check inputs
+    resolved = check_new_experiment(library, name, variants, seeds, params, model)
     # 2. Write, all or nothing
     with library.write() as db:
         if db.execute("SELECT 1 FROM experiments WHERE name = ?", [name]).fetchone():

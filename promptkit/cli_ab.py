@@ -33,7 +33,7 @@ def ab() -> None:
 def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise_device, model, as_json,
            **input_flags) -> None:
     """Create experiment NAME with two or more variants on one seed list."""
-    from .abtest import check_overrides, create_experiment, get_experiment, parse_variant
+    from .abtest import check_new_experiment, check_overrides, create_experiment, get_experiment, parse_variant
     from .params import parse_seeds
 
     specs = [parse_variant(v) for v in variants]
@@ -45,6 +45,7 @@ def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise
     for spec in specs:  # before any input image is stored
         check_overrides(params, spec.overrides, model)
     with open_library(ctx) as lib:
+        check_new_experiment(lib, name, specs, seed_list, params, model)  # before any input image is stored
         params.extra = prepared.store(lib)
         create_experiment(lib, name, specs, seed_list, params, model, extra=_lora_dir_record(request.lora_dir))
         experiment = get_experiment(lib, name)
@@ -69,7 +70,7 @@ def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise
 def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, width, height, noise_device, model,
           templates_dir, as_json, **input_flags) -> None:
     """Create an X/Y plot over two of cfg, steps, sampler, seed or a prompt field (stored as an experiment)."""
-    from .abtest import check_axes, create_xy_experiment, get_experiment, parse_axis
+    from .abtest import VariantSpec, check_axes, check_new_experiment, create_xy_experiment, get_experiment, parse_axis
     from .params import parse_seeds
 
     x, y = parse_axis(x_axis), parse_axis(y_axis)
@@ -79,6 +80,8 @@ def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, wid
     params.extra = prepared.extra
     check_axes(params, x, y, model)  # before any input image is stored
     with open_library(ctx) as lib:
+        # A missing prompt or a taken name is refused before any input image is stored.
+        check_new_experiment(lib, name, [VariantSpec("A", prompt_ref), VariantSpec("B", prompt_ref)], [0], params, model)
         params.extra = prepared.store(lib)
         create_xy_experiment(lib, name, prompt_ref, x, y, parse_seeds(seeds), params, model, templates_dir,
                              extra=_lora_dir_record(request.lora_dir))

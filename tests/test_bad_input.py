@@ -113,3 +113,23 @@ def test_export_folder_problems(isolated_library, tmp_path):
         assert len(lines) == 1 and message in lines[0] and str(target) in lines[0]
     assert not (tmp_path / "missing").exists()
     shutil.rmtree(tmp_path / "library-images", ignore_errors=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ab", "new", "exp", "--variant", "A=A", "--variant", "B=nope"], "no prompt"),
+    (["ab", "new", "taken", "--variant", "A=A", "--variant", "B=A"], "already exists"),
+    (["ab", "xy", "exp", "--prompt", "nope", "--x", "cfg=3,7", "--y", "steps=2,3"], "no prompt"),
+    (["ab", "xy", "taken", "--prompt", "A", "--x", "cfg=3,7", "--y", "steps=2,3"], "already exists"),
+])
+def test_a_refused_experiment_stores_no_input_image(isolated_library, tmp_path, args, message):
+    """`ab new` / `ab xy` with --init-image: a bad prompt or name leaves the library's files as they were."""
+    runner = CliRunner()
+    assert runner.invoke(main, ["build", "--subject", "a heron", "--save", "A"]).exit_code == 0
+    assert runner.invoke(main, ["ab", "new", "taken", "--variant", "A=A", "--variant", "B=A"]).exit_code == 0
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(tmp_path / "init.png")
+    images = isolated_library.with_name("library-images")
+    before = sorted(p for p in images.rglob("*")) if images.exists() else []
+    result = runner.invoke(main, [*args, "--init-image", str(tmp_path / "init.png")])
+    assert result.exit_code != 0 and message in result.output and len(result.output.strip().splitlines()) == 1
+    after = sorted(p for p in images.rglob("*")) if images.exists() else []
+    assert after == before
