@@ -168,13 +168,14 @@ def build_tiny_controlnet(base: str = "sd"):
 
 
 def write_tiny_lora(path: str | Path, base: str = "sd", rank: int = 4) -> Path:
-    """A random LoRA (UNet attention layers) for the tiny BASE pipeline, as one .safetensors file.
+    """A random LoRA for the tiny BASE pipeline, as one .safetensors file: the UNet's attention
+    layers and the text encoders' (as most LoRAs trained with kohya's scripts have).
 
-    UNet only: transformers 5 loads text-encoder LoRAs through its own PEFT integration, which
-    needs peft >= 0.22.
+    The text-encoder layers are made with peft directly: transformers 5's own adapter code
+    needs peft >= 0.22 (the engine loads them the same way; see engine._peft_load_adapter).
     """
     import torch
-    from peft import LoraConfig
+    from peft import LoraConfig, inject_adapter_in_model
     from peft.utils import get_peft_model_state_dict
 
     file = Path(path).expanduser()
@@ -188,6 +189,13 @@ def write_tiny_lora(path: str | Path, base: str = "sd", rank: int = 4) -> Path:
                         target_modules=["to_q", "to_k", "to_v", "to_out.0"])
     pipe.unet.add_adapter(config)
     layers = {"unet_lora_layers": get_peft_model_state_dict(pipe.unet)}
+    text_config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                             target_modules=["q_proj", "k_proj", "v_proj", "out_proj"])
+    for name in ("text_encoder", "text_encoder_2"):
+        encoder = getattr(pipe, name, None)
+        if encoder is not None:
+            inject_adapter_in_model(text_config, encoder)
+            layers[f"{name}_lora_layers"] = get_peft_model_state_dict(encoder)
     type(pipe).save_lora_weights(str(file.parent), weight_name=file.name, safe_serialization=True, **layers)
     return file
 

@@ -179,6 +179,30 @@ def test_lora_scale_zero_equals_no_lora_and_unloading_restores_the_base(models):
     assert np.array_equal(image([]), base)
 
 
+def test_a_lora_with_text_encoder_weights_changes_the_text_features_and_unloads(models):
+    """Most LoRAs train the text encoder too; with peft older than transformers wants, the engine
+    loads those layers through peft itself, and scale / unload govern them like the UNet's."""
+    import torch
+
+    from promptkit.inputs import check_lora
+
+    engine = engine_for(models["sd"])
+    engine.unload_loras()
+    lora = check_lora(models["lora"], 1.0)
+
+    def features(scale):
+        engine.apply_loras([{**lora, "scale": scale}] if scale is not None else [])
+        return engine.encode("a lighthouse", "blurry", True)["prompt_embeds"].clone()
+
+    base = features(None)
+    assert torch.equal(features(0.0), base)
+    assert sum(name.endswith("lora_A") for name, _ in engine.pipe.text_encoder.named_modules()) > 0
+    assert (features(1.0) - base).abs().max() > 1e-4
+    engine.unload_loras()
+    assert not any("lora" in name for name, _ in engine.pipe.text_encoder.named_modules())
+    assert torch.equal(features(None), base)
+
+
 def test_lora_scale_sweep_loads_the_file_once(models, monkeypatch):
     from promptkit.inputs import check_lora
 
