@@ -49,8 +49,8 @@ class Benchmark:
 
 BENCHMARKS = [
     # One torch thread keeps the pairs comparable on a shared 2-core machine (see overhead.py).
-    Benchmark("overhead, 1 thread", "overhead.py", full_args=("--threads", "1", "--repeats", "9"),
-              quick_args=("--quick", "--threads", "1", "--repeats", "7")),
+    Benchmark("overhead, 1 thread", "overhead.py", full_args=("--threads", "1", "--repeats", "15"),
+              quick_args=("--quick", "--threads", "1", "--repeats", "15")),
     Benchmark("overhead, torch's default threads", "overhead.py", full_args=("--repeats", "5"), quick_args=None),
     Benchmark("library at scale", "library_scale.py"),
     Benchmark("SD 1.5 size on GPU", "gpu_sd15.py", needs_cuda=True),

@@ -92,6 +92,18 @@ def test_overhead_verdict_needs_every_pair():
     assert verdict([0.98, 1.05, 1.0], 1.02) is None
 
 
+def test_overhead_verdict_uses_the_medians_95_percent_interval():
+    from benchmarks.overhead import median_interval, verdict
+
+    ratios = [1.0 + i / 1000 for i in range(15)]  # 1.000 .. 1.014
+    assert median_interval(ratios) == (1.003, 1.011)  # 4th smallest, 4th largest: 96.5% for 15 pairs
+    assert median_interval(ratios[:7]) == (1.0, 1.006)  # min-max: 98.4% for 7 pairs
+    strays = ratios[:13] + [0.95, 1.06]  # one stray each way cannot decide it
+    assert verdict(strays, 1.02) is True
+    assert verdict([r + 0.012 for r in strays], 1.02) is None
+    assert verdict([r + 0.03 for r in strays], 1.02) is False
+
+
 def test_gpu_sd15_skips_without_cuda(monkeypatch, capsys):
     import torch
 
