@@ -360,15 +360,19 @@ def prepare_inputs(request: InputRequest, positive: str = "") -> PreparedInputs:
     return PreparedInputs(extra=extra, images=images)
 
 
-def input_image_shas(params: dict[str, Any] | str | None) -> list[str]:
-    """The sha256 of every stored input image a generation's params refer to (init image, mask, control images)."""
+def _params_dict(params: dict[str, Any] | str | None) -> dict[str, Any]:
+    """A generation's params as a dict, whether stored JSON or already decoded; {} if unreadable."""
     if isinstance(params, str):
         try:
             params = json.loads(params)
         except ValueError:
-            return []
-    if not isinstance(params, dict):
-        return []
+            return {}
+    return params if isinstance(params, dict) else {}
+
+
+def input_image_shas(params: dict[str, Any] | str | None) -> list[str]:
+    """The sha256 of every stored input image a generation's params refer to (init image, mask, control images)."""
+    params = _params_dict(params)
     shas = [params.get("init_image"), params.get("mask")]
     for unit in params.get("controlnets") or []:
         if isinstance(unit, dict):
@@ -378,12 +382,6 @@ def input_image_shas(params: dict[str, Any] | str | None) -> list[str]:
 
 def stored_lora_shas(params: dict[str, Any] | str | None) -> list[str]:
     """The sha256 of every LoRA file a generation's params say the library holds a copy of."""
-    if isinstance(params, str):
-        try:
-            params = json.loads(params)
-        except ValueError:
-            return []
-    if not isinstance(params, dict):
-        return []
+    params = _params_dict(params)
     shas = [lora.get("sha256") for lora in params.get("loras") or [] if isinstance(lora, dict) and lora.get("stored")]
     return [s for s in shas if isinstance(s, str) and re.fullmatch(r"[0-9a-f]{64}", s)]

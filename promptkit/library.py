@@ -46,6 +46,15 @@ def default_db_path(explicit: str | os.PathLike | None = None) -> Path:
     return Path(explicit or os.environ.get("PROMPTKIT_DB") or DEFAULT_DB)
 
 
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename into FOLDER durable: fsync the folder itself."""
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def images_dir_for(db_path: Path) -> Path:
     """`library.db` keeps its images in `library-images/` beside it."""
     return db_path.with_name(f"{db_path.stem}-images")
@@ -564,11 +573,7 @@ class Library:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        dir_fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_folder(final.parent)
         return sha, final
 
     def lora_file(self, sha256: str) -> Path:
@@ -605,11 +610,7 @@ class Library:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        dir_fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_folder(final.parent)
         return final
 
     def add_generation(self, row: dict[str, Any]) -> int:

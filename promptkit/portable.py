@@ -315,22 +315,15 @@ class ExportFolder:
                                                                      "parent links form a cycle"))
 
     def _check_images(self) -> None:
-        for sha in self.image_shas:
-            path = self.image_file(sha)
+        files = [("image", sha, self.image_file(sha)) for sha in self.image_shas]
+        files += [("LoRA file", sha, self.lora_file(sha)) for sha in self.lora_shas]
+        for what, sha, path in files:
             try:
                 actual = file_sha256(path)
             except OSError as exc:
-                raise self._problem(path, f"image missing or unreadable ({exc.strerror})") from None
+                raise self._problem(path, f"{what} missing or unreadable ({exc.strerror})") from None
             if actual != sha:
-                raise self._problem(path, f"image content has sha256 {actual}, not the {sha} its name says")
-        for sha in self.lora_shas:
-            path = self.lora_file(sha)
-            try:
-                actual = file_sha256(path)
-            except OSError as exc:
-                raise self._problem(path, f"LoRA file missing or unreadable ({exc.strerror})") from None
-            if actual != sha:
-                raise self._problem(path, f"LoRA file content has sha256 {actual}, not the {sha} its name says")
+                raise self._problem(path, f"{what} content has sha256 {actual}, not the {sha} its name says")
 
     def image_file(self, sha: str) -> Path:
         return self.folder / "images" / f"{sha}.png"
