@@ -273,13 +273,13 @@ def test_malformed_and_oversized_bodies(app, client, sample_library):
                                 (b"content-type", b"application/json")], chunks=[b"x" * 40_000] * 3)
     assert status == 413 and b"larger than" in body
     assert client.post("/api/generations/999/ratings", json={"stars": 3}).json() == {
-        "detail": f"no generation with id 999 in {str(app.state.library_path)!r}"}
+        "detail": f"no generation with id 999 in {app.state.library_path.name!r}"}  # the folder is left out
 
 
 # -- the API -----------------------------------------------------------------------
 
 
-def test_api_rate_star_search_and_detail(client, sample_library):
+def test_api_rate_star_search_and_detail(client, sample_library, isolated_library):
     generation_id = sample_library["generations"]["red-fox"][2]
     created = client.post(f"/api/generations/{generation_id}/ratings", json={"stars": 3, "note": "ok"})
     assert created.status_code == 201 and created.json()["stars"] == 3
@@ -299,7 +299,11 @@ def test_api_rate_star_search_and_detail(client, sample_library):
     prompt = client.get(f"/api/prompts/{sample_library['lighthouse']['id']}").json()
     assert [c["name"] for c in prompt["lineage"]["children"]] == ["lighthouse-v2"]
     assert prompt["generations"][0]["stars"] == 4 and prompt["url"] == f"/prompts/{prompt['id']}"
-    assert client.get("/api/prompts/999").status_code == 404
+    missing = client.get("/api/prompts/999")
+    assert missing.status_code == 404 and "no prompt with id or name '999'" in missing.json()["detail"]
+    # Where the library lives on this machine is not the page's visitors' business.
+    assert str(isolated_library.parent) not in missing.text and "'library.db'" in missing.json()["detail"]
+    assert str(isolated_library.parent) not in client.get("/prompts/nope").text
     schema = client.get("/openapi.json").json()
     assert {"/api/prompts", "/api/search", "/api/generations/{generation_id}/ratings"} <= set(schema["paths"])
 

@@ -95,11 +95,20 @@ def error_response(request: Request, status: int, message: str, headers: dict[st
     return response
 
 
+def _without_library_folder(message: str, library_path) -> str:
+    """MESSAGE with the library's folder left out: a page served on another --host must not
+    tell its visitors where the library lives on this machine (the command line still does)."""
+    library = Path(library_path).resolve()
+    for folder in {str(library.parent), str(Path(library_path).parent)} - {"", "."}:
+        message = message.replace(folder + os.sep, "")
+    return message
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PromptkitError)
     async def promptkit_error(request: Request, exc: PromptkitError) -> Response:
         status = next((code for kind, code in STATUS_FOR_ERROR.items() if isinstance(exc, kind)), 400)
-        return error_response(request, status, str(exc))
+        return error_response(request, status, _without_library_folder(str(exc), request.app.state.library_path))
 
     @app.exception_handler(sqlite3.OperationalError)
     async def library_busy(request: Request, exc: sqlite3.OperationalError) -> Response:
