@@ -171,6 +171,21 @@ def m002_foreign_key_indexes(db: sqlite_utils.Database) -> None:
     db["votes"].create_index(["winner_generation_id"])
 
 
+@migrations(name="m003_tags_as_typed")
+def m003_tags_as_typed(db: sqlite_utils.Database) -> None:
+    # Early versions stored tags as ASCII-escaped JSON ("\\u00e9l\\u00e9gant"), which the full-text
+    # index then held escaped, so searching for "élégant" missed them. Store them as typed; the
+    # FTS triggers re-index each row updated.
+    rows = db.execute("SELECT id, tags FROM prompts WHERE tags LIKE '%\\u%'").fetchall()
+    for prompt_id, tags in rows:
+        try:
+            as_typed = json.dumps(json.loads(tags), ensure_ascii=False)
+        except ValueError:
+            continue
+        if as_typed != tags:
+            db.execute("UPDATE prompts SET tags = ? WHERE id = ?", [as_typed, prompt_id])
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]
 
 

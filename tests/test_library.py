@@ -180,3 +180,21 @@ def test_summaries_images_and_parameters(isolated_library):
         lib.conn.commit()
         with pytest.raises(NotFound, match="missing"):
             lib.generation_image(rated)
+
+
+def test_m003_stores_escaped_tags_as_typed_so_search_finds_them(isolated_library):
+    """A library from before tags were stored as typed: after m003, "élégant" is found."""
+    with Library(isolated_library) as lib:
+        heron = lib.save_prompt(_prompt("a heron"), tags=["oiseau élégant", "plain"])
+        lib.save_prompt(_prompt("a crane"), tags=["plain"])
+    conn = sqlite3.connect(isolated_library)
+    with conn:  # what an early version wrote, and m003 not yet applied
+        conn.execute("UPDATE prompts SET tags = ? WHERE id = ?", ['["oiseau \\u00e9l\\u00e9gant", "plain"]', heron])
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm003_tags_as_typed'")
+    conn.close()
+    with Library(isolated_library, create=False) as lib:
+        assert lib.schema_version() == "m003_tags_as_typed"
+        assert lib.get_prompt(heron)["tags"] == ["oiseau élégant", "plain"]
+        assert [r["id"] for r in lib.search("élégant")] == [heron]
+        assert lib.db.execute("SELECT tags FROM prompts WHERE id = ?", [heron]).fetchone()[0] == \
+            '["oiseau élégant", "plain"]'
