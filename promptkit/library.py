@@ -629,7 +629,10 @@ class Library:
         return final
 
     def add_generation(self, row: dict[str, Any]) -> int:
-        """Insert a generation row; its image must already be on disk."""
+        """Insert a generation row; its image, and the input images and LoRA copies its params
+        name, must already be on disk."""
+        from .inputs import input_image_shas, stored_lora_shas
+
         record = dict(row)
         for key in ("batch", "params", "versions"):
             if key in record and not isinstance(record[key], str):
@@ -639,6 +642,11 @@ class Library:
             # Checked under the write lock, which `doctor --fix` holds while it moves files.
             if not self.image_file(row["image_sha256"]).is_file():
                 raise LibraryProblem(f"refusing to record generation: image {row['image_sha256']} is not on disk")
+            params = row.get("params")
+            for what, sha, file in [*(("input image", sha, self.image_file(sha)) for sha in input_image_shas(params)),
+                                    *(("LoRA copy", sha, self.lora_file(sha)) for sha in stored_lora_shas(params))]:
+                if not file.is_file():
+                    raise LibraryProblem(f"refusing to record generation: its {what} {sha} is not on disk")
             table = db["generations"]
             table.insert(record)
             return int(table.last_pk)

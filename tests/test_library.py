@@ -198,3 +198,23 @@ def test_m003_stores_escaped_tags_as_typed_so_search_finds_them(isolated_library
         assert [r["id"] for r in lib.search("élégant")] == [heron]
         assert lib.db.execute("SELECT tags FROM prompts WHERE id = ?", [heron]).fetchone()[0] == \
             '["oiseau élégant", "plain"]'
+
+
+def test_a_generation_is_recorded_only_with_its_files_on_disk(isolated_library):
+    """Checked under the write lock that `doctor --fix` holds while it moves files."""
+    with Library(isolated_library) as lib:
+        prompt_id = lib.save_prompt(_prompt("a heron"))
+        sha, file = lib.store_image(b"an image")
+        row = {"prompt_id": prompt_id, "model": "m", "sampler": "Euler", "steps": 2, "cfg": 5.0, "width": 64,
+               "height": 64, "seed": 1, "image_sha256": sha, "image_path": lib.relative_image_path(file)}
+        absent = "ab" * 32
+        for params, what in [({"init_image": absent}, "input image"),
+                             ({"loras": [{"name": "x", "sha256": absent, "stored": True}]}, "LoRA copy")]:
+            with pytest.raises(LibraryProblem, match=f"its {what} {absent} is not on disk"):
+                lib.add_generation({**row, "params": params})
+        file.unlink()
+        with pytest.raises(LibraryProblem, match="image .* is not on disk"):
+            lib.add_generation(row)
+        assert lib.db["generations"].count == 0
+        lib.store_image(b"an image")
+        assert lib.add_generation({**row, "params": {"loras": [{"name": "x", "sha256": absent}]}}) > 0  # not stored
