@@ -185,3 +185,15 @@ def live_experiment_server(experiment_library):
 
     with LiveServer(experiment_library) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def studio_engine(tiny_model):
+    """One warm engine for the session, the tiny model preloaded (what `serve --model` does);
+    shared by the studio's API tests and its browser tests."""
+    from promptkit.studio import StudioEngine
+    from promptkit.worker import EngineWorker
+
+    worker = EngineWorker()
+    worker.preload(tiny_model, {"device": "cpu"})
+    return StudioEngine(worker, engine_options={"device": "cpu"})

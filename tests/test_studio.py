@@ -20,16 +20,6 @@ ORIGIN = "http://127.0.0.1:8765"
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
 
 
-@pytest.fixture(scope="session")
-def studio_engine(tiny_model):
-    from promptkit.studio import StudioEngine
-    from promptkit.worker import EngineWorker
-
-    worker = EngineWorker()
-    worker.preload(tiny_model, {"device": "cpu"})
-    return StudioEngine(worker, engine_options={"device": "cpu"})
-
-
 @pytest.fixture
 def client(isolated_library, studio_engine, tiny_model, tmp_path):
     templates = tmp_path / "my-templates"

@@ -11,17 +11,6 @@ from promptkit.library import Library
 MOODY = '{% extends "base.j2" %}{% block positive %}{{ subject }}, {{ mood }} mood, {{ style }}{% endblock %}'
 
 
-@pytest.fixture(scope="session")
-def studio_engine(tiny_model):
-    """One warm engine for the session, the tiny model preloaded (what `serve --model` does)."""
-    from promptkit.studio import StudioEngine
-    from promptkit.worker import EngineWorker
-
-    worker = EngineWorker()
-    worker.preload(tiny_model, {"device": "cpu"})
-    return StudioEngine(worker, engine_options={"device": "cpu"})
-
-
 @pytest.fixture
 def studio_server(isolated_library, tiny_model, studio_engine, tmp_path):
     from web_server import LiveServer
