@@ -408,6 +408,27 @@ def list_prompts(ctx, limit: int, as_json: bool) -> None:
 
 @main.command()
 @click.argument("prompt")
+@click.option("--with-images", is_flag=True,
+              help="Also delete the prompt's generation rows and their ratings (the image files stay until "
+                   "`promptkit doctor --fix` quarantines those no row uses).")
+@json_option
+@click.pass_context
+def delete(ctx, prompt: str, with_images: bool, as_json: bool) -> None:
+    """Delete a saved PROMPT (id or name).
+
+    A prompt with images needs --with-images. A prompt that is a variant of an experiment, has
+    images voted on, or has iterations is kept, with the reason; nothing is changed then.
+    """
+    with open_library(ctx, create=False) as lib:
+        result = lib.delete_prompt(prompt, with_generations=with_images)
+    label = result["name"] or result["id"]
+    emit(result, as_json, f"deleted prompt {label!r}" + (
+        f" with {result['generations_deleted']} generation rows and {result['ratings_deleted']} ratings; image "
+        "files no row uses are quarantined by `promptkit doctor --fix`" if result["generations_deleted"] else ""))
+
+
+@main.command()
+@click.argument("prompt")
 @json_option
 @click.pass_context
 def show(ctx, prompt: str, as_json: bool) -> None:

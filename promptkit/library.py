@@ -486,6 +486,43 @@ class Library:
         where = " WHERE starred = 1" if starred_only else ""
         return self.db.execute(f"SELECT count(*) FROM prompts{where}").fetchone()[0]
 
+    def delete_prompt(self, ref: int | str, with_generations: bool = False) -> dict[str, Any]:
+        """Delete a prompt (id or name), and with WITH_GENERATIONS its generation rows and their
+        ratings, in one transaction. Refused, with nothing changed, for a prompt that is a
+        variant of an experiment (its votes and cells belong to the experiment) or that has
+        iterations (their lineage would lose its root). Image files stay: content-addressed,
+        they may serve other rows, and `doctor --fix` quarantines those no row refers to.
+        """
+        with self.write() as db:
+            prompt = self.get_prompt(ref)
+            prompt_id, label = prompt["id"], prompt["name"] or str(prompt["id"])
+            experiment = db.execute(
+                "SELECT experiments.name FROM variants JOIN experiments ON experiments.id = variants.experiment_id "
+                "WHERE variants.prompt_id = ? ORDER BY experiments.id LIMIT 1", [prompt_id]).fetchone()
+            if experiment:
+                raise BadParameter(f"prompt {label!r} is a variant of experiment {experiment[0]!r}; its images and "
+                                   "votes belong to the experiment, so the prompt is kept")
+            children = db.execute("SELECT count(*) FROM prompts WHERE parent_id = ?", [prompt_id]).fetchone()[0]
+            if children:
+                raise BadParameter(f"prompt {label!r} has {children} iteration{'s' if children > 1 else ''} "
+                                   f"(`promptkit history {label}`); delete those first")
+            voted = db.execute(
+                "SELECT count(*) FROM votes WHERE left_generation_id IN (SELECT id FROM generations WHERE prompt_id = "
+                ":p) OR right_generation_id IN (SELECT id FROM generations WHERE prompt_id = :p)",
+                {"p": prompt_id}).fetchone()[0]
+            if voted:
+                raise BadParameter(f"prompt {label!r} has images that were voted on in an experiment; it is kept")
+            generations = db.execute("SELECT count(*) FROM generations WHERE prompt_id = ?", [prompt_id]).fetchone()[0]
+            if generations and not with_generations:
+                raise BadParameter(f"prompt {label!r} has {generations} image{'s' if generations > 1 else ''}; pass "
+                                   "--with-images to delete their rows too")
+            ratings = db.execute("DELETE FROM ratings WHERE generation_id IN (SELECT id FROM generations WHERE "
+                                 "prompt_id = ?)", [prompt_id]).rowcount
+            db.execute("DELETE FROM generations WHERE prompt_id = ?", [prompt_id])
+            db.execute("DELETE FROM prompts WHERE id = ?", [prompt_id])
+        return {"id": prompt_id, "name": prompt["name"], "generations_deleted": generations,
+                "ratings_deleted": ratings}
+
     def set_starred(self, ref: int | str, starred: bool) -> dict[str, Any]:
         """Star or unstar a prompt (id or name); return the updated prompt."""
         with self.write() as db:

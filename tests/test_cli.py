@@ -135,3 +135,38 @@ def test_every_command_has_help_and_is_in_the_readme():
         assert command.help or command.short_help, name
         assert f"promptkit {name}" in readme, f"`promptkit {name}` missing from README"
         assert run(*name.split(), "--help").output.startswith("Usage:")
+
+
+def test_delete_a_prompt_and_what_keeps_one(isolated_library, tiny_model):
+    run("build", "--subject", "a heron", "--save", "heron")
+    run("build", "--subject", "a crane", "--save", "crane")
+    run("build", "--subject", "an egret", "--save", "egret")
+    run("generate", "heron", "--model", tiny_model, "--seeds", "1-2", "--steps", "2", "--no-engine")
+    gens = json.loads(run("show", "heron", "--json").output)["generations"]
+    run("rate", str(gens[0]["id"]), "4")
+    run("iterate", "crane", "--subject", "a grey crane", "--no-generate", "--name", "crane-2")
+    run("build", "--subject", "a stork", "--save", "stork")
+    run("ab", "new", "birds", "--variant", "A=stork", "--variant", "B=egret", "--seeds", "1")
+    # Refusals: one line each, and the library exactly as it was.
+    before = library_state(isolated_library)
+    for args, message in [(["heron"], "has 2 images; pass --with-images"),
+                          (["crane"], "has 1 iteration"),
+                          (["stork", "--with-images"], "is a variant of experiment 'birds'"),
+                          (["nope"], "no prompt with id or name 'nope'")]:
+        result = run("delete", *args, ok=False)
+        assert result.exit_code == 1 and message in result.output, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1
+    assert library_state(isolated_library) == before
+    # An unused prompt goes, and search no longer finds it (the FTS index follows).
+    assert json.loads(run("delete", "crane-2", "--json").output)["generations_deleted"] == 0
+    assert "crane-2" not in run("search", "grey").output
+    # With --with-images: rows and ratings go; the image files stay until doctor --fix.
+    files = [Path(g["image_path"]) for g in gens]
+    out = json.loads(run("delete", "heron", "--with-images", "--json").output)
+    assert out["generations_deleted"] == 2 and out["ratings_deleted"] == 1
+    with Library(isolated_library) as lib:
+        assert lib.db["generations"].count == 0 and lib.db["ratings"].count == 0
+        assert [r["name"] for r in lib.list_prompts()] == ["stork", "egret", "crane"]
+    assert all((isolated_library.parent / f).is_file() or f.is_file() for f in files)
+    report = json.loads(run("doctor", "--json", ok=False).output)
+    assert sum(f["check"] == "orphan_file" for f in report["findings"]) == 2
