@@ -46,9 +46,23 @@ def default_db_path(explicit: str | os.PathLike | None = None) -> Path:
     return Path(explicit or os.environ.get("PROMPTKIT_DB") or DEFAULT_DB)
 
 
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename into FOLDER durable: fsync the folder itself."""
-    dir_fd = os.open(folder, os.O_RDONLY)
+def _write_atomically(final: Path, handle_write) -> None:
+    """Create FINAL whole or not at all: HANDLE_WRITE fills a temp file beside it, which is
+    fsynced and renamed over FINAL, then the folder is fsynced. If HANDLE_WRITE raises, the temp
+    file is removed and FINAL is untouched."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=final.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle_write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(final.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -613,19 +627,7 @@ class Library:
             # Fresh mtime: `doctor --fix` leaves young files alone, and this one is about to get a row.
             os.utime(final)
             return sha, final
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=".png")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(png)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_folder(final.parent)
+        _write_atomically(final, handle_write=lambda handle: handle.write(png))
         return sha, final
 
     def lora_file(self, sha256: str) -> Path:
@@ -644,25 +646,18 @@ class Library:
         if final.is_file() and final.stat().st_size == size:
             os.utime(final)  # fresh mtime, as store_image: `doctor --fix` leaves young files alone
             return final
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=".safetensors")
-        digest = hashlib.sha256()
-        try:
-            with os.fdopen(fd, "wb") as handle, open(source, "rb") as reader:
+
+        def copy_checked(handle) -> None:
+            digest = hashlib.sha256()
+            with open(source, "rb") as reader:
                 for block in iter(lambda: reader.read(1 << 20), b""):
                     digest.update(block)
                     handle.write(block)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if digest.hexdigest() != sha256:
+            if digest.hexdigest() != sha256:  # before the rename: the temp file is removed
                 raise LibraryProblem(f"LoRA {str(source)!r} changed while it was being copied into the library "
                                      f"(sha256 {digest.hexdigest()[:12]}, expected {sha256[:12]})")
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_folder(final.parent)
+
+        _write_atomically(final, handle_write=copy_checked)
         return final
 
     def add_generation(self, row: dict[str, Any]) -> int:
