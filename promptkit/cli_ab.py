@@ -10,7 +10,7 @@ import click
 from .cli import (emit, engine_options, engine_options_dict, json_option, no_engine_option,
                   open_library, params_from, report_outcome, resolve_model, run_generation_spec, sampling_options,
                   templates_option)
-from .cli_inputs import input_options, pop_input_request
+from .cli_inputs import input_options, lora_dir_option, pop_input_request
 from .inputs import prepare_inputs
 
 
@@ -101,9 +101,8 @@ def _lora_dir_record(lora_dir: str | None) -> dict[str, Any] | None:
 @ab.command("run")
 @click.argument("name")
 @click.option("--model", default=None, envvar="PROMPTKIT_MODEL", help="Model (default: the experiment's).")
-@click.option("--lora-dir", type=click.Path(file_okay=False), envvar="PROMPTKIT_LORA_DIR", default=None,
-              help="Folder for <lora:NAME:SCALE> tags in the variants' prompts (env: PROMPTKIT_LORA_DIR; "
-                   "default: the folder given to `ab new`).")
+@lora_dir_option("Folder for <lora:NAME:SCALE> tags in the variants' prompts (env: PROMPTKIT_LORA_DIR; "
+                 "default: the folder given to `ab new`).")
 @click.option("--batch-size", default="auto", show_default=True,
               help="Images per pipeline call, or 'auto' (from free GPU memory; 4 on CPU).")
 @engine_options
@@ -342,8 +341,7 @@ def _experiment_json(experiment: dict[str, Any]) -> dict[str, Any]:
 @click.option("--model", default=None, help="Model (default: the parent's last one).")
 @click.option("--seeds", default=None, help="Seeds (default: the parent's).")
 @click.option("--no-generate", is_flag=True, help="Only save the child prompt.")
-@click.option("--lora-dir", type=click.Path(file_okay=False), envvar="PROMPTKIT_LORA_DIR", default=None,
-              help="Folder for <lora:NAME> tags the parent did not have (env: PROMPTKIT_LORA_DIR).")
+@lora_dir_option("Folder for <lora:NAME> tags the parent did not have (env: PROMPTKIT_LORA_DIR).")
 @engine_options
 @templates_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")

@@ -5,6 +5,12 @@ from __future__ import annotations
 import click
 
 
+def lora_dir_option(help: str):
+    """`--lora-dir` (env PROMPTKIT_LORA_DIR): where `<lora:NAME>` tags resolve; HELP says for what."""
+    return click.option("--lora-dir", type=click.Path(file_okay=False), envvar="PROMPTKIT_LORA_DIR", default=None,
+                        help=help)
+
+
 def input_options(func):
     """img2img, inpainting, LoRA and ControlNet options, shared by the commands that generate."""
     options = [
@@ -17,8 +23,7 @@ def input_options(func):
         click.option("--mask-blur", type=int, default=None, help="Gaussian blur radius for the mask edge (pixels)."),
         click.option("--lora", "loras", multiple=True, metavar="PATH[:SCALE]",
                      help="A .safetensors LoRA and its scale (default 1); repeatable."),
-        click.option("--lora-dir", type=click.Path(file_okay=False), envvar="PROMPTKIT_LORA_DIR", default=None,
-                     help="Folder for <lora:NAME:SCALE> tags in the prompt (env: PROMPTKIT_LORA_DIR)."),
+        lora_dir_option("Folder for <lora:NAME:SCALE> tags in the prompt (env: PROMPTKIT_LORA_DIR)."),
         click.option("--controlnet", "controlnets", multiple=True, metavar="MODEL",
                      help="ControlNet folder or hub id; repeatable, each with its --control-image."),
         click.option("--control-image", "control_images", multiple=True, type=click.Path(dir_okay=False),
