@@ -54,19 +54,25 @@ def _sample_library_files(tmp_path_factory):
     return db, contents
 
 
+def _copy_library(db: Path, target: Path) -> None:
+    """A library built once per session, copied to TARGET with its images: a private copy per test."""
+    import shutil
+
+    from promptkit.library import images_dir_for
+
+    shutil.copy2(db, target)
+    shutil.copytree(images_dir_for(db), images_dir_for(target))
+
+
 @pytest.fixture
 def sample_library(isolated_library, _sample_library_files):
     """The isolated library filled by tests/sample_library.py (prompts, lineage, images, ratings).
 
     Built once per session and copied: writing its images durably (fsync) is the slow part."""
     import copy
-    import shutil
-
-    from promptkit.library import images_dir_for
 
     db, contents = _sample_library_files
-    shutil.copyfile(db, isolated_library)
-    shutil.copytree(images_dir_for(db), images_dir_for(isolated_library))
+    _copy_library(db, isolated_library)
     return copy.deepcopy(contents)
 
 
@@ -132,10 +138,7 @@ def populated_library_master(tmp_path_factory, tiny_engine) -> Path:
 @pytest.fixture
 def populated_library(isolated_library, populated_library_master) -> Path:
     """A private copy of `populated_library_master` at the default library path."""
-    import shutil
-
-    shutil.copy2(populated_library_master / "library.db", isolated_library)
-    shutil.copytree(populated_library_master / "library-images", isolated_library.with_name("library-images"))
+    _copy_library(populated_library_master / "library.db", isolated_library)
     return isolated_library
 
 
@@ -171,10 +174,7 @@ def experiment_library_master(tmp_path_factory, tiny_engine) -> Path:
 @pytest.fixture
 def experiment_library(isolated_library, experiment_library_master) -> Path:
     """A private copy of `experiment_library_master` at the default library path."""
-    import shutil
-
-    shutil.copy2(experiment_library_master / "library.db", isolated_library)
-    shutil.copytree(experiment_library_master / "library-images", isolated_library.with_name("library-images"))
+    _copy_library(experiment_library_master / "library.db", isolated_library)
     return isolated_library
 
 
