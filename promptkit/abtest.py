@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BadParameter, NotFound, PromptkitError
-from .generation import DERIVED_PARAMS, GenerationJob, JobOutcome, Progress, run_job, start_writer
+from .generation import GenerationJob, JobOutcome, Progress, recorded_inputs, run_job, start_writer
 from .library import Library, utc_now
 from .params import GenerationParams
 
@@ -389,7 +389,7 @@ def adopt_generations(library: Library, name: str, label: str, generation_ids: l
                   row["noise_device"] == params.noise_device,
                   params.width is None or row["width"] == params.width,
                   params.height is None or row["height"] == params.height,
-                  {k: v for k, v in (row["params"] or {}).items() if k not in DERIVED_PARAMS} == params.extra]
+                  recorded_inputs(row["params"]) == params.extra]
         if not all(checks):
             continue
         copy = {k: v for k, v in row.items() if k != "id"}

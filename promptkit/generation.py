@@ -51,6 +51,16 @@ class JobOutcome:
 DERIVED_PARAMS = ("family", "mode", "prompt_mode", "flags")
 
 
+def recorded_inputs(params: dict[str, Any] | str | None) -> dict[str, Any]:
+    """A generation row's `params` without the derived keys: the extra inputs it was made with
+    (init image, mask, LoRAs, ControlNets, refiner, strength), as GenerationParams.extra holds them."""
+    import json
+
+    if isinstance(params, str):
+        params = json.loads(params or "{}")
+    return {k: v for k, v in (params or {}).items() if k not in DERIVED_PARAMS}
+
+
 def image_metadata(job: GenerationJob, engine_info: dict[str, Any], seed: int, batch: list[int], index: int,
                    size: tuple[int, int], info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything needed to reproduce one image; no timestamps, so it is deterministic."""
@@ -333,7 +343,7 @@ def reproduce(library: Library, engine, generation_id: int) -> dict[str, Any]:
     gen = library.get_generation(generation_id)
     prompt = library.get_prompt(gen["prompt_id"])
     batch = gen.get("batch") or {"size": 1, "index": 0, "seeds": [gen["seed"]]}
-    extra = {k: v for k, v in (gen.get("params") or {}).items() if k not in DERIVED_PARAMS}
+    extra = recorded_inputs(gen.get("params"))
     params = GenerationParams(
         sampler=gen["sampler"], steps=gen["steps"], cfg=gen["cfg"], width=gen["width"], height=gen["height"],
         noise_device=gen.get("noise_device") or "cpu", extra=extra,

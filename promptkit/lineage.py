@@ -84,11 +84,10 @@ def parent_settings(library: Library, prompt_id: int) -> tuple[GenerationParams,
                                                                   model])]
     batch_size = max(json.loads(row[0] or "{}").get("size", 1) for row in library.db.execute(
         "SELECT batch FROM generations WHERE prompt_id = ? AND model = ?", [prompt_id, model]))
-    from .generation import DERIVED_PARAMS
+    from .generation import recorded_inputs
 
-    recorded = {k: v for k, v in json.loads(extra or "{}").items() if k not in DERIVED_PARAMS}
     params = GenerationParams(sampler=sampler, steps=steps, cfg=cfg, width=width, height=height,
-                              noise_device=noise_device or "cpu", extra=recorded)
+                              noise_device=noise_device or "cpu", extra=recorded_inputs(extra))
     return params, seeds, model, batch_size
 
 
