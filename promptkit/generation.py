@@ -269,13 +269,12 @@ def _denoise(engine, job: GenerationJob, batch: list[int], profile: bool, notes:
 def check_lora_tags(positive: str, extra: dict[str, Any]) -> None:
     """Refuse a prompt whose `<lora:NAME>` tags no LoRA of the job stands for: the engine strips the
     tags from the text, so running it would quietly leave the LoRA out."""
-    from pathlib import Path
-
+    from .inputs import lora_tag_record_name
     from .weighting import lora_tags
 
     loaded = {lora.get("name") for lora in extra.get("loras") or []}
     for name, _scale in lora_tags(positive):
-        if Path(name).stem not in loaded:
+        if lora_tag_record_name(name) not in loaded:
             raise BadParameter(f"the prompt's <lora:{name}> tag was not resolved to a LoRA file for this job: "
                                "generate it with `promptkit generate` or `iterate` and --lora-dir (or "
                                "PROMPTKIT_LORA_DIR)")

@@ -143,6 +143,13 @@ def parse_lora_spec(spec: str) -> tuple[str, float]:
     return path, scale
 
 
+def lora_tag_record_name(name: str) -> str:
+    """The `name` of the LoRA record a `<lora:NAME>` tag resolves to (check_lora's file stem):
+    find_lora reads NAME.safetensors, or NAME itself when it already ends so. Not Path(NAME).stem,
+    which would cut `v1.5-style` to `v1`."""
+    return Path(name).name.removesuffix(".safetensors")
+
+
 def find_lora(name: str, lora_dir: str | None) -> Path:
     """Resolve a `<lora:NAME>` tag in the LoRA folder."""
     if not lora_dir:

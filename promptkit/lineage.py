@@ -96,18 +96,16 @@ def child_loras(loras: list[dict[str, Any]], parent_positive: str, child_positiv
     """The LoRAs a child prompt runs with: the parent's `--lora` files as they were, and the
     child's own `<lora:NAME:SCALE>` tags at the child's scales. A tag the parent also had reuses
     the parent's file (the library keeps a copy); a new one is resolved in LORA_DIR."""
-    from pathlib import Path
-
-    from .inputs import merge_loras, prompt_loras
+    from .inputs import lora_tag_record_name, merge_loras, prompt_loras
     from .weighting import lora_tags
 
-    parent_tagged = {Path(name).stem for name, _ in lora_tags(parent_positive)}
+    parent_tagged = {lora_tag_record_name(name) for name, _ in lora_tags(parent_positive)}
     kept = [lora for lora in loras if lora.get("name") not in parent_tagged]
     known = {lora.get("name"): lora for lora in loras}
     tagged = []
     for name, scale in lora_tags(child_positive):
-        if Path(name).stem in known:
-            tagged.append({**known[Path(name).stem], "scale": scale})
+        if lora_tag_record_name(name) in known:
+            tagged.append({**known[lora_tag_record_name(name)], "scale": scale})
         else:
             tagged.extend(prompt_loras(f"<lora:{name}:{scale}>", lora_dir))
     return merge_loras(kept, tagged)

@@ -281,3 +281,14 @@ def test_a_tag_no_lora_stands_for_is_refused_before_any_image(isolated_library, 
         with pytest.raises(BadParameter, match=r"<lora:style> tag was not resolved"):
             run_job(lib, engine, job)
         assert lib.db["generations"].count == 0
+
+
+def test_a_dotted_lora_name_in_a_tag_is_the_file_it_resolves_to(isolated_library, engine, lora, tmp_path, monkeypatch):
+    """`<lora:v1.5-style>` names v1.5-style.safetensors: the job's tag check must see it as resolved."""
+    dotted = lora.with_name("v1.5-style.safetensors")
+    lora.rename(dotted)
+    made = generate(isolated_library, engine, "a heron <lora:v1.5-style:0.6>", InputRequest(lora_dir=str(dotted.parent)))
+    assert len(made) == 1
+    with Library(isolated_library) as lib:
+        loras = lib.get_generation(made[0]["id"])["params"]["loras"]
+    assert [(r["name"], r["scale"]) for r in loras] == [("v1.5-style", 0.6)]
