@@ -163,10 +163,15 @@ def check_axes(params: GenerationParams, x: dict[str, Any], y: dict[str, Any], m
     xs = x["values"] if x["name"] in PARAM_AXES else [None]
     ys = y["values"] if y["name"] in PARAM_AXES else [None]
     for xv, yv in itertools.product(xs, ys):
-        overrides = {a["name"]: v for a, v in ((x, xv), (y, yv)) if v is not None}
-        if overrides.get("refiner") == "off":
-            overrides.pop("refiner_switch", None)
-        check_overrides(params, overrides, model)
+        check_overrides(params, cell_overrides({a["name"]: v for a, v in ((x, xv), (y, yv)) if v is not None}), model)
+
+
+def cell_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """An X/Y cell's parameter overrides: in the refiner=off cells of a refiner_switch axis there
+    is no refiner to switch, so the switch is dropped (those cells repeat)."""
+    if overrides.get("refiner") == "off":
+        overrides = {k: v for k, v in overrides.items() if k != "refiner_switch"}
+    return overrides
 
 
 def check_label(label: str) -> str:
@@ -600,8 +605,7 @@ def create_xy_experiment(library: Library, name: str, prompt_ref: str, x: dict[s
                 else:
                     changed = True
                     fields[axis["name"]] = (value.split("+") if axis["name"] in ("style", "quality") else value)
-            if overrides.get("refiner") == "off":
-                overrides.pop("refiner_switch", None)  # the refiner=off cells of a switch axis: no refiner at all
+            overrides = cell_overrides(overrides)
             prompt = builder.render(Fields.from_dict(fields), base["template"] or "default") if changed else None
             label = "_".join(_axis_label(a["name"], v) for a, v in ((x, xv), (y, yv)) if v is not None)
             key = f"{'' if xv is None else xv}|{'' if yv is None else yv}"
