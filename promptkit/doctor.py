@@ -76,40 +76,41 @@ class DoctorReport:
         return data
 
 
-def _referenced_files(conn: sqlite3.Connection, db_path: Path) -> dict[Path, list[tuple[str, str]]]:
-    """Each file the library refers to -> [(who refers to it, expected sha256)].
+def _referenced_files(conn: sqlite3.Connection, db_path: Path) -> dict[Path, list[tuple[str, Any, str]]]:
+    """Each file the library refers to -> [(kind, id, expected sha256)]: kind "generation" with
+    its row id, or "experiment" with its name.
 
     Generations refer to their image, their stored input images and LoRA files; an experiment
     refers to the input images and LoRA files `ab new` stored for it, before any cell is run.
     """
-    from .inputs import input_image_shas, stored_lora_shas
+    from .inputs import input_image_shas, params_dict, stored_lora_shas
     from .library import images_dir_for
 
-    files: dict[Path, list[tuple[str, str]]] = {}
+    files: dict[Path, list[tuple[str, Any, str]]] = {}
     images = images_dir_for(db_path)
 
-    def inputs(owner: str, params: Any) -> None:
+    def inputs(kind: str, ident: Any, params: Any) -> None:
         # init images, masks and control images are stored beside the outputs and referenced from params
         for input_sha in input_image_shas(params):
-            files.setdefault((images / input_sha[:2] / f"{input_sha}.png").resolve(), []).append((owner, input_sha))
+            files.setdefault((images / input_sha[:2] / f"{input_sha}.png").resolve(), []).append(
+                (kind, ident, input_sha))
         # LoRA files are kept once per content under images/loras/
         for lora_sha in stored_lora_shas(params):
-            files.setdefault((images / "loras" / lora_sha[:2] / f"{lora_sha}.safetensors").resolve(),
-                             []).append((owner, lora_sha))
+            files.setdefault((images / "loras" / lora_sha[:2] / f"{lora_sha}.safetensors").resolve(), []).append(
+                (kind, ident, lora_sha))
 
     for gen_id, sha, image_path, params in conn.execute(
             "SELECT id, image_sha256, image_path, params FROM generations ORDER BY id"):
-        owner = f"generation {gen_id}"
-        files.setdefault((db_path.parent / str(image_path)).resolve(), []).append((owner, sha))
-        inputs(owner, params)
+        files.setdefault((db_path.parent / str(image_path)).resolve(), []).append(("generation", gen_id, sha))
+        inputs("generation", gen_id, params)
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'experiments'").fetchone():
         for name, params in conn.execute("SELECT name, params FROM experiments ORDER BY id"):
-            try:
-                extra = (json.loads(params) or {}).get("extra")
-            except (TypeError, ValueError, AttributeError):
-                continue
-            inputs(f"experiment {name!r}", extra)
+            inputs("experiment", name, params_dict(params).get("extra"))
     return files
+
+
+def _owner(kind: str, ident: Any) -> str:
+    return f"generation {ident}" if kind == "generation" else f"experiment {ident!r}"
 
 
 def _schema(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -214,22 +215,22 @@ def _check_schema_and_files(conn: sqlite3.Connection, path: Path, report: Doctor
 
     # 3. Every generation's image: present, and the bytes its row says
     referenced = _referenced_files(conn, path) if has_generations else {}
-    report.counts = {"generations": sum(o.startswith("generation ") for v in referenced.values() for o, _ in v), "referenced_files": len(referenced),
+    report.counts = {"generations": sum(kind == "generation" for v in referenced.values() for kind, _, _ in v),
+                     "referenced_files": len(referenced),
                      "files_hashed": 0, "files_on_disk": 0}
     for file, rows in referenced.items():
-        owners = [owner for owner, _ in rows]
-        generations = [owner.split()[1] for owner in owners if owner.startswith("generation ")]
+        generations = [str(ident) for kind, ident, _ in rows if kind == "generation"]
         named = ([f"generation {', '.join(generations)}"] if generations else []) + \
-            [owner for owner in owners if not owner.startswith("generation ")]
+            [_owner(kind, ident) for kind, ident, _ in rows if kind != "generation"]
         what = "LoRA file" if file.suffix == ".safetensors" else "image"
         if not file.is_file():
             add(Finding("missing_file", True, f"{what} for {'; '.join(named)} is missing", str(file)))
             continue
         actual = file_sha256(file)
         report.counts["files_hashed"] += 1
-        for owner, expected in rows:
+        for kind, ident, expected in rows:
             if actual != expected:
-                add(Finding("sha256_mismatch", True, f"{what} for {owner} has sha256 {actual[:16]}…, "
+                add(Finding("sha256_mismatch", True, f"{what} for {_owner(kind, ident)} has sha256 {actual[:16]}…, "
                                                      f"its row says {str(expected)[:16]}…", str(file)))
 
     # 4. Files nothing refers to

@@ -367,8 +367,9 @@ def prepare_inputs(request: InputRequest, positive: str = "") -> PreparedInputs:
     return PreparedInputs(extra=extra, images=images)
 
 
-def _params_dict(params: dict[str, Any] | str | None) -> dict[str, Any]:
-    """A generation's params as a dict, whether stored JSON or already decoded; {} if unreadable."""
+def params_dict(params: dict[str, Any] | str | None) -> dict[str, Any]:
+    """A generation's or experiment's params as a dict, whether stored JSON or already decoded;
+    {} if unreadable."""
     if isinstance(params, str):
         try:
             params = json.loads(params)
@@ -379,7 +380,7 @@ def _params_dict(params: dict[str, Any] | str | None) -> dict[str, Any]:
 
 def input_image_shas(params: dict[str, Any] | str | None) -> list[str]:
     """The sha256 of every stored input image a generation's params refer to (init image, mask, control images)."""
-    params = _params_dict(params)
+    params = params_dict(params)
     shas = [params.get("init_image"), params.get("mask")]
     for unit in params.get("controlnets") or []:
         if isinstance(unit, dict):
@@ -389,6 +390,6 @@ def input_image_shas(params: dict[str, Any] | str | None) -> list[str]:
 
 def stored_lora_shas(params: dict[str, Any] | str | None) -> list[str]:
     """The sha256 of every LoRA file a generation's params say the library holds a copy of."""
-    params = _params_dict(params)
+    params = params_dict(params)
     shas = [lora.get("sha256") for lora in params.get("loras") or [] if isinstance(lora, dict) and lora.get("stored")]
     return [s for s in shas if isinstance(s, str) and re.fullmatch(r"[0-9a-f]{64}", s)]

@@ -125,15 +125,11 @@ def _snapshot(lib: Library) -> dict[str, list[dict[str, Any]]]:
 def _input_owners(tables: dict[str, list[dict[str, Any]]]) -> list[tuple[str, Any]]:
     """(who, params naming stored inputs): each generation, and each experiment, whose init images
     and LoRAs `ab new` stored before any cell was run."""
+    from .inputs import params_dict
+
     owners: list[tuple[str, Any]] = [(f"generation {g['id']}", g.get("params")) for g in tables["generations"]]
-    for experiment in tables["experiments"]:
-        params = experiment.get("params")
-        if isinstance(params, str):
-            try:
-                params = json.loads(params)
-            except ValueError:
-                params = None
-        owners.append((f"experiment {experiment.get('name')!r}", params.get("extra") if isinstance(params, dict) else None))
+    owners += [(f"experiment {e.get('name')!r}", params_dict(e.get("params")).get("extra"))
+               for e in tables["experiments"]]
     return owners
 
 
