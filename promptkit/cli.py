@@ -12,7 +12,7 @@ import click
 from . import __version__
 from .cli_inputs import input_options, pop_input_request
 from .errors import PromptkitError
-from .library import Library
+from .library import SEARCH_RANK_LIMIT, Library
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -379,17 +379,16 @@ def _prompt_line(p: dict[str, Any]) -> str:
     return f"{p['id']:>6}{name}  {p['positive']}"
 
 
-@main.command()
+@main.command(help=f"""Full-text search over saved prompts (name, text, tags, notes), best match first.
+
+    Every word must match. A query matching more than {SEARCH_RANK_LIMIT:,} prompts ranks only the newest
+    {SEARCH_RANK_LIMIT:,} of them, which keeps a search fast in a large library.
+    """)
 @click.argument("query")
 @click.option("--limit", type=int, default=20, show_default=True)
 @json_option
 @click.pass_context
 def search(ctx, query: str, limit: int, as_json: bool) -> None:
-    """Full-text search over saved prompts (name, text, tags, notes), best match first.
-
-    Every word must match. A query matching more than 10,000 prompts ranks only the newest
-    10,000 of them, which keeps a search fast in a large library.
-    """
     with open_library(ctx, create=False) as lib:
         rows = lib.search(query, limit)
     emit(rows, as_json, "\n".join(_prompt_line(r) for r in rows) or "no matches")
