@@ -262,6 +262,9 @@ def ab_stats(ctx, name, as_json) -> None:
             click.echo(f"    stars: {pair['b']} − {pair['a']} = {ratings['mean_difference']:+.2f} over "
                        f"{ratings['pairs']} seeds (Wilcoxon p = {ratings['p_value']:.3g})")
         click.echo(f"    {pair['verdict']}")
+        click.echo(f"    {pair['verdict_text']} ({pair['method']})")
+    if "ranking" in result and not result["ranking"]:
+        click.echo(f"  ranking: {result['ranking_text']}")
     for rank, row in enumerate(result.get("ranking", []), 1):
         click.echo(f"  #{rank} {row['label']}: {row['score']:+.2f} (95% CI {row['ci_low']:+.2f} to "
                    f"{row['ci_high']:+.2f})")

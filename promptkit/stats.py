@@ -1,6 +1,9 @@
-"""Verdicts for A/B experiments: sign tests, Wilson intervals, Wilcoxon on stars, Bradley–Terry.
+"""Verdicts for A/B experiments: the anytime-valid state, with sign tests, Wilson intervals, Wilcoxon on stars
+and Bradley–Terry as descriptions.
 
-Every number comes from scipy or choix; nothing numerical is written by hand here.
+The decision (state, e-value, confidence sequence, votes to go) comes from promptkit.verdicts and stays
+valid however often it is read; the fixed-sample numbers beside it describe the votes but decide nothing.
+Every number comes from scipy or choix.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from . import verdicts
+
 ALPHA = 0.05
 POWER = 0.80
 TARGET_WIN_RATE = 0.65
 BOOTSTRAP_SAMPLES = 200
 BT_REGULARISATION = 0.01  # choix's alpha: keeps a variant that never lost at a finite score
+RANKING_NO_VOTES = "no votes yet"
 
 
 def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
@@ -52,8 +58,14 @@ def votes_needed(win_rate: float = TARGET_WIN_RATE, alpha: float = ALPHA, power:
     return 5000
 
 
-def pair_summary(a: str, b: str, wins_a: int, wins_b: int, ties: int) -> dict[str, Any]:
-    """Wins, losses, ties; B's win rate without ties, its Wilson 95% interval, the sign-test p and a verdict."""
+def pair_summary(a: str, b: str, wins_a: int, wins_b: int, ties: int, alpha: float = ALPHA,
+                 comparisons: int = 1) -> dict[str, Any]:
+    """Wins, losses, ties; the anytime-valid state at level alpha, and B's win rate described (Wilson, sign test).
+
+    state is a_better, b_better, equivalent (B's whole confidence sequence within 50% ± MARGIN)
+    or undecided, with votes_to_go; confidence_sequence is for B's win rate; comparisons is how
+    many pairs the experiment compares, for the method text (holm_pairs sets each pair's alpha).
+    """
     decisive = wins_a + wins_b
     low, high = wilson_interval(wins_b, decisive)
     p_value = sign_test_p(wins_b, decisive)
@@ -67,8 +79,45 @@ def pair_summary(a: str, b: str, wins_a: int, wins_b: int, ties: int) -> dict[st
         verdict = (f"not enough evidence yet: about {more} more decisive votes would be needed to detect a "
                    f"{TARGET_WIN_RATE:.0%} win rate (exact sign test, two-sided α = {ALPHA}, {POWER:.0%} power; "
                    "ties do not count)")
-    return {"a": a, "b": b, "wins_a": wins_a, "wins_b": wins_b, "ties": ties, "win_rate_b": rate,
-            "ci_low": low, "ci_high": high, "p_value": p_value, "verdict": verdict}
+    summary = {"a": a, "b": b, "wins_a": wins_a, "wins_b": wins_b, "ties": ties, "win_rate_b": rate,
+               "ci_low": low, "ci_high": high, "p_value": p_value, "verdict": verdict}
+    return summary | _sequential(a, b, wins_a, wins_b, alpha, comparisons)
+
+
+def _sequential(a: str, b: str, wins_a: int, wins_b: int, alpha: float, comparisons: int) -> dict[str, Any]:
+    decision = verdicts.decide(wins_a, wins_b, alpha, verdicts.MARGIN)
+    decision["verdict_text"] = verdicts.verdict_text(decision["state"], a, b, decision.get("votes_to_go"))
+    decision["margin"] = verdicts.MARGIN
+    decision["method"] = verdicts.method_text(comparisons, ALPHA)
+    return decision
+
+
+def holm_pairs(pairs: list[dict[str, Any]], alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """The pair summaries with their sequential verdicts redone under Holm–Bonferroni over all the pairs.
+
+    Holm runs on the anytime-valid p-values min(1, 1/e); each pair's state, confidence sequence
+    and votes_to_go are then at the level Holm gives it (see verdicts.holm_levels).
+    """
+    levels = verdicts.holm_levels([p["e_value"] for p in pairs], alpha)
+    return [p | _sequential(p["a"], p["b"], p["wins_a"], p["wins_b"], level, len(pairs))
+            for p, level in zip(pairs, levels)]
+
+
+def position_summary(votes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Left/right position bias: the share of decisive votes that went to the left image, with a Wilson interval."""
+    left = sum(1 for v in votes if v["winner"] == v["left"])
+    right = sum(1 for v in votes if v["winner"] == v["right"])
+    return verdicts.position_bias(left, right, ALPHA)
+
+
+def agreement_summary(votes: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Kappa between raters (a vote's "rater"; one person by default, then None) on the pairs they share."""
+    choices: dict[tuple, dict[str, str]] = {}
+    for v in votes:
+        if v.get("rater"):
+            item = (v["seed"], *sorted((v["left"], v["right"])))
+            choices.setdefault(item, {})[v["rater"]] = v["winner"]
+    return verdicts.rater_agreement(choices)
 
 
 def paired_ratings(stars_a: dict[int, float], stars_b: dict[int, float]) -> dict[str, Any]:
@@ -97,6 +146,9 @@ def win_matrix(labels: list[str], comparisons: list[tuple[str, str]]) -> np.ndar
 def bradley_terry(labels: list[str], comparisons: list[tuple[str, str]], seed: int = 0) -> list[dict[str, Any]]:
     """Ranking from (winner, loser) pairs: regularised Bradley–Terry scores with bootstrap 95% intervals.
 
+    With no decisive votes there is nothing to rank: the ranking is empty (say RANKING_NO_VOTES),
+    never every variant at +0.00 with a zero-width interval, which would read as certainty.
+
     The model depends on the votes only through the win-count matrix, so choix's dense solver
     fits it, and a bootstrap resample of the votes is a multinomial draw of that matrix: the
     same statistic as resampling votes one by one, at a cost independent of the vote count.
@@ -106,19 +158,18 @@ def bradley_terry(labels: list[str], comparisons: list[tuple[str, str]], seed: i
     n = len(labels)
     counts = win_matrix(labels, comparisons)
     total = int(counts.sum())
+    if not total:
+        return []
 
     def fit(matrix: np.ndarray) -> np.ndarray:
         scores = choix.ilsr_pairwise_dense(matrix, alpha=BT_REGULARISATION) if matrix.sum() else np.zeros(n)
         return scores - scores.mean()
 
     point = fit(counts)
-    if total:
-        rng = np.random.default_rng(seed)
-        draws = rng.multinomial(total, counts.ravel() / total, size=BOOTSTRAP_SAMPLES)
-        fits = np.array([fit(draw.reshape(n, n).astype(float)) for draw in draws])
-        low, high = np.percentile(fits, 2.5, axis=0), np.percentile(fits, 97.5, axis=0)
-    else:
-        low = high = np.zeros(n)
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(total, counts.ravel() / total, size=BOOTSTRAP_SAMPLES)
+    fits = np.array([fit(draw.reshape(n, n).astype(float)) for draw in draws])
+    low, high = np.percentile(fits, 2.5, axis=0), np.percentile(fits, 97.5, axis=0)
     ranking = [{"label": label, "score": float(point[i]), "ci_low": float(low[i]), "ci_high": float(high[i])}
                for i, label in enumerate(labels)]
     return sorted(ranking, key=lambda r: -r["score"])
@@ -142,7 +193,8 @@ def experiment_stats(library, name: str) -> dict[str, Any]:
         summary["ratings"] = paired_ratings(stars.get(a, {}), stars.get(b, {}))
         pairs.append(summary)
     result: dict[str, Any] = {"experiment": experiment["name"], "variants": labels, "votes": len(votes),
-                              "pairs": pairs}
+                              "pairs": holm_pairs(pairs),
+                              "position_bias": position_summary(votes), "agreement": agreement_summary(votes)}
     if len(labels) >= 3:
         comparisons = []
         for v in votes:
@@ -150,6 +202,8 @@ def experiment_stats(library, name: str) -> dict[str, Any]:
                 loser = v["right"] if v["winner"] == v["left"] else v["left"]
                 comparisons.append((v["winner"], loser))
         result["ranking"] = bradley_terry(labels, comparisons)
+        result["ranking_text"] = ("Bradley–Terry scores with bootstrap 95% intervals" if result["ranking"]
+                                  else RANKING_NO_VOTES)
     return result
 
 

@@ -214,6 +214,14 @@ class PairStats(BaseModel):
     p_value: float = Field(description="Exact two-sided sign test.")
     verdict: str
     ratings: Ratings
+    state: str = Field(description="Anytime-valid: a_better, b_better, equivalent or undecided.")
+    votes_to_go: int | None = Field(None, description="With state undecided: decisive votes still needed, estimated.")
+    e_value: float = Field(description="Beta-binomial mixture e-value against equally good.")
+    confidence_sequence: list[float] = Field(description="B's win rate, valid whenever read, at `alpha`.")
+    alpha: float
+    margin: float = Field(description="equivalent: the whole confidence sequence within 50% ± margin.")
+    verdict_text: str
+    method: str
 
 
 class RankingRow(BaseModel):
@@ -229,6 +237,9 @@ class ExperimentStats(BaseModel):
     votes: int
     pairs: list[PairStats]
     ranking: list[RankingRow] | None = Field(None, description="Bradley–Terry, with 3 or more variants.")
+    ranking_text: str | None = Field(None, description="What the ranking is, or 'no votes yet'.")
+    position_bias: dict[str, Any] | None = None
+    agreement: dict[str, Any] | None = None
 
 
 # -- helpers ---------------------------------------------------------------------
