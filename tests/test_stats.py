@@ -9,8 +9,9 @@ from promptkit.abtest import VariantSpec, create_experiment, record_vote
 from promptkit.generation import GenerationJob, run_job
 from promptkit.library import Library
 from promptkit.params import GenerationParams
-from promptkit.stats import (BOOTSTRAP_SAMPLES, BT_REGULARISATION, bradley_terry, experiment_stats, pair_summary,
-                             paired_ratings, votes_needed)
+from promptkit.stats import (BOOTSTRAP_SAMPLES, BT_REGULARISATION, RANKING_NO_VOTES, bradley_terry, experiment_stats,
+                             holm_pairs, pair_summary, paired_ratings, votes_needed)
+from promptkit.verdicts import confidence_sequence, decide, e_value
 from promptkit.templates import Fields, PromptBuilder
 
 
@@ -29,6 +30,36 @@ def test_pair_summary_matches_scipy(wins_a, wins_b, ties):
     if not spans_half:
         winner = "B" if ci.low > 0.5 else "A"
         assert summary["verdict"].startswith(f"{winner} beats")
+
+
+@pytest.mark.parametrize("wins_a,wins_b,ties", [(3, 17, 4), (10, 10, 0), (24, 3, 0), (0, 0, 2), (300, 310, 5)])
+def test_pair_summary_reports_the_anytime_valid_verdict(wins_a, wins_b, ties):
+    summary = pair_summary("A", "B", wins_a, wins_b, ties)
+    expected = decide(wins_a, wins_b)
+    assert summary["state"] == expected["state"]
+    assert summary["e_value"] == pytest.approx(e_value(wins_b, wins_a + wins_b), rel=1e-12)
+    assert summary["confidence_sequence"] == pytest.approx(list(confidence_sequence(wins_b, wins_a + wins_b)))
+    assert ("votes_to_go" in summary) == (summary["state"] == "undecided")
+    text = {"a_better": "A is better — you can stop", "b_better": "B is better — you can stop",
+            "equivalent": "no difference that matters is likely (within ±10 points of 50%) — you can stop",
+            "undecided": f"keep voting: about {summary.get('votes_to_go')} more decisive votes"}
+    assert summary["verdict_text"] == text[summary["state"]]
+    assert "anytime-valid" in summary["method"]
+
+
+def test_holm_over_the_pairs():
+    pairs = [pair_summary("A", "B", 2, 20, 0), pair_summary("A", "C", 3, 16, 0), pair_summary("B", "C", 9, 10, 0)]
+    # e = 789, 27, 0.28: alone, A–C would be decided (e >= 20); Holm asks e >= 3/0.05 first, then 2/0.05 = 40
+    assert [p["state"] for p in pairs] == ["b_better", "b_better", "undecided"]
+    held = holm_pairs(pairs)
+    assert [p["state"] for p in held] == ["b_better", "undecided", "undecided"]
+    assert [p["alpha"] for p in held] == pytest.approx([0.05 / 3, 0.05 / 3, 0.05 / 3])
+    assert all("Holm–Bonferroni over 3 comparisons" in p["method"] for p in held)
+    assert held[1]["votes_to_go"] > 0 and held[1]["p_value"] == pairs[1]["p_value"]
+
+
+def test_bradley_terry_without_votes_has_no_numbers():
+    assert bradley_terry(["A", "B", "C"], []) == [] and RANKING_NO_VOTES == "no votes yet"
 
 
 def test_ties_do_not_change_the_sign_test():
@@ -99,6 +130,7 @@ def test_experiment_stats_from_library_votes(isolated_library, tiny_engine):
             run_job(lib, tiny_engine, GenerationJob(prompt=lib.get_prompt(label), params=params,
                                                     seeds=list(range(1, 7)), batch_size=6, experiment_id=exp_id,
                                                     variant=label))
+        before = experiment_stats(lib, "x")
         for seed in range(1, 7):
             record_vote(lib, "x", seed, "B" if seed <= 5 else "A", "A", "B")
             record_vote(lib, "x", seed, "tie" if seed == 1 else "C", "C", "A")
@@ -116,3 +148,10 @@ def test_experiment_stats_from_library_votes(isolated_library, tiny_engine):
     assert ab["ratings"]["mean_difference"] == pytest.approx(np.mean(diffs))
     assert ab["ratings"]["p_value"] == pytest.approx(wilcoxon(diffs).pvalue, abs=1e-9)
     assert [r["label"] for r in result["ranking"]][0] == "C"
+    assert result["ranking_text"].startswith("Bradley–Terry")
+    assert before["ranking"] == [] and before["ranking_text"] == "no votes yet"
+    assert all(p["state"] == "undecided" and p["votes_to_go"] > 0 for p in before["pairs"])
+    assert all("Holm–Bonferroni over 3 comparisons" in p["method"] for p in result["pairs"])
+    # position bias: A–B votes had A on the left, C–A votes C on the left; 10 decisive, 5 + 5 left wins
+    assert result["position_bias"]["left"] == 1 + 5 and result["position_bias"]["right"] == 5
+    assert result["agreement"] is None  # one rater
