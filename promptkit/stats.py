@@ -58,13 +58,12 @@ def votes_needed(win_rate: float = TARGET_WIN_RATE, alpha: float = ALPHA, power:
     return 5000
 
 
-def pair_summary(a: str, b: str, wins_a: int, wins_b: int, ties: int, alpha: float = ALPHA,
-                 comparisons: int = 1) -> dict[str, Any]:
+def pair_summary(a: str, b: str, wins_a: int, wins_b: int, ties: int, alpha: float = ALPHA) -> dict[str, Any]:
     """Wins, losses, ties; the anytime-valid state at level alpha, and B's win rate described (Wilson, sign test).
 
     state is a_better, b_better, equivalent (B's whole confidence sequence within 50% ± MARGIN)
-    or undecided, with votes_to_go; confidence_sequence is for B's win rate; comparisons is how
-    many pairs the experiment compares, for the method text (holm_pairs sets each pair's alpha).
+    or undecided, with votes_to_go; confidence_sequence is for B's win rate. With several pairs,
+    holm_pairs redoes the state under Holm–Bonferroni.
     """
     decisive = wins_a + wins_b
     low, high = wilson_interval(wins_b, decisive)
@@ -81,14 +80,16 @@ def pair_summary(a: str, b: str, wins_a: int, wins_b: int, ties: int, alpha: flo
                    "ties do not count)")
     summary = {"a": a, "b": b, "wins_a": wins_a, "wins_b": wins_b, "ties": ties, "win_rate_b": rate,
                "ci_low": low, "ci_high": high, "p_value": p_value, "verdict": verdict}
-    return summary | _sequential(a, b, wins_a, wins_b, alpha, comparisons)
+    return summary | _sequential(a, b, wins_a, wins_b, alpha, 1, alpha)
 
 
-def _sequential(a: str, b: str, wins_a: int, wins_b: int, alpha: float, comparisons: int) -> dict[str, Any]:
-    decision = verdicts.decide(wins_a, wins_b, alpha, verdicts.MARGIN)
+def _sequential(a: str, b: str, wins_a: int, wins_b: int, level: float, comparisons: int,
+                family_alpha: float) -> dict[str, Any]:
+    """The anytime-valid keys of a pair summary, decided at this pair's level."""
+    decision = verdicts.decide(wins_a, wins_b, level, verdicts.MARGIN)
     decision["verdict_text"] = verdicts.verdict_text(decision["state"], a, b, decision.get("votes_to_go"))
     decision["margin"] = verdicts.MARGIN
-    decision["method"] = verdicts.method_text(comparisons, ALPHA)
+    decision["method"] = verdicts.method_text(comparisons, family_alpha)
     return decision
 
 
@@ -99,7 +100,7 @@ def holm_pairs(pairs: list[dict[str, Any]], alpha: float = ALPHA) -> list[dict[s
     and votes_to_go are then at the level Holm gives it (see verdicts.holm_levels).
     """
     levels = verdicts.holm_levels([p["e_value"] for p in pairs], alpha)
-    return [p | _sequential(p["a"], p["b"], p["wins_a"], p["wins_b"], level, len(pairs))
+    return [p | _sequential(p["a"], p["b"], p["wins_a"], p["wins_b"], level, len(pairs), alpha)
             for p, level in zip(pairs, levels)]
 
 
