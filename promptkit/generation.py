@@ -18,6 +18,8 @@ from .inputs import file_sha256, resolve_inputs
 from .library import Library, utc_now
 from .params import GenerationParams, check_batch_size
 from .pnginfo import encode_png
+from .records import (DERIVED_PARAMS, Batch, GenerationInputs, GenerationRecord, ModelRef,  # noqa: F401
+                      PromptText, Sampling, recorded_inputs)
 
 Progress = Callable[[int, int], None]
 
@@ -47,49 +49,25 @@ class JobOutcome:
     notes: list[str] = field(default_factory=list)  # warnings for the user (OOM retries, black images)
 
 
-# Recorded on each row's params for search and display, but derived (not inputs): reproduce drops them.
-DERIVED_PARAMS = ("family", "mode", "prompt_mode", "flags")
-
-
-def recorded_inputs(params: dict[str, Any] | str | None) -> dict[str, Any]:
-    """A generation row's `params` without the derived keys: the extra inputs it was made with
-    (init image, mask, LoRAs, ControlNets, refiner, strength), as GenerationParams.extra holds them."""
-    import json
-
-    if isinstance(params, str):
-        params = json.loads(params or "{}")
-    return {k: v for k, v in (params or {}).items() if k not in DERIVED_PARAMS}
-
-
-def image_metadata(job: GenerationJob, engine_info: dict[str, Any], seed: int, batch: list[int], index: int,
-                   size: tuple[int, int], info: dict[str, Any] | None = None) -> dict[str, Any]:
+def generation_record(job: GenerationJob, engine_info: dict[str, Any], seed: int, batch: list[int], index: int,
+                      size: tuple[int, int], info: dict[str, Any] | None = None) -> GenerationRecord:
     """Everything needed to reproduce one image; no timestamps, so it is deterministic."""
-    prompt = job.prompt
     info = info or {}
-    return {
-        "positive": prompt["positive"],
-        "negative": prompt["negative"],
-        "template": prompt.get("template"),
-        "template_digest": prompt.get("template_digest"),
-        "fields": prompt.get("fields"),
-        "seed": int(seed),
-        "sampler": job.params.sampler,
-        "steps": job.params.steps,
-        "cfg": job.params.cfg,
-        "width": size[0],
-        "height": size[1],
-        "noise_device": job.params.noise_device,
-        "extra": job.params.extra,
-        "batch": {"size": len(batch), "index": index, "seeds": [int(s) for s in batch]},
-        "model": engine_info["model"],
-        "model_hash": engine_info["model_hash"],
-        "family": engine_info.get("family"),
-        "mode": info.get("mode", "txt2img"),
-        "prompt_mode": info.get("prompt_mode", "plain"),
-        "device": engine_info["device"],
-        "dtype": engine_info["dtype"],
-        "versions": engine_info["versions"],
-    }
+    params = job.params
+    return GenerationRecord(
+        prompt=PromptText.from_row(job.prompt),
+        model=ModelRef.from_ref(engine_info["model"], engine_info["model_hash"], engine_info.get("family")),
+        sampling=Sampling(params.sampler, params.steps, params.cfg, size[0], size[1], params.noise_device),
+        seed=int(seed),
+        batch=Batch(size=len(batch), index=index, seeds=[int(s) for s in batch]),
+        inputs=GenerationInputs.from_extra(params.extra),
+        mode=info.get("mode", "txt2img"),
+        prompt_mode=info.get("prompt_mode", "plain"),
+        flags=list(params.extra.get("flags") or []),
+        device=engine_info["device"],
+        dtype=engine_info["dtype"],
+        versions=engine_info["versions"],
+    )
 
 
 BLACK_IMAGE_FLAG = ("all-black image: the known fp16 VAE overflow (NaN) is the usual cause; "
@@ -128,43 +106,22 @@ class _Writer(threading.Thread):
                 item = self.queue.get()
                 if item is None:
                     return
-                job, image, meta, seconds = item
+                job, image, record, seconds = item
                 started = time.perf_counter()
                 flags = image_flags(image)
                 if flags:
-                    meta = {**meta, "extra": {**meta["extra"], "flags": flags}}
-                    self.warnings.append(f"seed {meta['seed']}: {'; '.join(flags)}")
-                png = encode_png(image, meta)
+                    record.flags = flags
+                    self.warnings.append(f"seed {record.seed}: {'; '.join(flags)}")
+                png = encode_png(image, record)
                 encoded = time.perf_counter()
                 sha, file = library.store_image(png)
-                row = {
-                    "prompt_id": job.prompt["id"],
-                    "experiment_id": job.experiment_id,
-                    "variant": job.variant,
-                    "model": meta["model"],
-                    "model_hash": meta["model_hash"],
-                    "sampler": meta["sampler"],
-                    "steps": meta["steps"],
-                    "cfg": meta["cfg"],
-                    "width": meta["width"],
-                    "height": meta["height"],
-                    "seed": meta["seed"],
-                    "noise_device": meta["noise_device"],
-                    "batch": meta["batch"],
-                    "params": {**meta["extra"], "family": meta["family"], "mode": meta["mode"],
-                               "prompt_mode": meta["prompt_mode"]},
-                    "image_sha256": sha,
-                    "image_path": library.relative_image_path(file),
-                    "device": meta["device"],
-                    "dtype": meta["dtype"],
-                    "versions": meta["versions"],
-                    "seconds": seconds,
-                    "created_at": utc_now(),
-                }
-                gen_id = library.add_generation(row)
+                gen_id = library.add_generation(record.to_row(
+                    prompt_id=job.prompt["id"], experiment_id=job.experiment_id, variant=job.variant,
+                    image_sha256=sha, image_path=library.relative_image_path(file), seconds=seconds,
+                    created_at=utc_now()))
                 self.timings["png_encode"] += encoded - started
                 self.timings["database"] += time.perf_counter() - encoded
-                self.results.append({"id": gen_id, "seed": meta["seed"], "image_path": str(file),
+                self.results.append({"id": gen_id, "seed": record.seed, "image_path": str(file),
                                      "image_sha256": sha})
         except BaseException as exc:  # reported to the main thread
             self.error = exc
@@ -314,8 +271,8 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
                         outcome.timings[key] = outcome.timings.get(key, 0.0) + value
                     # 3. Hand the images to the writer and go on with the next batch
                     for index, (seed, image) in enumerate(zip(sub_batch, result.images)):
-                        meta = image_metadata(job, engine_info, seed, sub_batch, index, size, result.info)
-                        writer.put((job, image, meta, per_image))
+                        record = generation_record(job, engine_info, seed, sub_batch, index, size, result.info)
+                        writer.put((job, image, record, per_image))
                     done += len(sub_batch)
                     if progress:
                         progress(done, total)
@@ -330,27 +287,12 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
     return outcome
 
 
-def reproduce(library: Library, engine, generation_id: int) -> dict[str, Any]:
-    """Regenerate a stored image by re-running the batch it was made in; compare sha256.
-
-    Init images, masks, control images and LoRA files come from the library (a LoRA recorded
-    before the library kept copies loads from its path); a LoRA file whose path is gone or
-    holds other bytes since is named in the notes.
-    """
+def _lora_sources(extra: dict[str, Any], inputs, generation_id: int, notes: list[str]) -> bool:
+    """Check each recorded LoRA against the library's copy and its path; note what differs. True when
+    a LoRA must load from a file whose bytes differ from the recorded ones (no copy of them is kept)."""
     from pathlib import Path
 
-    gen = library.get_generation(generation_id)
-    prompt = library.get_prompt(gen["prompt_id"])
-    batch = gen.get("batch") or {"size": 1, "index": 0, "seeds": [gen["seed"]]}
-    extra = recorded_inputs(gen.get("params"))
-    params = GenerationParams(
-        sampler=gen["sampler"], steps=gen["steps"], cfg=gen["cfg"], width=gen["width"], height=gen["height"],
-        noise_device=gen.get("noise_device") or "cpu", extra=extra,
-    )
-    notes = []
-    job = GenerationJob(prompt=prompt, params=params, seeds=list(batch["seeds"]), batch_size=len(batch["seeds"]))
-    inputs = resolve_inputs(library, extra)
-    changed = False  # a LoRA must load from a file whose bytes differ from the recorded ones
+    changed = False
     for lora in extra.get("loras") or []:
         file, sha = Path(lora["path"]), lora["sha256"]
         now = file_sha256(file) if file.is_file() else None
@@ -373,6 +315,43 @@ def reproduce(library: Library, engine, generation_id: int) -> dict[str, Any]:
             changed = True
             notes.append(f"LoRA file {lora['path']!r} changed since: stored sha256 {sha[:12]}, now {now[:12]}; "
                          "the library has no copy, so the changed file was used")
+    return changed
+
+
+def _differences(gen: dict[str, Any], info: dict[str, Any]) -> list[str]:
+    notes = []
+    for key in ("device", "dtype", "model_hash"):
+        if gen.get(key) and gen[key] != info[key]:
+            notes.append(f"{key} differs: stored {gen[key]!r}, now {info[key]!r}"
+                         + (f" (model {gen['model']!r} changed since)" if key == "model_hash" else ""))
+    if gen.get("versions") and gen["versions"] != info["versions"]:
+        notes.append(f"library versions differ: stored {gen['versions']}, now {info['versions']}")
+    return notes
+
+
+def reproduce(library: Library, engine, generation_id: int) -> dict[str, Any]:
+    """Regenerate a stored image by re-running the batch it was made in; compare sha256.
+
+    What to run comes from the library row (models and LoRAs by their local paths, which the PNG
+    does not carry). Init images, masks, control images and LoRA files come from the library (a LoRA
+    recorded before the library kept copies loads from its path); a LoRA file whose path is gone or
+    holds other bytes since is named in the notes.
+    """
+    import hashlib
+    from pathlib import Path
+
+    gen = library.get_generation(generation_id)
+    stored = GenerationRecord.from_row(gen, library.get_prompt(gen["prompt_id"]))
+    extra = stored.extra()
+    sampling = stored.sampling
+    params = GenerationParams(sampler=sampling.sampler, steps=sampling.steps, cfg=sampling.cfg, width=sampling.width,
+                              height=sampling.height, noise_device=sampling.noise_device, extra=extra)
+    prompt = library.get_prompt(gen["prompt_id"])
+    job = GenerationJob(prompt=prompt, params=params, seeds=list(stored.batch.seeds),
+                        batch_size=len(stored.batch.seeds))
+    inputs = resolve_inputs(library, extra)
+    notes: list[str] = []
+    changed = _lora_sources(extra, inputs, generation_id, notes)
     if changed:
         # The adapter is cached by its recorded hash; the changed file must load fresh.
         engine.unload_loras()
@@ -380,23 +359,12 @@ def reproduce(library: Library, engine, generation_id: int) -> dict[str, Any]:
                           if lora["sha256"] not in inputs.lora_files else lora for lora in extra["loras"]]
     result = engine.run_batch(prompt["positive"], prompt["negative"], job.seeds, params, inputs=inputs)
     if changed:
-        extra["loras"] = (gen.get("params") or {}).get("loras")
-    index = int(batch["index"])
-    meta = image_metadata(job, engine.describe(), job.seeds[index], job.seeds, index,
-                          (result.info["width"], result.info["height"]), result.info)
-    flags = image_flags(result.images[index])
-    if flags:
-        meta = {**meta, "extra": {**meta["extra"], "flags": flags}}
-    png = encode_png(result.images[index], meta)
-    import hashlib
-
-    sha = hashlib.sha256(png).hexdigest()
-    info = engine.describe()
-    for key in ("device", "dtype", "model_hash"):
-        if gen.get(key) and gen[key] != info[key]:
-            notes.append(f"{key} differs: stored {gen[key]!r}, now {info[key]!r}"
-                         + (f" (model {gen['model']!r} changed since)" if key == "model_hash" else ""))
-    if gen.get("versions") and gen["versions"] != info["versions"]:
-        notes.append(f"library versions differ: stored {gen['versions']}, now {info['versions']}")
+        extra["loras"] = stored.extra().get("loras")
+    index = stored.batch.index
+    record = generation_record(job, engine.describe(), job.seeds[index], job.seeds, index,
+                               (result.info["width"], result.info["height"]), result.info)
+    record.flags = image_flags(result.images[index])
+    sha = hashlib.sha256(encode_png(result.images[index], record)).hexdigest()
+    notes += _differences(gen, engine.describe())
     return {"id": gen["id"], "stored_sha256": gen["image_sha256"], "new_sha256": sha,
             "match": sha == gen["image_sha256"], "notes": notes}

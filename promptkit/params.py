@@ -107,43 +107,11 @@ class GenerationParams:
         return asdict(self)
 
 
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadParameter(f"`{name}` must be a number but is {value!r}")
-    return float(value)
-
-
 def check_extra(extra: dict[str, Any]) -> None:
-    """Range checks for the settings beyond text-to-image, in diffusers' check_inputs style."""
-    if "strength" in extra:
-        strength = _number("strength", extra["strength"])
-        if not 0 < strength <= 1:
-            raise BadParameter(f"`strength` must be in (0, 1] but is {extra['strength']}")
-        if not extra.get("init_image"):
-            raise BadParameter("`strength` applies to img2img and inpainting: give an init image (--init-image)")
-    if extra.get("mask") and not extra.get("init_image"):
-        raise BadParameter("`mask` needs an init image to paint into (--init-image)")
-    if "mask_blur" in extra:
-        blur = extra["mask_blur"]
-        if isinstance(blur, bool) or not isinstance(blur, int) or not 0 <= blur <= 64:
-            raise BadParameter(f"`mask_blur` must be a whole number from 0 to 64 but is {blur!r}")
-    if extra.get("refiner"):
-        switch = _number("refiner_switch", extra["refiner"].get("switch", 0.8))
-        if not 0 < switch < 1:
-            raise BadParameter(f"`refiner_switch` must be between 0 and 1 (exclusive) but is {switch}")
-    for lora in extra.get("loras") or []:
-        scale = _number("lora scale", lora.get("scale", 1.0))
-        if not -10 <= scale <= 10:
-            raise BadParameter(f"`lora` scale must be between -10 and 10 but is {scale} for {lora.get('name')!r}")
-    for i, unit in enumerate(extra.get("controlnets") or []):
-        scale = _number("control_scale", unit.get("scale", 1.0))
-        start = _number("control_start", unit.get("start", 0.0))
-        end = _number("control_end", unit.get("end", 1.0))
-        if not 0 <= scale <= 10:
-            raise BadParameter(f"`control_scale` must be from 0 to 10 but is {scale} (ControlNet {i})")
-        if not 0 <= start < end <= 1:
-            raise BadParameter(f"`control_start` and `control_end` must satisfy 0 <= start < end <= 1 but are "
-                               f"{start} and {end} (ControlNet {i})")
+    """Range checks for the settings beyond text-to-image: records.GenerationInputs.check, the one place."""
+    from .records import check_extra as check_inputs
+
+    check_inputs(extra)
 
 
 def check_batch_size(batch_size: int | None) -> int | None:

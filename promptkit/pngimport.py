@@ -20,15 +20,16 @@ from typing import Any
 
 from .errors import PromptkitError
 from .library import Library, utc_now
-from .pnginfo import (PARAMETERS_KEY, PROMPTKIT_KEY, a1111_parameters, parse_a1111_parameters,
-                      read_png_text)
+from .a1111 import read_infotext
+from .pnginfo import read_png_text
+from .records import PARAMETERS_KEY, PROMPTKIT_KEY, GenerationRecord
 from .templates import Fields
 
 IMPORTED_TEMPLATE = "imported"
 IMPORTED_TAG = "imported"
 # What the A1111 settings line carries beyond the basics, for a promptkit PNG's notes.
 A1111_INPUT_KEYS = ("Denoising strength", "Mask blur", "Lora hashes", "Refiner", "Refiner switch at")
-# The generation parameters an import records, in promptkit's names (parse_a1111_parameters' keys).
+# The generation parameters an import records, in promptkit's names (a1111.read_infotext's keys).
 PARAM_KEYS = ("seed", "steps", "cfg", "sampler", "width", "height", "model", "model_hash", "noise_device",
               "strength", "mask_blur", "loras", "controlnets", "refiner")
 
@@ -85,7 +86,7 @@ def _from_promptkit(name: str, meta: dict[str, Any]) -> PngPrompt:
                 "RNG": "GPU" if meta.get("noise_device") == "gpu" else "CPU"}
     # LoRA, ControlNet and refiner settings as the A1111 chunk writes them
     try:
-        written = parse_a1111_parameters(a1111_parameters(meta))["settings"]
+        written = read_infotext(GenerationRecord.from_png_meta(meta).infotext())["settings"]
     except (KeyError, TypeError, ValueError, AttributeError, PromptkitError):
         written = {}
     settings.update({k: v for k, v in written.items() if k in A1111_INPUT_KEYS or k.startswith("ControlNet ")})
@@ -97,8 +98,8 @@ def _from_promptkit(name: str, meta: dict[str, Any]) -> PngPrompt:
 
 
 def _promptkit_params(meta: dict[str, Any]) -> dict[str, Any]:
-    """The generation parameters of a promptkit PNG, in the shape `parse_a1111_parameters` gives (plus
-    what only the promptkit chunk knows: full sha256, LoRA scales, ControlNet model paths)."""
+    """The generation parameters of a promptkit PNG, in the shape `a1111.read_infotext` gives (plus what
+    only the promptkit chunk knows: full sha256, LoRA scales; older PNGs also named local paths)."""
     extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
     params = {key: meta.get(key) for key in PARAM_KEYS[:9]}
     params.update({key: extra.get(key) for key in ("strength", "mask_blur")})
@@ -123,7 +124,7 @@ def _without_none(value: Any) -> Any:
 
 def _from_a1111(name: str, text: str) -> PngPrompt:
     try:
-        parsed = parse_a1111_parameters(text)
+        parsed = read_infotext(text)
     except PromptkitError as exc:
         raise PromptkitError(f"{name}: {exc}") from None
     positive, negative = parsed["positive"].strip(), parsed["negative"].strip()

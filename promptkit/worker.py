@@ -16,9 +16,12 @@ import socketserver
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import PromptkitError
+
+if TYPE_CHECKING:
+    from .records import JobRequest
 
 PROTOCOL = 1
 
@@ -40,36 +43,32 @@ def default_socket_path() -> Path:
 # -- running jobs (shared by the worker process and in-process fallbacks) --------
 
 
-def execute_job(spec: dict[str, Any], progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run one job described by a JSON-able SPEC; returns a JSON-able result."""
+def execute_job(spec: "dict[str, Any] | JobRequest", progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run one job: a records.JobRequest or its JSON-able to_dict(); returns a JSON-able result."""
     from .engine import Engine, EngineOptions
     from .library import Library
-    from .params import GenerationParams
+    from .records import JobRequest
 
-    if spec.get("kind") not in ("generate", "ab_run", "check"):
-        raise PromptkitError(f"unknown job kind {spec.get('kind')!r}")
-    options = EngineOptions(**spec.get("engine_options", {}))
-    engine = Engine.get(spec["model"], options)
-    if spec["kind"] == "check":
+    job = spec if isinstance(spec, JobRequest) else JobRequest.from_dict(spec)
+    options = EngineOptions(**job.engine_options)
+    engine = Engine.get(job.model, options)
+    if job.kind == "check":
         # Whether the model can take these inputs (family, inpainting UNet): answered by the
         # loaded model, before the client stores anything.
-        engine.check_request(spec["extra"])
+        engine.check_request(job.extra or {})
         return {"checked": True, "load_seconds": engine.load_seconds}
-    with Library(spec["db"]) as library:
-        if spec["kind"] == "generate":
+    with Library(job.db) as library:
+        if job.kind == "generate":
             from .generation import GenerationJob, run_job
 
-            job = GenerationJob(prompt=library.get_prompt(spec["prompt_id"]), params=GenerationParams(**spec["params"]),
-                                seeds=list(spec["seeds"]), batch_size=spec.get("batch_size"))
-            outcome = run_job(library, engine, job, progress=progress, profile=bool(spec.get("profile")))
-        elif spec["kind"] == "ab_run":
+            run = GenerationJob(prompt=library.get_prompt(job.prompt_id), params=job.params, seeds=list(job.seeds),
+                                batch_size=job.batch_size)
+            outcome = run_job(library, engine, run, progress=progress, profile=job.profile)
+        else:
             from .abtest import run_experiment
 
-            outcome = run_experiment(library, engine, spec["name"], batch_size=spec.get("batch_size"),
-                                     progress=progress, profile=bool(spec.get("profile")),
-                                     lora_dir=spec.get("lora_dir"))
-        else:
-            raise PromptkitError(f"unknown job kind {spec['kind']!r}")
+            outcome = run_experiment(library, engine, job.name, batch_size=job.batch_size, progress=progress,
+                                     profile=job.profile, lora_dir=job.lora_dir)
     return {"generations": outcome.generations, "interrupted": outcome.interrupted, "timings": outcome.timings,
             "notes": outcome.notes, "load_seconds": engine.load_seconds}
 
@@ -217,10 +216,12 @@ def stop_engine(socket_path: Path | None = None) -> None:
         return
 
 
-def submit_job(spec: dict[str, Any], progress: Callable[[int, int], None] | None = None,
+def submit_job(spec: "dict[str, Any] | JobRequest", progress: Callable[[int, int], None] | None = None,
                socket_path: Path | None = None) -> dict[str, Any]:
     """Run SPEC on the warm engine; raises EngineUnavailable when none is running."""
     path = socket_path or default_socket_path()
+    if not isinstance(spec, dict):
+        spec = spec.to_dict()  # a records.JobRequest
     for event in _request(path, {"action": "job", "job": spec}, timeout=None):
         if "progress" in event and progress:
             progress(*event["progress"])
@@ -235,7 +236,7 @@ def submit_job(spec: dict[str, Any], progress: Callable[[int, int], None] | None
                          "are kept)")
 
 
-def run_anywhere(spec: dict[str, Any], progress: Callable[[int, int], None] | None = None,
+def run_anywhere(spec: "dict[str, Any] | JobRequest", progress: Callable[[int, int], None] | None = None,
                  use_engine: bool = True) -> dict[str, Any]:
     """On the warm engine when one is up, else in this process."""
     if use_engine:

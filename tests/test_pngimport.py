@@ -217,10 +217,13 @@ def test_generated_png_round_trips_lora_controlnet_and_model_hash(tiny_engine, t
     (added,) = json.loads(run("--db", str(fresh), "import-png", made["image_path"], "--json").output)
     assert added["source"] == "promptkit"
     got = added["params"]
-    for key in ("seed", "steps", "cfg", "sampler", "width", "height", "model", "model_hash", "noise_device"):
+    # The PNG names the model, the LoRA and the ControlNet (issue 18 item 19): no local paths
+    for key in ("seed", "steps", "cfg", "sampler", "width", "height", "model_hash", "noise_device"):
         assert got[key] == gen[key], key
-    assert got["loras"] == [{k: lora_row[k] for k in ("name", "sha256", "scale", "path")}]
-    assert got["controlnets"] == [{k: unit_row[k] for k in ("module", "model", "model_hash", "scale", "start", "end")}]
+    assert got["model"] == Path(gen["model"]).name == "tiny-sd"
+    assert got["loras"] == [{k: lora_row[k] for k in ("name", "sha256", "scale")}]
+    assert got["controlnets"] == [{**{k: unit_row[k] for k in ("module", "model_hash", "scale", "start", "end")},
+                                   "model": Path(unit_row["model"]).name}]
     assert got["controlnets"][0]["scale"] == 0.8 and got["controlnets"][0]["end"] == 0.9
     assert added["settings"]["Lora hashes"] == f"style: {lora_row['sha256'][:12]}"
     with Library(fresh) as lib:
@@ -231,9 +234,12 @@ def test_generated_png_round_trips_lora_controlnet_and_model_hash(tiny_engine, t
     (added,) = json.loads(run("--db", str(tmp_path / "third.db"), "import-png", str(only_a1111), "--json").output)
     assert added["source"] == "a1111"
     got = added["params"]
-    for key in ("seed", "steps", "cfg", "sampler", "width", "height", "model", "model_hash"):
+    for key in ("seed", "steps", "cfg", "sampler", "width", "height", "model_hash"):
         assert got[key] == gen[key], key
+    assert got["model"] == Path(gen["model"]).name
     assert got["loras"] == [{"name": "style", "sha256": lora_row["sha256"][:12]}]
+    # the LoRA's scale, in the prompt as A1111 writes it
+    assert read_png_text(made["image_path"])["parameters"].splitlines()[0].endswith(" <lora:style:0.6>")
     (unit,) = got["controlnets"]
     assert (unit["module"], unit["model"], unit["scale"], unit["start"], unit["end"]) == \
         ("canny", "cn", unit_row["scale"], unit_row["start"], unit_row["end"])
