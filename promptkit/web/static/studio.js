@@ -171,7 +171,8 @@
     showTokens("positive", lint.positive);
     showTokens("negative", lint.negative);
     const list = $("#lint");
-    list.replaceChildren(...(lint.warnings || []).map((warning) => el("li", {}, warning)));
+    list.replaceChildren(...(lint.findings || []).map((finding) => el("li", { class: `finding ${finding.level}` },
+      el("span", { class: "level" }, finding.level), " ", finding.message)));
   }
 
   function showError(message) {
