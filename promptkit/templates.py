@@ -315,9 +315,10 @@ class PromptBuilder:
             else:
                 negative_raw = context["negative"]
         except jinja2.UndefinedError as exc:
-            raise TemplateProblem(
-                f"template {template!r}: {exc.message}; give it a value (the studio's field, or --set NAME=VALUE)"
-            ) from None
+            # Short enough for one line of the studio's error box: its field is marked there.
+            name = re.search(r"'(\w+)' is undefined", exc.message or "")
+            raise TemplateProblem(f"template {template!r}: {exc.message}; fill it in "
+                                  f"(--set {name.group(1) if name else 'NAME'}=VALUE)") from None
         except SecurityError as exc:
             raise TemplateProblem(f"template {template!r} refused by the sandbox: {exc}") from None
         except WeightError as exc:
