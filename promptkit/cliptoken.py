@@ -36,13 +36,13 @@ def bytes_to_unicode() -> dict[int, str]:
 
 def bundled_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """The bundled BPE file as (vocabulary, merges), in the order CLIP numbers them."""
-    lines = gzip.open(BUNDLED_BPE).read().decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1 : _MERGES + 1]]
+    lines = gzip.open(BUNDLED_BPE).read().decode("utf-8").split("\n", _MERGES + 1)  # the rest is unused
+    merges = [tuple(line.split(" ", 1)) for line in lines[1 : _MERGES + 1]]
     vocab = list(bytes_to_unicode().values())
     vocab = vocab + [v + "</w>" for v in vocab]
     vocab += ["".join(m) for m in merges]
     vocab += [START, END]
-    return {token: i for i, token in enumerate(vocab)}, [(a, b) for a, b in merges]
+    return dict(zip(vocab, range(len(vocab)))), merges
 
 
 def _folder_vocab_and_merges(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
