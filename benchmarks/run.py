@@ -57,6 +57,7 @@ BENCHMARKS = [
     Benchmark("ab stats at scale", "ab_stats_scale.py"),
     Benchmark("sweep", "sweep.py"),
     Benchmark("warm engine", "warm_engine.py"),
+    Benchmark("cold build", "cold_build.py"),
 ]
 
 

@@ -131,7 +131,7 @@ def build(ctx, subject, action, environment, style, quality, negative, negative_
           weights, save_name, parent, tags, model, guided, templates_dir, as_json) -> None:
     """Render a prompt from fields and check it (tokens, overflow, duplicates, contradictions)."""
     from .lint import lint_prompt
-    from .templates import Fields, PromptBuilder, parse_extras, parse_weights
+    from .templates import Fields, PromptBuilder, check_fields_given, parse_extras, parse_weights
 
     builder = PromptBuilder(templates_dir)
     if guided:
@@ -153,6 +153,7 @@ def build(ctx, subject, action, environment, style, quality, negative, negative_
                         quality=list(quality), negative=list(negative),
                         negative_preset="" if negative_preset == "none" else negative_preset,
                         extras=parse_extras(extras), weights=parse_weights(weights))
+        check_fields_given(fields)
     prompt = builder.render(fields, template)
     report = lint_prompt(prompt.positive, prompt.negative, model=model, notes=prompt.notes)
     prompt_id = None
@@ -164,7 +165,7 @@ def build(ctx, subject, action, environment, style, quality, negative, negative_
               "negative": report.negative.count if report.negative else None,
               "limit": report.positive.limit if report.positive else None, "tokenizer": report.tokenizer}
     data = {"id": prompt_id, "positive": prompt.positive, "negative": prompt.negative, "tokens": tokens,
-            "warnings": report.warnings, "template": prompt.template, "template_digest": prompt.template_digest}
+            "findings": report.to_dict()["findings"], "template": prompt.template, "template_digest": prompt.template_digest}
     if as_json:
         emit(data, True)
         return
@@ -175,8 +176,8 @@ def build(ctx, subject, action, environment, style, quality, negative, negative_
                    f"(window {tokens['limit']}; {report.tokenizer})")
     else:
         click.echo("tokens:   no tokenizer available; counts skipped")
-    for warning in report.warnings:
-        click.echo(f"warning:  {warning}")
+    for finding in report.findings:
+        click.echo(f"{finding.level + ':':<9} {finding.message}")
     if prompt_id is not None:
         click.echo(f"saved as prompt {prompt_id}" + (f" ({save_name})" if save_name else ""))
     if guided and model and prompt_id is not None:

@@ -48,8 +48,8 @@ def _show(say: Say, builder: PromptBuilder, fields: Fields, template: str, model
     count = f" ({report.positive.count}/{report.positive.limit} tokens)" if report.positive else ""
     say(f"  → positive{count}: {prompt.positive}")
     say(f"  → negative: {prompt.negative}")
-    for warning in report.warnings:
-        say(f"  ! {warning}")
+    for finding in report.findings:
+        say(f"  {'·' if finding.level == 'note' else '!'} {finding.level}: {finding.message}")
 
 
 def guided_fields(ask: Ask, say: Say, builder: PromptBuilder, template: str = "default",

@@ -1,22 +1,37 @@
-"""Prompt lint: CLIP token counts, words past the 77-token window, duplicates, contradictions."""
+"""Prompt lint: CLIP token counts, words past the 77-token window, duplicates, contradictions.
+
+Findings have a level: an error, a warning (the prompt may not do what was meant) or a note
+(how the prompt will be encoded). Token counts use `tokenizers` directly (`cliptoken`), never
+transformers, so `build`, the studio's live lint and `search` start quickly.
+"""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .cliptoken import BUNDLED_BPE, bundled_tokenizer, bundled_vocab_and_merges, encode, folder_tokenizer
+
+__all__ = ["BUNDLED_BPE", "CLIP_WINDOW", "Finding", "LintReport", "TokenReport", "contradictions",
+           "lint_prompt", "lint_tokenizer", "load_tokenizer", "token_report"]
+
 CLIP_WINDOW = 77  # tokens, including the start and end markers
-BUNDLED_BPE = Path(__file__).resolve().parent / "data" / "bpe_simple_vocab_16e6.txt.gz"
 BUNDLED_NAME = "bundled CLIP ViT-L/14 BPE vocabulary (SD 1.x/2.x/SDXL)"
-_WORD_RE = re.compile(r"[a-z0-9]+")
-_STOPWORDS = {"a", "an", "the", "of", "in", "on", "at", "and", "with", "to", "by", "for", "from", "or", "no"}
+LEVELS = ("error", "warning", "note")  # a finding's level, most serious first
+
+
+@dataclass
+class Finding:
+    level: str  # one of LEVELS
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"level": self.level, "message": self.message}
 
 
 @dataclass
@@ -31,7 +46,22 @@ class LintReport:
     tokenizer: str | None
     positive: TokenReport | None
     negative: TokenReport | None
-    warnings: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    def messages(self, level: str) -> list[str]:
+        return [f.message for f in self.findings if f.level == level]
+
+    @property
+    def errors(self) -> list[str]:
+        return self.messages("error")
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.messages("warning")
+
+    @property
+    def notes(self) -> list[str]:
+        return self.messages("note")
 
     def to_dict(self) -> dict[str, Any]:
         def tok(r: TokenReport | None) -> dict[str, Any] | None:
@@ -41,21 +71,8 @@ class LintReport:
             "tokenizer": self.tokenizer,
             "positive": tok(self.positive),
             "negative": tok(self.negative),
-            "warnings": list(self.warnings),
+            "findings": [f.to_dict() for f in self.findings],
         }
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    # GPT-2/CLIP byte-level mapping (as in OpenAI's CLIP simple_tokenizer).
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
 
 
 def _bundled_tokenizer_files() -> Path:
@@ -64,16 +81,11 @@ def _bundled_tokenizer_files() -> Path:
     vocab_path, merges_path = cache_root / "vocab.json", cache_root / "merges.txt"
     if vocab_path.is_file() and merges_path.is_file():
         return cache_root
-    lines = gzip.open(BUNDLED_BPE).read().decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
-    vocab = list(_bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab]
-    vocab += ["".join(m) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    vocab, merges = bundled_vocab_and_merges()
     cache_root.mkdir(parents=True, exist_ok=True)
     # Write to temporary names, then rename, so a concurrent reader never sees half a file.
     for path, text in (
-        (vocab_path, json.dumps({tok: i for i, tok in enumerate(vocab)})),
+        (vocab_path, json.dumps(vocab)),
         (merges_path, "#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n"),
     ):
         fd, tmp = tempfile.mkstemp(dir=cache_root)
@@ -85,7 +97,8 @@ def _bundled_tokenizer_files() -> Path:
 
 @lru_cache(maxsize=8)
 def load_tokenizer(model: str | None = None):
-    """The CLIP tokenizer: the model's own when MODEL is a local diffusers folder, else the bundled one.
+    """transformers' CLIP tokenizer, for pipelines (the tiny models): the model's own when MODEL is a
+    local diffusers folder, else the bundled vocabulary. Lint does not use it (see `lint_tokenizer`).
 
     Returns (tokenizer, description). Hub ids are not downloaded here: lint must work offline.
     """
@@ -108,11 +121,21 @@ def load_tokenizer(model: str | None = None):
     return tokenizer, name
 
 
+def lint_tokenizer(model: str | None = None):
+    """The `tokenizers` tokenizer lint counts with: MODEL's own `tokenizer/` folder when it is a
+    local diffusers folder, else the bundled CLIP vocabulary. Returns (tokenizer, description)."""
+    if model:
+        folder = Path(model).expanduser() / "tokenizer"
+        if folder.is_dir():
+            return folder_tokenizer(str(folder)), f"tokenizer of {model}"
+    name = BUNDLED_NAME if not model else f"{BUNDLED_NAME}; {model} has no local tokenizer folder"
+    return bundled_tokenizer(), name
+
+
 def token_report(tokenizer, text: str) -> TokenReport:
     """Count TEXT's tokens and find the text that falls past the 77-token window."""
     limit = CLIP_WINDOW - 2
-    encoded = tokenizer(text, add_special_tokens=False, truncation=False, return_offsets_mapping=True)
-    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    ids, offsets = encode(tokenizer, text)
     overflow = ""
     if len(ids) > limit:
         start = offsets[limit][0]
@@ -123,34 +146,64 @@ def token_report(tokenizer, text: str) -> TokenReport:
     return TokenReport(count=len(ids), limit=limit, overflow_text=overflow)
 
 
+def _terms(text: str) -> dict[str, str]:
+    """TEXT's comma-separated terms as the encoder reads them (weights, BREAK and LoRA tags
+    removed), keyed by their lower-case, whitespace-collapsed form."""
+    from .weighting import encoder_text
+
+    found: dict[str, str] = {}
+    for raw in encoder_text(text).replace("\n", ",").split(","):
+        term = " ".join(raw.split())
+        if term:
+            found.setdefault(term.lower(), term)
+    return found
+
+
+def contradictions(positive: str, negative: str) -> list[str]:
+    """The terms that stand whole in both prompts ("blurry" in both), in the positive's order.
+
+    A shared word is not a contradiction: "best quality" against "low quality" asks for quality
+    and avoids its lack; only the same term on both sides pulls the image two ways.
+    """
+    negative_terms = _terms(negative)
+    return [term for key, term in _terms(positive).items() if key in negative_terms]
+
+
+def _token_findings(tokenizer, positive: str, negative: str):
+    from .weighting import encoder_text
+
+    # Count what the encoder reads: weight syntax, BREAK and LoRA tags are not tokens.
+    reports = token_report(tokenizer, encoder_text(positive)), token_report(tokenizer, encoder_text(negative))
+    findings = []
+    for label, report in zip(("positive", "negative"), reports):
+        if report.overflow_text:
+            chunks = -(-report.count // report.limit)
+            findings.append(Finding("warning",
+                f"{label} prompt has {report.count} tokens, past the {report.limit}-token window: long mode, "
+                f"encoded in {chunks} 77-token chunks as A1111 does (a plain diffusers pipeline would cut "
+                f"{report.overflow_text!r})"))
+    return reports, findings
+
+
 def lint_prompt(positive: str, negative: str, model: str | None = None, notes: list[str] | None = None) -> LintReport:
-    """Token counts, overflow, duplicate terms (from NOTES) and words in both prompts."""
-    warnings = list(notes or [])
+    """Token counts, overflow, terms in both prompts, the encoding mode, and NOTES (the builder's:
+    duplicate terms dropped), each finding once and with its level."""
+    from .weighting import is_weighted
+
+    findings = [Finding("note", message) for message in dict.fromkeys(notes or [])]
+    pos_report = neg_report = None
     try:
-        tokenizer, tokenizer_name = load_tokenizer(model)
+        tokenizer, tokenizer_name = lint_tokenizer(model)
     except Exception as exc:  # a broken or missing tokenizer must not stop authoring
         tokenizer, tokenizer_name = None, None
-        warnings.append(f"no tokenizer available ({exc}); token counts skipped")
-    from .weighting import encoder_text, is_weighted
-
-    pos_report = neg_report = None
+        findings.append(Finding("warning", f"no tokenizer available ({exc}); token counts skipped"))
     if tokenizer is not None:
-        # Count what the encoder reads: weight syntax, BREAK and LoRA tags are not tokens.
-        pos_report = token_report(tokenizer, encoder_text(positive))
-        neg_report = token_report(tokenizer, encoder_text(negative))
-        for label, report in (("positive", pos_report), ("negative", neg_report)):
-            if report.overflow_text:
-                chunks = -(-report.count // report.limit)
-                warnings.append(
-                    f"{label} prompt has {report.count} tokens, past the {report.limit}-token window: long mode, "
-                    f"encoded in {chunks} 77-token chunks as A1111 does (a plain diffusers pipeline would cut "
-                    f"{report.overflow_text!r})"
-                )
+        (pos_report, neg_report), found = _token_findings(tokenizer, positive, negative)
+        findings += found
+    for term in contradictions(positive, negative):
+        findings.append(Finding("warning", f"{term!r} is in both the positive and the negative prompt"))
     for label, text in (("positive", positive), ("negative", negative)):
         if is_weighted(text):
-            warnings.append(f"{label} prompt uses A1111 weights or BREAK: weighted mode, encoded through compel")
-    pos_words = {w for w in _WORD_RE.findall(positive.lower()) if w not in _STOPWORDS}
-    neg_words = {w for w in _WORD_RE.findall(negative.lower()) if w not in _STOPWORDS}
-    for word in sorted(pos_words & neg_words):
-        warnings.append(f"{word!r} is in both the positive and the negative prompt")
-    return LintReport(tokenizer_name, pos_report, neg_report, warnings)
+            findings.append(Finding("note", f"{label} prompt uses A1111 weights or BREAK: weighted mode, "
+                                            "encoded through compel"))
+    return LintReport(tokenizer_name, pos_report, neg_report, findings)

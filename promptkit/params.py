@@ -30,12 +30,21 @@ MAX_SEED = 2**32 - 1
 
 
 def canonical_sampler(name: str) -> str:
-    """Match a sampler name case-insensitively (`euler_a`, `Euler A` -> `Euler a`)."""
-    wanted = re.sub(r"[\s_\-]+", " ", name.strip()).lower()
-    for known in SAMPLERS:
-        if known.lower() == wanted:
-            return known
-    raise BadParameter(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
+    """Match a sampler name leniently: case, spaces, `_`/`-`, `++`/`pp` and an old `k_` prefix aside
+    (`euler_a`, `Euler A` -> `Euler a`; `dpm++2m`, `dpmpp_2m_karras` -> `DPM++ 2M`, `DPM++ 2M Karras`);
+    with no match, say the closest names."""
+    import difflib
+
+    def key(text: str) -> str:
+        text = re.sub(r"^k[\s_\-]+", "", text.strip().lower())
+        return re.sub(r"[\s_\-]+", "", text.replace("++", "pp").replace("+", "p"))
+
+    keys = {key(known): known for known in SAMPLERS}
+    if key(name) in keys:
+        return keys[key(name)]
+    close = [keys[k] for k in difflib.get_close_matches(key(name), keys, n=3, cutoff=0.5)]
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    raise BadParameter(f"unknown sampler {name!r}; {hint}choose one of: {', '.join(SAMPLERS)}")
 
 
 def parse_seeds(spec: str) -> list[int]:

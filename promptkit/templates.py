@@ -76,6 +76,12 @@ class Fields:
             del data["weights"]  # prompts without weights are stored exactly as before
         return data
 
+    def is_empty(self) -> bool:
+        """True when nothing was described: no text field, preset, negative term or extra."""
+        texts = [self.subject, self.action, self.environment, *self.style, *self.quality, *self.negative,
+                 *self.extras.values()]
+        return not any(str(text).strip() for text in texts)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Fields":
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
@@ -309,9 +315,10 @@ class PromptBuilder:
             else:
                 negative_raw = context["negative"]
         except jinja2.UndefinedError as exc:
-            raise TemplateProblem(
-                f"template {template!r}: {exc.message}; give it a value (the studio's field, or --set NAME=VALUE)"
-            ) from None
+            # Short enough for one line of the studio's error box: its field is marked there.
+            name = re.search(r"'(\w+)' is undefined", exc.message or "")
+            raise TemplateProblem(f"template {template!r}: {exc.message}; fill it in "
+                                  f"(--set {name.group(1) if name else 'NAME'}=VALUE)") from None
         except SecurityError as exc:
             raise TemplateProblem(f"template {template!r} refused by the sandbox: {exc}") from None
         except WeightError as exc:
@@ -323,8 +330,8 @@ class PromptBuilder:
 
         positive, dropped_pos = normalise_terms(positive_raw)
         negative, dropped_neg = normalise_terms(negative_raw)
-        notes = [f"duplicate term {t!r} dropped from the positive prompt" for t in dropped_pos]
-        notes += [f"duplicate term {t!r} dropped from the negative prompt" for t in dropped_neg]
+        notes = [f"duplicate term {t!r} dropped from the positive prompt" for t in _once(dropped_pos)]
+        notes += [f"duplicate term {t!r} dropped from the negative prompt" for t in _once(dropped_neg)]
         return Prompt(template, digest, fields, positive, negative, notes)
 
     def _context(self, fields: Fields) -> dict[str, Any]:
@@ -359,6 +366,18 @@ class PromptBuilder:
             except WeightError as exc:
                 raise TemplateProblem(f"--weight {key}={weight}: {exc}") from None
         return context
+
+
+def _once(terms: list[str]) -> list[str]:
+    """TERMS without repeats (case-insensitive): a term dropped twice is reported once."""
+    return list({term.lower(): term for term in reversed(terms)}.values())[::-1]
+
+
+def check_fields_given(fields: Fields) -> None:
+    """Refuse FIELDS that describe nothing: an empty prompt is never what was meant."""
+    if fields.is_empty():
+        raise TemplateProblem("nothing to build: give --subject (or --action, --environment, --style, --quality, "
+                              "--negative, --set KEY=VALUE)")
 
 
 def check_field_text(fields: Fields) -> None:

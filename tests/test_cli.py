@@ -36,7 +36,7 @@ def test_build_save_search_show(isolated_library):
                          "--save", "lh", "--tag", "sea", "--json").output)
     assert out["id"] == 1 and out["positive"].startswith("a lighthouse, watercolor painting")
     assert out["tokens"]["positive"] > 0 and out["tokens"]["limit"] == 75
-    assert isinstance(out["warnings"], list)
+    assert isinstance(out["findings"], list)
     found = json.loads(run("search", "lighthouse", "--json").output)
     assert [p["name"] for p in found] == ["lh"]
     shown = json.loads(run("show", "lh", "--json").output)
@@ -47,7 +47,8 @@ def test_build_flags_long_prompt():
     subject = ", ".join(f"thing{i}" for i in range(50))
     out = json.loads(run("build", "--subject", subject, "--json").output)
     assert out["tokens"]["positive"] > 75
-    assert any("past the 75-token window" in w and "thing49" in w for w in out["warnings"])
+    assert any("past the 75-token window" in f["message"] and "thing49" in f["message"] and f["level"] == "warning"
+               for f in out["findings"])
 
 
 def test_generate_rate_show_reproduce(isolated_library, tiny_model):

@@ -277,7 +277,7 @@ def test_a1111_syntax_converts_to_the_same_weights_under_compel():
 def test_lint_says_which_prompt_mode_applies():
     from promptkit.lint import lint_prompt
 
-    assert any("weighted" in w for w in lint_prompt("a (red:1.2) cat", "").warnings)
+    assert any("weighted" in w for w in lint_prompt("a (red:1.2) cat", "").notes)
     long_text = ", ".join(f"word{i}" for i in range(60))
     assert any("77-token chunks" in w for w in lint_prompt(long_text, "").warnings)
 

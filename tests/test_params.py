@@ -45,3 +45,25 @@ def test_model_refs(tmp_path):
     assert check_model_ref("stable-diffusion-v1-5/stable-diffusion-v1-5") == "hub"
     with pytest.raises(ModelProblem, match="model_index.json"):
         check_model_ref(str(tmp_path))
+
+
+@pytest.mark.parametrize("typed,expected", [
+    ("dpm++2m", "DPM++ 2M"), ("DPM++ 2M", "DPM++ 2M"), ("dpmpp_2m", "DPM++ 2M"), ("dpmpp_2m_karras", "DPM++ 2M Karras"),
+    ("DPM-PP-2M-Karras", "DPM++ 2M Karras"), ("dpm++ sde karras", "DPM++ SDE Karras"), ("euler_a", "Euler a"),
+    ("Euler A", "Euler a"), ("euler-a", "Euler a"), ("EULER", "Euler"), ("k_euler_a", "Euler a"), ("uni_pc", "UniPC"),
+    ("  lms ", "LMS"),
+])
+def test_sampler_names_are_matched_leniently(typed, expected):
+    assert canonical_sampler(typed) == expected
+
+
+def test_an_unknown_sampler_suggests_the_closest_names_in_one_line():
+    with pytest.raises(BadParameter) as caught:
+        canonical_sampler("dpm++ 2m karas")
+    message = str(caught.value)
+    assert "did you mean 'DPM++ 2M Karras'" in message and "\n" not in message
+    with pytest.raises(BadParameter, match="did you mean 'Euler a'"):
+        canonical_sampler("eular a")
+    with pytest.raises(BadParameter) as caught:
+        canonical_sampler("zzzzzz")
+    assert "did you mean" not in str(caught.value) and "choose one of: DDPM" in str(caught.value)

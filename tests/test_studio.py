@@ -57,10 +57,10 @@ def test_declared_fields_follow_extends(tmp_path):
 
 def test_preview_renders_lints_and_reports_template_errors_in_one_line(client):
     ok = client.post("/api/studio/preview", json={"fields": {"subject": "a fox", "style": ["watercolor"],
-                                                             "negative": ["fox"]}}).json()
+                                                             "negative": ["a fox"]}}).json()
     assert ok["error"] is None and ok["positive"].startswith("a fox, watercolor painting")
     assert ok["lint"]["positive"]["limit"] == 75 and ok["lint"]["positive"]["overflow"] == ""
-    assert any("'fox' is in both" in w for w in ok["lint"]["warnings"])
+    assert any("'a fox' is in both" in f["message"] and f["level"] == "warning" for f in ok["lint"]["findings"])
     long = client.post("/api/studio/preview", json={"fields": {"subject": " ".join(f"w{n}" for n in range(90))}}).json()
     assert long["lint"]["positive"]["overflow"].endswith("w89")
     for template, fields, expected in [("moody", {"subject": "x"}, "'mood' is undefined"),

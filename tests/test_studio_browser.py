@@ -99,8 +99,12 @@ def test_generate_iterate_side_by_side_and_ab(page, isolated_library):
     page.get_by_label("Style", exact=True).fill("cinematic")
     page.get_by_role("button", name="Generate").click()
     page.wait_for_selector("#compare:not([hidden])", timeout=60_000)
-    assert page.locator("#pairs .pair").count() == 4
-    assert page.locator("#pairs .pair .studio-shot").count() == 8
+    assert page.locator("#pairs .compare-pair").count() == 4
+    assert page.locator("#pairs .compare-pair .studio-shot").count() == 8
+    # parent and child are drawn at the same size (issue 18: the review page's grid once squeezed the child)
+    widths = page.evaluate("""() => Array.from(document.querySelectorAll('#pairs .compare-pair')).map(
+        (pair) => Array.from(pair.querySelectorAll('.studio-shot img')).map((img) => img.getBoundingClientRect().width))""")
+    assert len(widths) == 4 and all(len(w) == 2 and w[0] > 150 and abs(w[0] - w[1]) < 1 for w in widths), widths
     assert "watercolor" in page.inner_text("#diff del") and "cinematic" in page.inner_text("#diff .changed-fields ins")
     assert page.locator("#diff .diff-prompts ins").count() >= 1
     page.wait_for_timeout(400)
@@ -153,3 +157,46 @@ def test_a_template_error_is_one_line_and_the_page_keeps_working(page):
     page.wait_for_selector("#template-error", state="hidden")
     page.get_by_label("Subject", exact=True).fill("a castle on a hill")
     page.wait_for_function("() => document.querySelector('#rendered-positive').textContent.startsWith('a castle on a hill')")
+
+
+@pytest.fixture
+def phone(browser, studio_server):  # noqa: F811
+    context = browser.new_context(base_url=studio_server.url, viewport={"width": 390, "height": 844})
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+def test_the_studio_at_phone_width(phone):
+    """390 px: no sideways overflow, the navigation fits, the weight boxes line up with their fields and
+    carry labels, and the error line shows the whole list of presets."""
+    page = phone
+    page.goto("/studio")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    for link in page.locator(".topbar .tabs a").all():
+        box = link.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (link.inner_text(), box)
+    search = page.locator(".topbar .search").bounding_box()
+    assert search and search["x"] + search["width"] <= 390
+    for name, field in (("Subject", "#field-subject"), ("Action", "#field-action"),
+                        ("Environment", "#field-environment")):
+        weight = page.get_by_label(f"{name} weight", exact=True)
+        assert weight.count() == 1
+        box, target, label = (weight.bounding_box(), page.locator(field).bounding_box(),
+                              page.get_by_text(name, exact=True).bounding_box())
+        assert abs((box["x"] + box["width"]) - (target["x"] + target["width"])) < 1.5, (name, box, target)
+        assert box["y"] + box["height"] <= target["y"] + 1, (name, box, target)  # above its field, not beside
+        assert box["y"] < label["y"] + label["height"] and label["y"] < box["y"] + box["height"]  # on the label's line
+    page.get_by_label("Subject", exact=True).fill("a fox")
+    page.get_by_label("Style", exact=True).fill("cin")
+    page.wait_for_selector("#template-error:not([hidden])")
+    error = page.locator("#template-error")
+    message = error.inner_text()
+    assert "unknown style preset 'cin'" in message and "\n" not in message
+    assert all(name in message for name in ("cinematic", "concept-art", "watercolor"))
+    assert page.evaluate("(el) => el.scrollWidth <= el.clientWidth && el.scrollHeight <= el.clientHeight + 1",
+                         error.element_handle())
+    box = error.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    screenshot(page, "studio-phone", full_page=False)

@@ -222,7 +222,7 @@ def test_build_weight_option_and_lint_token_counts(isolated_library):
     assert weighted["positive"] == "(a red fox:1.3), (time 12:30:0.7)"
     # the lint counts the words the encoder reads: weights do not add tokens
     assert weighted["tokens"]["positive"] == plain["tokens"]["positive"] == 10  # a red fox , time 12 : 30
-    assert any("weighted mode" in w for w in weighted["warnings"])
+    assert any("weighted mode" in f["message"] and f["level"] == "note" for f in weighted["findings"])
     with Library(isolated_library) as lib:
         assert lib.get_prompt("wfox")["fields"]["weights"] == {"subject": 1.3, "environment": 0.7}
         count = lib.db["prompts"].count

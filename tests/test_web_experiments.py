@@ -340,3 +340,30 @@ def test_votes_land_while_a_generation_run_writes(live_experiment_server, experi
     with Library(experiment_library) as lib:
         assert experiment_stats(lib, "sky")["votes"] == 800 and all(lib.get_generation(g) for g in generated)
 
+
+
+# -- per-seed marks (issue 18) ----------------------------------------------------------
+
+
+def test_seed_marks_follow_each_images_own_votes():
+    from promptkit.web.experiments import seed_marks
+
+    votes = [{"left": "A", "right": "B", "winner": "tie"}, {"left": "C", "right": "A", "winner": "A"},
+             {"left": "B", "right": "C", "winner": "B"}]
+    marks = seed_marks(["A", "B", "C", "D"], votes)
+    assert {label: m["mark"] for label, m in marks.items()} == {"A": "won", "B": "won", "C": "lost", "D": None}
+    assert marks["A"]["title"] == "won 1, tied 1" and marks["C"]["title"] == "lost 2" and marks["D"]["title"] == "no votes"
+    only_tie = seed_marks(["A", "B", "C"], [{"left": "A", "right": "B", "winner": "tie"}])
+    assert [only_tie[x]["mark"] for x in "ABC"] == ["tie", "tie", None]
+
+
+def test_results_page_marks_the_loser_of_a_three_way_seed_as_lost(client):
+    for body in ({"seed": 1, "winner": "tie", "left": "warm", "right": "cool"},
+                 {"seed": 1, "winner": "warm", "left": "warm", "right": "mono"},
+                 {"seed": 1, "winner": "cool", "left": "cool", "right": "mono"}):
+        assert client.post("/api/experiments/trio/votes", json=body).status_code == 201
+    page = client.get("/experiments/trio").text
+    classes = dict(re.findall(r'class="thumb ?([a-z ]*)" title="(\w+), seed 1', page)[i][::-1] for i in range(3))
+    assert classes == {"warm": "won", "cool": "won", "mono": "lost"}
+    assert 'title="mono, seed 1: lost 2"' in page
+    assert re.findall(r'class="thumb ?([a-z ]*)" title="\w+, seed 2', page) == ["", "", ""]

@@ -447,10 +447,31 @@ def results_page(request: Request, name: ExperimentName) -> HTMLResponse:
     for vote in votes:
         votes_by_seed.setdefault(vote["seed"], []).append(vote)
     rows = [{"seed": seed, "cells": [done.get((label, seed)) for label in labels],
+             "marks": seed_marks(labels, votes_by_seed.get(seed, [])),
              "votes": votes_by_seed.get(seed, [])} for seed in experiment["seeds"]]
     return render(request, "experiment.html", title=experiment["name"], experiment=experiment, labels=labels,
                   rows=rows, stats=stats, voted=voted, total=total, has_images=bool(done),
                   headline=_headline(stats), current_nav="/experiments")
+
+
+def seed_marks(labels: list[str], votes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each variant's mark on one seed, from its own votes there: `won` (it won a vote), `tie` (no win,
+    a tie), `lost` (only losses) or None (no votes), with its tally as `title`."""
+    tally = {label: {"won": 0, "tie": 0, "lost": 0} for label in labels}
+    for vote in votes:
+        sides = [side for side in (vote["left"], vote["right"]) if side in tally]
+        for side in sides:
+            if vote["winner"] == "tie":
+                tally[side]["tie"] += 1
+            else:
+                tally[side]["won" if vote["winner"] == side else "lost"] += 1
+    marks = {}
+    for label, counts in tally.items():
+        mark = next((kind for kind in ("won", "tie", "lost") if counts[kind]), None)
+        words = [f"{word} {counts[kind]}" for kind, word in (("won", "won"), ("tie", "tied"), ("lost", "lost"))
+                 if counts[kind]]
+        marks[label] = {"mark": mark, "title": ", ".join(words) or "no votes"}
+    return marks
 
 
 def _headline(stats: dict[str, Any]) -> str:

@@ -171,7 +171,8 @@
     showTokens("positive", lint.positive);
     showTokens("negative", lint.negative);
     const list = $("#lint");
-    list.replaceChildren(...(lint.warnings || []).map((warning) => el("li", {}, warning)));
+    list.replaceChildren(...(lint.findings || []).map((finding) => el("li", { class: `finding ${finding.level}` },
+      el("span", { class: "level" }, finding.level), " ", finding.message)));
   }
 
   function showError(message) {
@@ -264,8 +265,8 @@
         el("div", {}, el("h3", {}, "B · child ", el("a", { href: `/prompts/${comparison.child.id}` }, `#${comparison.child.id}`)),
           markedTerms(comparison.child.positive, added, "ins"))));
     const pairs = $("#pairs");
-    pairs.replaceChildren(...comparison.pairs.map((pair) => el("div", { class: "pair", "data-seed": String(pair.seed) },
-      el("div", { class: "pair-seed" }, `seed ${pair.seed}`),
+    pairs.replaceChildren(...comparison.pairs.map((pair) => el("div", { class: "compare-pair", "data-seed": String(pair.seed) },
+      el("div", { class: "compare-pair-seed" }, `seed ${pair.seed}`),
       pair.parent ? figure(pair.parent, "A · parent") : el("div", { class: "missing" }, "parent not generated on this seed"),
       pair.child ? figure(pair.child, "B · child") : el("div", { class: "missing" }, "not generated yet"))));
     $("#compare").hidden = false;
