@@ -115,11 +115,22 @@ def create_planned(library: Library, name: str, plan: ExperimentPlan, templates_
 
 
 def new_experiment(library: Library, name: str, variants: Mapping[str, str] | list, seeds: list[int] | str = "1-8",
-                   *, params=None, inputs=None, model: str | None = None) -> dict[str, Any]:
+                   *, params=None, inputs=None, model: str | None = None, **settings: Any) -> dict[str, Any]:
     """Create experiment NAME: two or more variants on one seed list; nothing is stored if anything is wrong.
 
-    The arguments are `plan_experiment`'s. :returns: the experiment (id, name, seeds, params, model, variants).
+    :param name: the experiment's name (1-100 characters, not all digits).
+    :param variants: {label: prompt id or name}, or "LABEL=PROMPT[:k=v,…]" texts (overrides such as cfg=9).
+    :param seeds: a list, or "1,2,3", "1-8", "random:N".
+    :param params: the shared `GenerationParams`; without it, its fields may be passed as keywords
+        (steps=10, cfg=6.5, ...).
+    :param inputs: an `InputRequest` shared by every variant.
+    :param model: the default model for `run_experiment`.
+    :returns: the experiment (id, name, seeds, params, model, variants).
     """
+    if params is None and settings:
+        from ..params import GenerationParams
+
+        params = GenerationParams(**settings)
     return create_planned(library, name, plan_experiment(variants, seeds, params=params, inputs=inputs, model=model))
 
 
@@ -128,7 +139,14 @@ def new_xy_experiment(library: Library, name: str, prompt: int | str, x: str, y:
                       templates_dir: str | None = None) -> dict[str, Any]:
     """Create an X/Y plot over two of cfg, steps, sampler, seed or a prompt field, stored as an experiment.
 
-    The arguments are `plan_xy_experiment`'s; `templates_dir` renders the prompt-field axes.
+    :param name: the experiment's name.
+    :param prompt: the saved prompt to vary (id or name).
+    :param x: the X axis, e.g. "cfg=3,7,11", "sampler=Euler,DDIM", "style=watercolor,sketch", "seed=1-4".
+    :param y: the Y axis, as `x`.
+    :param seeds: the seeds when neither axis is seed.
+    :param params: the shared `GenerationParams`; :param inputs: an `InputRequest`.
+    :param model: the default model for `run_experiment`.
+    :param templates_dir: the template folder that renders the prompt-field axes.
     """
     plan = plan_xy_experiment(prompt, x, y, seeds, params=params, inputs=inputs, model=model)
     return create_planned(library, name, plan, templates_dir)
@@ -192,7 +210,12 @@ def run_experiment(library: Library, name: str, *, model: str | None = None, lor
 
 
 def add_seeds(library: Library, name: str, seeds: list[int] | str) -> list[int]:
-    """Add SEEDS to experiment NAME; the next run extends every variant. Returns the seeds added."""
+    """Add seeds to an experiment; the next run extends every variant.
+
+    :param name: the experiment's name or id.
+    :param seeds: a list, or "1,2,3", "1-8", "random:N".
+    :returns: the seeds added.
+    """
     from ..abtest import add_seeds as add
 
     return add(library, name, _seed_list(seeds))
@@ -255,22 +278,31 @@ def vote(library: Library, name: str, seed: int, winner: str, left: str | None =
 
 
 def undo_vote(library: Library, name: str) -> dict[str, Any]:
-    """Remove the last vote cast in experiment NAME and return it."""
+    """Remove the last vote cast in an experiment and return it.
+
+    :param name: the experiment's name or id.
+    """
     from ..abtest import undo_last_vote
 
     return undo_last_vote(library, name)
 
 
 def experiment_stats(library: Library, name: str) -> dict[str, Any]:
-    """Wins, ties, win rates with intervals, p-values, star ratings, ranking and verdict per pair."""
+    """Wins, ties, win rates with intervals, p-values, star ratings, ranking and verdict per pair.
+
+    :param name: the experiment's name or id.
+    """
     from ..stats import experiment_stats as compute
 
     return compute(library, name)
 
 
 def verdict(library: Library, name: str) -> str:
-    """The verdict of experiment NAME in words, one line per pair of variants."""
-    return "\n".join(pair["verdict"] for pair in experiment_stats(library, name)["pairs"])
+    """The verdict in words, one line per pair of variants: "A vs B: …".
+
+    :param name: the experiment's name or id.
+    """
+    return "\n".join(f"{pair['a']} vs {pair['b']}: {pair['verdict']}" for pair in experiment_stats(library, name)["pairs"])
 
 
 def write_sheet(library: Library, name: str, output: str | Path, tile: int | None = None) -> dict[str, Any]:

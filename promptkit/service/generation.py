@@ -68,13 +68,14 @@ def make_engine(model: str, engine_options: dict[str, Any] | None = None):
 def generate(library: Library, prompt: int | str, model: str, seeds: list[int] | str = "1-4", *,
              params=None, inputs=None, batch_size: int | str | None = "auto",
              engine_options: dict[str, Any] | None = None, profile: bool = False, use_engine: bool = True,
-             progress: Progress | None = None) -> dict[str, Any]:
+             progress: Progress | None = None, **settings: Any) -> dict[str, Any]:
     """Generate images of a saved PROMPT on fixed seeds and store every image in LIBRARY.
 
     :param prompt: the saved prompt's id or name.
     :param model: diffusers folder, .safetensors file or hub id.
     :param seeds: a list of seeds, or the text forms "1,2,3", "1-8", "random:N".
-    :param params: a `GenerationParams` (default: 25 steps, CFG 7, DPM++ 2M Karras).
+    :param params: a `GenerationParams` (default: 25 steps, CFG 7, DPM++ 2M Karras); or pass its fields
+        as keywords (steps=10, cfg=6.5, sampler="Euler", width=, height=, noise_device=).
     :param inputs: an `InputRequest` (init image, mask, LoRAs, ControlNets, refiner), or None.
     :param batch_size: images per pipeline call, or "auto".
     :param engine_options: device, dtype and memory options; `allow_pickle` among them.
@@ -85,7 +86,7 @@ def generate(library: Library, prompt: int | str, model: str, seeds: list[int] |
     from ..params import GenerationParams, parse_batch_size, parse_seeds
 
     engine_options = dict(engine_options or {})
-    params = params or GenerationParams()
+    params = params or GenerationParams(**settings)
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else [int(s) for s in seeds]
     batch_size = parse_batch_size(batch_size) if isinstance(batch_size, str) else batch_size
     prompt_row = library.get_prompt(prompt)
@@ -107,6 +108,8 @@ def generate(library: Library, prompt: int | str, model: str, seeds: list[int] |
 def reproduce(library: Library, generation_id: int, engine_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Regenerate a stored image from the library alone and compare its sha256.
 
+    :param generation_id: the image to regenerate.
+    :param engine_options: device, dtype and memory options (see `EngineOptions`).
     :returns: match, stored_sha256, new_sha256 and notes.
     """
     from ..generation import reproduce as reproduce_generation

@@ -19,7 +19,11 @@ def open_library(path: str | os.PathLike | None = None, create: bool = True) -> 
 
 
 def export_library(library: Library, folder: str | os.PathLike) -> dict[str, Any]:
-    """Write a portable copy of LIBRARY to FOLDER; returns the manifest (with "counts")."""
+    """Write a portable copy of LIBRARY to FOLDER; returns the manifest (with "counts").
+
+    :param library: the open library to copy.
+    :param folder: where to write manifest.json, one JSON-lines file per table, images/ and loras/.
+    """
     from ..portable import export_library as export
 
     return export(library, folder)
@@ -33,8 +37,10 @@ def read_export(folder: str | os.PathLike):
 
 
 def import_library(library: Library, export) -> dict[str, Any]:
-    """Merge an export (a folder or `read_export`'s result) into LIBRARY; rows already there are skipped.
+    """Merge an export into LIBRARY; rows already there are skipped, ids remapped.
 
+    :param library: the library to merge into.
+    :param export: an export folder, or `read_export`'s result (checked before anything is written).
     :returns: added and present counts per table, images_added, renamed, notes.
     """
     from ..portable import import_library as merge
@@ -50,7 +56,12 @@ def read_pngs(files: list[str | os.PathLike]) -> list:
 
 
 def import_pngs(library: Library, pngs: list) -> list[dict[str, Any]]:
-    """Import PNG prompts (files or `read_pngs`' result); one per file: status, prompt_id or reason."""
+    """Import the prompts of PNGs; a prompt the library already has is skipped.
+
+    :param library: the library to add the prompts to.
+    :param pngs: PNG files, or `read_pngs`' result.
+    :returns: one entry per file: file, status ("added" or "skipped"), prompt_id or reason.
+    """
     from ..pngimport import import_pngs as add
 
     return add(library, pngs)

@@ -115,33 +115,57 @@ def build_prompt(library: Library | None = None, fields=None, *, template: str =
 
 
 def rate(library: Library, generation_id: int, stars: int, note: str = "") -> dict[str, Any]:
-    """Rate a generated image 1 to 5 stars; returns the rating (id, generation_id, stars, note)."""
+    """Rate a generated image 1 to 5 stars.
+
+    :param generation_id: the image's generation id.
+    :param stars: 1 to 5.
+    :param note: a short note on the image.
+    :returns: the rating: id, generation_id, stars, note.
+    """
     rating_id = library.rate(generation_id, stars, note)
     return {"id": rating_id, "generation_id": generation_id, "stars": stars, "note": note}
 
 
 def search(library: Library, query: str, limit: int = 20) -> list[dict[str, Any]]:
-    """Full-text search over saved prompts (name, text, tags, notes), best match first."""
+    """Full-text search over saved prompts (name, text, tags, notes), best match first.
+
+    :param query: words that must all match.
+    :param limit: the most prompts returned.
+    """
     return library.search(query, limit)
 
 
 def list_prompts(library: Library, limit: int = 50) -> list[dict[str, Any]]:
-    """Saved prompts, newest first."""
+    """Saved prompts, newest first.
+
+    :param limit: the most prompts returned.
+    """
     return library.list_prompts(limit)
 
 
 def show_prompt(library: Library, prompt: int | str) -> dict[str, Any]:
-    """A prompt (id or name) with its generations and their ratings."""
+    """A prompt with its generations and their ratings.
+
+    :param prompt: the prompt's id or name.
+    """
     return library.show_prompt(prompt)
 
 
 def delete_prompt(library: Library, prompt: int | str, with_images: bool = False) -> dict[str, Any]:
-    """Delete a saved prompt; one with images needs `with_images` (rows go, image files stay)."""
+    """Delete a saved prompt; one in an experiment, with votes or with iterations is kept, with the reason.
+
+    :param prompt: the prompt's id or name.
+    :param with_images: also delete its generation rows and ratings (the image files stay until the doctor
+        quarantines them); a prompt with images needs it.
+    """
     return library.delete_prompt(prompt, with_generations=with_images)
 
 
 def history(library: Library, prompt: int | str) -> dict[str, Any]:
-    """A prompt's lineage: ancestors, the prompt and every prompt iterated from it."""
+    """A prompt's lineage: ancestors, the prompt and every prompt iterated from it.
+
+    :param prompt: the prompt's id or name.
+    """
     from ..lineage import history as lineage_history
 
     return lineage_history(library, prompt)
