@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..abtest import VariantSpec
 from ..errors import BadParameter
 from ..library import Library
 from .generation import Progress, job_spec, resolve_model, run_spec
+
+if TYPE_CHECKING:
+    from ..inputs import InputRequest, PreparedInputs
+    from ..params import GenerationParams
 
 PairKey = tuple[int, frozenset]
 
@@ -40,16 +44,16 @@ class ExperimentPlan:
 
     variants: list[VariantSpec]
     seeds: list[int]
-    params: Any  # GenerationParams, its `extra` the checked inputs
-    prepared: Any  # PreparedInputs: the input images to store
+    params: GenerationParams  # its `extra` holds the checked inputs
+    prepared: PreparedInputs  # the input images to store
     lora_dir: str | None = None
     model: str | None = None
     xy: tuple[dict[str, Any], dict[str, Any]] | None = None
     prompt: str | None = None  # the X/Y plot's prompt
 
 
-def plan_experiment(variants: Mapping[str, str] | list, seeds: list[int] | str = "1-8", *, params=None,
-                    inputs=None, model: str | None = None) -> ExperimentPlan:
+def plan_experiment(variants: Mapping[str, str] | list, seeds: list[int] | str = "1-8", *, params: GenerationParams | None = None,
+                    inputs: InputRequest | None = None, model: str | None = None) -> ExperimentPlan:
     """Check an A/B experiment's variants, seeds, parameters and inputs without opening any library.
 
     :param variants: {label: prompt id or name}, or "LABEL=PROMPT[:k=v,…]" texts (overrides such as cfg=9).
@@ -66,8 +70,8 @@ def plan_experiment(variants: Mapping[str, str] | list, seeds: list[int] | str =
     return ExperimentPlan(specs, seed_list, params, prepared, request.lora_dir, model)
 
 
-def plan_xy_experiment(prompt: int | str, x: str, y: str, seeds: list[int] | str = "1", *, params=None,
-                       inputs=None, model: str | None = None) -> ExperimentPlan:
+def plan_xy_experiment(prompt: int | str, x: str, y: str, seeds: list[int] | str = "1", *, params: GenerationParams | None = None,
+                       inputs: InputRequest | None = None, model: str | None = None) -> ExperimentPlan:
     """Check an X/Y plot's axes, parameters and inputs without opening any library.
 
     :param x: the X axis, e.g. "cfg=3,7,11", "sampler=Euler,DDIM", "style=watercolor,sketch", "seed=1-4".
@@ -83,7 +87,8 @@ def plan_xy_experiment(prompt: int | str, x: str, y: str, seeds: list[int] | str
                           xy=(x_axis, y_axis), prompt=str(prompt))
 
 
-def _prepare(params, inputs) -> tuple:
+def _prepare(params: GenerationParams | None, inputs: InputRequest | None
+             ) -> tuple[GenerationParams, PreparedInputs, InputRequest]:
     from ..inputs import InputRequest, prepare_inputs
     from ..params import GenerationParams
 
@@ -115,7 +120,8 @@ def create_planned(library: Library, name: str, plan: ExperimentPlan, templates_
 
 
 def new_experiment(library: Library, name: str, variants: Mapping[str, str] | list, seeds: list[int] | str = "1-8",
-                   *, params=None, inputs=None, model: str | None = None, **settings: Any) -> dict[str, Any]:
+                   *, params: GenerationParams | None = None, inputs: InputRequest | None = None,
+                   model: str | None = None, **settings: Any) -> dict[str, Any]:
     """Create experiment NAME: two or more variants on one seed list; nothing is stored if anything is wrong.
 
     :param name: the experiment's name (1-100 characters, not all digits).
@@ -135,8 +141,8 @@ def new_experiment(library: Library, name: str, variants: Mapping[str, str] | li
 
 
 def new_xy_experiment(library: Library, name: str, prompt: int | str, x: str, y: str, seeds: list[int] | str = "1",
-                      *, params=None, inputs=None, model: str | None = None,
-                      templates_dir: str | None = None) -> dict[str, Any]:
+                      *, params: GenerationParams | None = None, inputs: InputRequest | None = None,
+                      model: str | None = None, templates_dir: str | None = None) -> dict[str, Any]:
     """Create an X/Y plot over two of cfg, steps, sampler, seed or a prompt field, stored as an experiment.
 
     :param name: the experiment's name.

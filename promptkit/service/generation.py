@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import PromptkitError
 from ..library import Library
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from ..inputs import InputRequest
+    from ..params import GenerationParams
 
 Progress = Callable[[int, int], None]
 
@@ -51,7 +56,7 @@ def resolve_model(model: str, allow_pickle: bool = False) -> str:
     return resolve(model, allow_pickle)
 
 
-def make_engine(model: str, engine_options: dict[str, Any] | None = None):
+def make_engine(model: str, engine_options: dict[str, Any] | None = None) -> Engine:
     """Load (or reuse) the engine for MODEL in this process.
 
     :param engine_options: keyword arguments of `EngineOptions` (allow_pickle among them).
@@ -66,7 +71,8 @@ def make_engine(model: str, engine_options: dict[str, Any] | None = None):
 
 
 def generate(library: Library, prompt: int | str, model: str, seeds: list[int] | str = "1-4", *,
-             params=None, inputs=None, batch_size: int | str | None = "auto",
+             params: GenerationParams | None = None, inputs: InputRequest | None = None,
+             batch_size: int | str | None = "auto",
              engine_options: dict[str, Any] | None = None, profile: bool = False, use_engine: bool = True,
              progress: Progress | None = None, **settings: Any) -> dict[str, Any]:
     """Generate images of a saved PROMPT on fixed seeds and store every image in LIBRARY.
@@ -120,7 +126,7 @@ def reproduce(library: Library, generation_id: int, engine_options: dict[str, An
 
 
 def _iterate_settings(library: Library, parent: dict[str, Any], seeds: list[int] | str | None, model: str | None,
-                      allow_pickle: bool) -> tuple:
+                      allow_pickle: bool) -> tuple[GenerationParams, list[int], str, int]:
     """The parent's parameters, seeds, model and batch size, with SEEDS and MODEL taking precedence."""
     from ..lineage import parent_settings
     from ..params import GenerationParams, parse_seeds

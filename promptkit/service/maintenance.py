@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..library import Library
+
+if TYPE_CHECKING:
+    from ..doctor import DoctorReport
+    from ..pngimport import PngPrompt
+    from ..portable import ExportFolder
 
 
 def open_library(path: str | os.PathLike | None = None, create: bool = True) -> Library:
@@ -29,14 +34,14 @@ def export_library(library: Library, folder: str | os.PathLike) -> dict[str, Any
     return export(library, folder)
 
 
-def read_export(folder: str | os.PathLike):
+def read_export(folder: str | os.PathLike) -> ExportFolder:
     """Read and check an export FOLDER without touching any library."""
     from ..portable import read_export as read
 
     return read(folder)
 
 
-def import_library(library: Library, export) -> dict[str, Any]:
+def import_library(library: Library, export: str | os.PathLike | ExportFolder) -> dict[str, Any]:
     """Merge an export into LIBRARY; rows already there are skipped, ids remapped.
 
     :param library: the library to merge into.
@@ -48,14 +53,14 @@ def import_library(library: Library, export) -> dict[str, Any]:
     return merge(library, export)
 
 
-def read_pngs(files: list[str | os.PathLike]) -> list:
+def read_pngs(files: list[str | os.PathLike]) -> list[PngPrompt]:
     """Read the prompts of PNG FILES (A1111, Civitai or promptkit chunks) before any library is opened."""
     from ..pngimport import read_png_prompt
 
     return [read_png_prompt(file) for file in files]
 
 
-def import_pngs(library: Library, pngs: list) -> list[dict[str, Any]]:
+def import_pngs(library: Library, pngs: list[str | os.PathLike | PngPrompt]) -> list[dict[str, Any]]:
     """Import the prompts of PNGs; a prompt the library already has is skipped.
 
     :param library: the library to add the prompts to.
@@ -67,7 +72,7 @@ def import_pngs(library: Library, pngs: list) -> list[dict[str, Any]]:
     return add(library, pngs)
 
 
-def check_library(db: str | os.PathLike | None = None, fix: bool = False, min_age: float = 600):
+def check_library(db: str | os.PathLike | None = None, fix: bool = False, min_age: float = 600) -> DoctorReport:
     """Check a library file: integrity, schema, every image's sha256, orphan and temp files.
 
     :param fix: move stray files older than MIN_AGE seconds to <dbstem>-quarantine/.

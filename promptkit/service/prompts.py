@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..library import Library
+
+if TYPE_CHECKING:
+    from ..templates import Fields
 
 
 @dataclass
@@ -53,7 +56,7 @@ def templates(templates_dir: str | None = None) -> list[dict[str, Any]]:
 def make_fields(subject: str = "", action: str = "", environment: str = "", style: list[str] | tuple = (),
                 quality: list[str] | tuple = (), negative: list[str] | tuple = (),
                 negative_preset: str = "standard", extras: dict[str, str] | None = None,
-                weights: dict[str, float] | None = None):
+                weights: dict[str, float] | None = None) -> Fields:
     """The `Fields` of a prompt; `negative_preset="none"` means no negative preset."""
     from ..templates import Fields
 
@@ -62,7 +65,7 @@ def make_fields(subject: str = "", action: str = "", environment: str = "", styl
                   extras=dict(extras or {}), weights=dict(weights or {}))
 
 
-def render_prompt(fields=None, template: str = "default", *, model: str | None = None,
+def render_prompt(fields: Fields | None = None, template: str = "default", *, model: str | None = None,
                   templates_dir: str | None = None, **field_values: Any) -> BuiltPrompt:
     """Render a prompt from fields and check it (tokens, overflow, duplicates, contradictions); store nothing.
 
@@ -97,7 +100,7 @@ def save_prompt(library: Library, built: BuiltPrompt, name: str | None = None, p
     return built.id
 
 
-def build_prompt(library: Library | None = None, fields=None, *, template: str = "default",
+def build_prompt(library: Library | None = None, fields: Fields | None = None, *, template: str = "default",
                  save: str | None = None, parent: int | str | None = None, tags: list[str] | tuple = (),
                  model: str | None = None, templates_dir: str | None = None, **field_values: Any) -> BuiltPrompt:
     """Render a prompt (see `render_prompt`) and, with `save` or `parent`, store it in LIBRARY.
