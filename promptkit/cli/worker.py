@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .cli import emit, engine_options, engine_options_dict, json_option, resolve_model
+from ..service.generation import resolve_model
+from .options import emit, engine_options, engine_options_dict, json_option
 
 
 @click.group()
@@ -21,7 +22,7 @@ def worker() -> None:
 @engine_options
 def worker_start(models, socket_path, **engine_flags) -> None:
     """Run the warm engine in the foreground until Ctrl-C or `promptkit worker stop`."""
-    from .worker import EngineWorker, default_socket_path, serve_engine
+    from ..worker import EngineWorker, default_socket_path, serve_engine
 
     path = Path(socket_path) if socket_path else default_socket_path()
     resolved = [resolve_model(m, engine_flags["allow_pickle"]) for m in models]
@@ -45,7 +46,7 @@ def worker_start(models, socket_path, **engine_flags) -> None:
 @json_option
 def worker_status(socket_path, as_json) -> None:
     """Is a warm engine running, and what has it loaded? Exit 1 if none answers."""
-    from .worker import engine_status
+    from ..worker import engine_status
 
     status = engine_status(Path(socket_path) if socket_path else None)
     emit(status, as_json, f"warm engine pid {status['pid']}: up {status['uptime_s']}s, {status['jobs_done']} jobs, "
@@ -56,11 +57,10 @@ def worker_status(socket_path, as_json) -> None:
 @click.option("--socket", "socket_path", type=click.Path(dir_okay=False), default=None)
 def worker_stop(socket_path) -> None:
     """Ask the warm engine to finish its current job and exit."""
-    from .worker import stop_engine
+    from ..worker import stop_engine
 
     stop_engine(Path(socket_path) if socket_path else None)
     click.echo("warm engine stopping")
 
 
-def register(main: click.Group) -> None:
-    main.add_command(worker)
+COMMANDS = [worker]

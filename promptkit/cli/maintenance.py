@@ -1,7 +1,4 @@
-"""Library maintenance commands: doctor, export, import, import-png.
-
-cli.py calls `register(main)` from its last lines to add these commands to `promptkit`.
-"""
+"""Library maintenance commands: doctor, export, import, import-png."""
 
 from __future__ import annotations
 
@@ -9,8 +6,8 @@ import sys
 
 import click
 
-from .cli_output import emit, json_option
-from .library import default_db_path
+from ..service import maintenance as service
+from .options import emit, json_option
 
 
 @click.command()
@@ -24,9 +21,7 @@ from .library import default_db_path
 def doctor(ctx: click.Context, fix: bool, min_age: float, as_json: bool) -> None:
     """Check the library: database integrity, foreign keys, schema version, every image's sha256,
     orphan and temp files. Exit 1 when something is inconsistent."""
-    from .doctor import run_doctor
-
-    report = run_doctor(default_db_path(ctx.obj["db"]), fix=fix, min_age_seconds=min_age)
+    report = service.check_library(ctx.obj["db"], fix=fix, min_age=min_age)
     if as_json:
         emit(report.to_dict(), True)
     else:
@@ -73,11 +68,8 @@ def _print_doctor_report(report, fix: bool) -> None:
 def export_command(ctx: click.Context, folder: str, as_json: bool) -> None:
     """Write a portable copy of the library to FOLDER: manifest.json, one JSON-lines file per
     table, images/<sha256>.png and loras/<sha256>.safetensors."""
-    from .library import Library
-    from .portable import export_library
-
-    with Library(ctx.obj["db"], create=False) as lib:
-        manifest = export_library(lib, folder)
+    with service.open_library(ctx.obj["db"], create=False) as lib:
+        manifest = service.export_library(lib, folder)
     counts = manifest["counts"]
     emit(manifest, as_json, f"exported {counts['prompts']} prompts, {counts['generations']} generations, "
                             f"{counts['ratings']} ratings, {counts['experiments']} experiments and "
@@ -91,12 +83,9 @@ def export_command(ctx: click.Context, folder: str, as_json: bool) -> None:
 @click.pass_context
 def import_command(ctx: click.Context, folder: str, as_json: bool) -> None:
     """Merge an export FOLDER into the library; rows already there are skipped, ids remapped."""
-    from .library import Library
-    from .portable import import_library, read_export
-
-    export = read_export(folder)  # all checks first: a bad export must not even create the library
-    with Library(ctx.obj["db"]) as lib:
-        summary = import_library(lib, export)
+    export = service.read_export(folder)  # all checks first: a bad export must not even create the library
+    with service.open_library(ctx.obj["db"]) as lib:
+        summary = service.import_library(lib, export)
     if as_json:
         emit(summary, True)
         return
@@ -118,12 +107,9 @@ def import_command(ctx: click.Context, folder: str, as_json: bool) -> None:
 def import_png(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
     """Import the prompts of PNGs made by AUTOMATIC1111, Civitai or promptkit (their `parameters`
     or `promptkit` chunk); a prompt the library already has is skipped."""
-    from .library import Library
-    from .pngimport import import_pngs, read_png_prompt
-
-    pngs = [read_png_prompt(file) for file in files]  # all read before the library is even opened
-    with Library(ctx.obj["db"]) as lib:
-        results = import_pngs(lib, pngs)
+    pngs = service.read_pngs(list(files))  # all read before the library is even opened
+    with service.open_library(ctx.obj["db"]) as lib:
+        results = service.import_pngs(lib, pngs)
     if as_json:
         emit(results, True)
         return
@@ -134,7 +120,4 @@ def import_png(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> Non
             click.echo(f"{result['file']}: skipped, {result['reason']}")
 
 
-def register(main: click.Group) -> None:
-    """Add the maintenance commands to the `promptkit` group."""
-    for command in (doctor, export_command, import_command, import_png):
-        main.add_command(command)
+COMMANDS = [doctor, export_command, import_command, import_png]

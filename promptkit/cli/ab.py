@@ -1,0 +1,266 @@
+"""`promptkit ab …`: A/B and X/Y experiments; parse, call `promptkit.service.experiments`, print."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from ..service import experiments as service
+from ..service.generation import run_spec
+from .options import (ProgressBar, batch_size_option, emit, engine_options, engine_options_dict, input_options,
+                      json_option, lora_dir_option, no_engine_option, open_library, params_from, pop_input_request,
+                      quiet_option, report_outcome, sampling_options, templates_option)
+
+
+@click.group()
+def ab() -> None:
+    """A/B experiments: variants on the same seeds, blind votes, verdicts with statistics."""
+
+
+@ab.command("new")
+@click.argument("name")
+@click.option("--variant", "variants", multiple=True, required=True, metavar="LABEL=PROMPT[:k=v,…]",
+              help="A variant: a saved prompt (id or name) with optional overrides, e.g. B=fox:cfg=9 or "
+                   "B=fox:refiner=off (repeat).")
+@click.option("--seeds", default="1-8", show_default=True, help="List 1,2,3, range 1-8, or random:N.")
+@sampling_options
+@input_options
+@click.option("--model", default=None, envvar="PROMPTKIT_MODEL", help="Default model for `ab run`.")
+@json_option
+@click.pass_context
+def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise_device, model, as_json,
+           **input_flags) -> None:
+    """Create experiment NAME with two or more variants on one seed list."""
+    params = params_from(steps, cfg, sampler, width, height, noise_device)
+    plan = service.plan_experiment(list(variants), seeds, params=params, inputs=pop_input_request(input_flags),
+                                   model=model)
+    with open_library(ctx) as lib:
+        data = service.create_planned(lib, name, plan)
+    emit(data, as_json, f"experiment {name!r}: {len(plan.variants)} variants × {len(plan.seeds)} seeds; "
+                        f"run it with `promptkit ab run {name}`")
+
+
+@ab.command("xy")
+@click.argument("name")
+@click.option("--prompt", "prompt_ref", required=True, help="The saved prompt to vary (id or name).")
+@click.option("--x", "x_axis", required=True, help="X axis: cfg=3,7,11 · steps=10,20 · sampler=Euler,DDIM · "
+                                                  "seed=1-4 · refiner=off,on · refiner_switch=0.6,0.8 · "
+                                                  "style=watercolor,sketch · subject=a fox,a cat")
+@click.option("--y", "y_axis", required=True, help="Y axis, as --x.")
+@click.option("--seeds", default="1", show_default=True, help="Seeds when neither axis is seed.")
+@sampling_options
+@input_options
+@click.option("--model", default=None, envvar="PROMPTKIT_MODEL", help="Default model for `ab run`.")
+@templates_option
+@json_option
+@click.pass_context
+def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, width, height, noise_device, model,
+          templates_dir, as_json, **input_flags) -> None:
+    """Create an X/Y plot over two of cfg, steps, sampler, seed or a prompt field (stored as an experiment)."""
+    plan = service.plan_xy_experiment(prompt_ref, x_axis, y_axis, seeds,
+                                      params=params_from(steps, cfg, sampler, width, height, noise_device),
+                                      inputs=pop_input_request(input_flags), model=model)
+    with open_library(ctx) as lib:
+        data = service.create_planned(lib, name, plan, templates_dir)
+    emit(data, as_json,
+         f"X/Y experiment {name!r}: {len(data['variants'])} cells × {len(data['seeds'])} seeds; "
+         f"`promptkit ab run {name}` then `promptkit ab sheet {name} -o {name}.png`")
+
+
+@ab.command("run")
+@click.argument("name")
+@click.option("--model", default=None, envvar="PROMPTKIT_MODEL", help="Model (default: the experiment's).")
+@lora_dir_option("Folder for <lora:NAME:SCALE> tags in the variants' prompts (env: PROMPTKIT_LORA_DIR; "
+                 "default: the folder given to `ab new`).")
+@batch_size_option
+@engine_options
+@quiet_option
+@click.option("--profile", is_flag=True, help="Print where the time went.")
+@no_engine_option
+@json_option
+@click.pass_context
+def ab_run(ctx, name, model, lora_dir, batch_size, quiet, profile, no_engine, as_json, **engine_flags) -> None:
+    """Generate every missing (variant, seed) cell; safe to re-run after an interruption.
+
+    `<lora:NAME:SCALE>` tags in a variant's prompt are resolved as `generate` resolves them.
+    Runs on the warm engine (`promptkit worker start`) when one is up, else in this process.
+    """
+    from ..params import parse_batch_size
+
+    batch_size = parse_batch_size(batch_size)
+    with open_library(ctx) as lib:
+        spec, todo = service.run_job_spec(lib, name, model=model, lora_dir=lora_dir, batch_size=batch_size,
+                                          engine_options=engine_options_dict(**engine_flags), profile=profile)
+    if spec is None:
+        emit([], as_json, f"experiment {name!r} is complete: nothing to generate")
+        return
+    with ProgressBar(quiet) as bar:
+        result = run_spec(spec, bar, use_engine=not no_engine)
+    emit(result["generations"], as_json, f"generated {len(result['generations'])} of {todo} missing images "
+                                         f"for {name!r}")
+    report_outcome(result, profile)
+    if result["interrupted"]:
+        click.echo("interrupted: the images above are saved; run the same command to finish", err=True)
+        sys.exit(130)
+
+
+@ab.command("seeds")
+@click.argument("name")
+@click.argument("seeds")
+@json_option
+@click.pass_context
+def ab_seeds(ctx, name, seeds, as_json) -> None:
+    """Add SEEDS to experiment NAME; the next `ab run` extends every variant."""
+    from ..params import parse_seeds
+
+    seed_list = parse_seeds(seeds)
+    with open_library(ctx, create=False) as lib:
+        new = service.add_seeds(lib, name, seed_list)
+    emit({"added": new}, as_json, f"added {len(new)} seeds to {name!r}")
+
+
+ANSWERS = {"1": "left", "2": "right", "t": "tie"}
+
+
+def _show_pair(lib, pair: dict[str, Any], side_by_side: str | None) -> None:
+    click.echo(f"\npair {pair['voted'] + 1} of {pair['total']} (seed {pair['seed']})")
+    click.echo(f"  1: {lib.path.parent / pair['left']['image_path']}")
+    click.echo(f"  2: {lib.path.parent / pair['right']['image_path']}")
+    if side_by_side:
+        service.side_by_side(lib, pair, side_by_side)
+        click.echo(f"  side by side: {side_by_side}")
+
+
+def _vote_interactively(lib, name: str, side_by_side: str | None) -> int:
+    """Offer pairs until every one is voted or the person quits; a skipped pair comes back at the end."""
+    session = service.VotingSession(lib, name)
+    while (pair := session.next()) is not None:
+        _show_pair(lib, pair, side_by_side)
+        answer = click.prompt("winner", type=click.Choice(["1", "2", "t", "s", "q"]), show_choices=True)
+        if answer == "q":
+            break
+        if answer == "s":
+            session.skip(pair)
+        else:
+            session.vote(pair, ANSWERS[answer])
+    return session.cast
+
+
+@ab.command("vote")
+@click.argument("name")
+@click.option("--seed", type=int, default=None, help="Vote on this seed (for scripts; needs --winner).")
+@click.option("--winner", default=None, help="The winning variant's label, or 'tie'.")
+@click.option("--left", default=None, help="Label shown on the left (needed with 3+ variants).")
+@click.option("--right", default=None, help="Label shown on the right.")
+@click.option("--side-by-side", "side_by_side", type=click.Path(dir_okay=False), default=None,
+              help="Also write each pair into this PNG, left and right, while voting interactively.")
+@json_option
+@click.pass_context
+def ab_vote(ctx, name, seed, winner, left, right, side_by_side, as_json) -> None:
+    """Vote blind on pairs: on a terminal answer 1 / 2 / t(ie) / s(kip) / q(uit); or --seed S --winner LABEL."""
+    from ..errors import BadParameter
+
+    with open_library(ctx, create=False) as lib:
+        if seed is not None or winner is not None:
+            if seed is None or winner is None:
+                raise BadParameter("script voting needs both --seed and --winner")
+            vote = service.vote(lib, name, seed, winner, left, right)
+            emit(vote, as_json, f"vote recorded: seed {seed}, winner {winner}")
+            return
+        cast = _vote_interactively(lib, name, side_by_side)
+    emit({"votes_cast": cast}, as_json, f"{cast} votes recorded; see `promptkit ab stats {name}`")
+
+
+@ab.command("undo")
+@click.argument("name")
+@json_option
+@click.pass_context
+def ab_undo(ctx, name, as_json) -> None:
+    """Remove the last vote cast in experiment NAME."""
+    with open_library(ctx, create=False) as lib:
+        vote = service.undo_vote(lib, name)
+    emit(vote, as_json, f"removed vote {vote['id']} (seed {vote['seed']}, winner {vote['winner']})")
+
+
+def _print_stats(result: dict[str, Any]) -> None:
+    click.echo(f"{result['experiment']}: {result['votes']} votes over {len(result['variants'])} variants")
+    for pair in result["pairs"]:
+        rate = "—" if pair["win_rate_b"] is None else f"{pair['win_rate_b']:.0%}"
+        click.echo(f"  {pair['a']} vs {pair['b']}: {pair['wins_a']}–{pair['wins_b']}, {pair['ties']} ties; "
+                   f"{pair['b']} win rate {rate} (95% CI {pair['ci_low']:.0%}–{pair['ci_high']:.0%}), "
+                   f"p = {pair['p_value']:.3g}")
+        ratings = pair["ratings"]
+        if ratings["pairs"]:
+            click.echo(f"    stars: {pair['b']} − {pair['a']} = {ratings['mean_difference']:+.2f} over "
+                       f"{ratings['pairs']} seeds (Wilcoxon p = {ratings['p_value']:.3g})")
+        click.echo(f"    {pair['verdict']}")
+        click.echo(f"    {pair['verdict_text']} ({pair['method']})")
+    if "ranking" in result and not result["ranking"]:
+        click.echo(f"  ranking: {result['ranking_text']}")
+    for rank, row in enumerate(result.get("ranking", []), 1):
+        click.echo(f"  #{rank} {row['label']}: {row['score']:+.2f} (95% CI {row['ci_low']:+.2f} to "
+                   f"{row['ci_high']:+.2f})")
+
+
+@ab.command("stats")
+@click.argument("name")
+@json_option
+@click.pass_context
+def ab_stats(ctx, name, as_json) -> None:
+    """Wins, ties, win rate with a Wilson 95% interval, sign-test p-value, star ratings, ranking, verdict."""
+    with open_library(ctx, create=False) as lib:
+        result = service.experiment_stats(lib, name)
+    if as_json:
+        emit(result, True)
+    else:
+        _print_stats(result)
+
+
+@ab.command("sheet")
+@click.argument("name")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--tile", type=int, default=None, help="Tile size in pixels (default: at least 160).")
+@json_option
+@click.pass_context
+def ab_sheet(ctx, name, output, tile, as_json) -> None:
+    """Write a contact sheet (rows = seeds, columns = variants, votes marked), or the X/Y grid."""
+    with open_library(ctx, create=False) as lib:
+        info = service.write_sheet(lib, name, output, tile)
+    emit(info, as_json, f"wrote {info['path']} ({info['width']}×{info['height']}, {info['tiles']} tiles)")
+
+
+@ab.command("list")
+@json_option
+@click.pass_context
+def ab_list(ctx, as_json) -> None:
+    """List experiments with their variant, image and vote counts."""
+    with open_library(ctx, create=False) as lib:
+        rows = service.list_experiments(lib)
+    emit(rows, as_json, "\n".join(f"{r['name']:<24} {r['variants']} variants × {r['seeds']} seeds, "
+                                  f"{r['generations']} images, {r['votes']} votes" for r in rows)
+         or "no experiments yet")
+
+
+@ab.command("show")
+@click.argument("name")
+@json_option
+@click.pass_context
+def ab_show(ctx, name, as_json) -> None:
+    """Show an experiment: variants, prompts, overrides, seeds and progress."""
+    with open_library(ctx, create=False) as lib:
+        data = service.show_experiment(lib, name)
+    created_at = data.pop("created_at")
+    if as_json:
+        emit(data, True)
+        return
+    click.echo(f"{data['name']} (created {created_at}), seeds {data['seeds']}")
+    for v in data["variants"]:
+        made = sum(1 for cell in data["cells"] if cell["label"] == v["label"])
+        overrides = ", ".join(f"{k}={val}" for k, val in v["overrides"].items())
+        click.echo(f"  {v['label']}: prompt {v['prompt_id']} {overrides and '[' + overrides + '] '}"
+                   f"{made}/{len(data['seeds'])} images — {v['positive']}")
+
+
+COMMANDS = [ab]

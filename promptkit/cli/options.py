@@ -1,0 +1,214 @@
+"""The shared click options and output helpers of every `promptkit` command module (no torch here).
+
+Command modules import this module and the service layer, never each other or the package.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from ..library import Library
+
+
+def json_option(func):
+    """`--json`: print one JSON document instead of text."""
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")(func)
+
+
+def emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    """Print DATA as JSON with `--json`, else TEXT (when given)."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    elif text is not None:
+        click.echo(text)
+
+
+def templates_option(func):
+    """`--templates`: the person's template folder (env PROMPTKIT_TEMPLATES)."""
+    return click.option(
+        "--templates", "templates_dir", type=click.Path(file_okay=False), envvar="PROMPTKIT_TEMPLATES",
+        help="Your template folder, searched before the packaged one (env: PROMPTKIT_TEMPLATES).",
+    )(func)
+
+
+def open_library(ctx: click.Context, create: bool = True) -> Library:
+    """The library named by the global `--db` (or PROMPTKIT_DB, or ./library.db)."""
+    return Library(ctx.obj["db"], create=create)
+
+
+def _apply(func, options):
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def engine_options(func):
+    """Device, dtype, pickle and memory options of the commands that load a model."""
+    return _apply(func, [
+        click.option("--device", default=None, help="cuda, mps or cpu (default: the best available)."),
+        click.option("--dtype", default=None, help="float16, bfloat16 or float32 (default: fp16 on GPU, fp32 on CPU)."),
+        click.option("--allow-pickle", is_flag=True, help="Allow a .ckpt/.bin pickle checkpoint (can run code)."),
+        click.option("--cpu-offload", is_flag=True, help="Model CPU offload (saves GPU memory, slower)."),
+        click.option("--attention-slicing", is_flag=True, help="Attention slicing (saves memory)."),
+        click.option("--vae-slicing", is_flag=True, help="Decode the batch one image at a time."),
+        click.option("--vae-tiling", is_flag=True, help="Decode in tiles (large images)."),
+        click.option("--compile", "compile_unet", is_flag=True, help="torch.compile the UNet."),
+        click.option("--config", "config_dir", type=click.Path(file_okay=False), default=None,
+                     help="Diffusers folder whose configs a single .safetensors --model uses (offline)."),
+    ])
+
+
+def engine_options_dict(device, dtype, allow_pickle, cpu_offload, attention_slicing, vae_slicing, vae_tiling,
+                        compile_unet, config_dir=None) -> dict[str, Any]:
+    """The `engine_options` flags as `EngineOptions` keyword arguments."""
+    return {"device": device, "dtype": dtype, "allow_pickle": allow_pickle, "cpu_offload": cpu_offload,
+            "attention_slicing": attention_slicing, "vae_slicing": vae_slicing, "vae_tiling": vae_tiling,
+            "compile": compile_unet, "config": config_dir}
+
+
+def no_engine_option(func):
+    """`--no-engine`: generate in this process even if a warm engine is up."""
+    return click.option("--no-engine", is_flag=True,
+                        help="Generate in this process even if a warm engine (`promptkit worker start`) is running.")(func)
+
+
+def quiet_option(func):
+    """`--quiet/-q`: no progress bar."""
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bar.")(func)
+
+
+def batch_size_option(func):
+    """`--batch-size`: images per pipeline call, or auto."""
+    return click.option("--batch-size", default="auto", show_default=True,
+                        help="Images per pipeline call, or 'auto' (from free GPU memory; 4 on CPU).")(func)
+
+
+def sampling_options(func):
+    """Steps, CFG, sampler, size and noise device: shared by generate, ab new and ab xy."""
+    return _apply(func, [
+        click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps."),
+        click.option("--cfg", type=float, default=7.0, show_default=True, help="Classifier-free guidance scale."),
+        click.option("--sampler", default="DPM++ 2M Karras", show_default=True, help="See the README's sampler table."),
+        click.option("--width", type=int, default=None, help="Multiple of 8 (default: the model's native size)."),
+        click.option("--height", type=int, default=None, help="Multiple of 8 (default: the model's native size)."),
+        click.option("--noise-device", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
+                     help="Where initial noise is drawn: cpu (same on every machine) or gpu (A1111's default)."),
+    ])
+
+
+def params_from(steps, cfg, sampler, width, height, noise_device):
+    """The sampling options as `GenerationParams`."""
+    from ..params import GenerationParams
+
+    return GenerationParams(sampler=sampler, steps=steps, cfg=cfg, width=width, height=height,
+                            noise_device=noise_device)
+
+
+def lora_dir_option(help: str):
+    """`--lora-dir` (env PROMPTKIT_LORA_DIR): where `<lora:NAME>` tags resolve; HELP says for what."""
+    return click.option("--lora-dir", type=click.Path(file_okay=False), envvar="PROMPTKIT_LORA_DIR", default=None,
+                        help=help)
+
+
+def input_options(func):
+    """img2img, inpainting, LoRA and ControlNet options, shared by the commands that generate."""
+    return _apply(func, [
+        click.option("--init-image", type=click.Path(dir_okay=False), default=None,
+                     help="img2img: start from this image (with --mask: inpaint it)."),
+        click.option("--strength", type=float, default=None,
+                     help="How much of the init image to repaint, 0 < S <= 1 (default 0.75; 1.0 when inpainting)."),
+        click.option("--mask", type=click.Path(dir_okay=False), default=None,
+                     help="Inpainting mask, white = repaint; must be the init image's size."),
+        click.option("--mask-blur", type=int, default=None, help="Gaussian blur radius for the mask edge (pixels)."),
+        click.option("--lora", "loras", multiple=True, metavar="PATH[:SCALE]",
+                     help="A .safetensors LoRA and its scale (default 1); repeatable."),
+        lora_dir_option("Folder for <lora:NAME:SCALE> tags in the prompt (env: PROMPTKIT_LORA_DIR)."),
+        click.option("--controlnet", "controlnets", multiple=True, metavar="MODEL",
+                     help="ControlNet folder or hub id; repeatable, each with its --control-image."),
+        click.option("--control-image", "control_images", multiple=True, type=click.Path(dir_okay=False),
+                     help="Control image for the ControlNet in the same position; repeatable."),
+        click.option("--control-module", "control_modules", multiple=True, type=click.Choice(["canny", "none"]),
+                     help="Preprocessor: canny (edge map from a photo) or none (default); once, or once each."),
+        click.option("--control-scale", "control_scales", multiple=True, type=float,
+                     help="ControlNet weight (default 1); once, or once each."),
+        click.option("--control-start", "control_starts", multiple=True, type=float,
+                     help="Fraction of the steps where the ControlNet starts (default 0)."),
+        click.option("--control-end", "control_ends", multiple=True, type=float,
+                     help="Fraction of the steps where the ControlNet stops (default 1)."),
+        click.option("--refiner", default=None, metavar="MODEL",
+                     help="SDXL refiner (folder or hub id): it takes over the denoising at --refiner-switch."),
+        click.option("--refiner-switch", type=float, default=None,
+                     help="Fraction of the steps done by the base before the refiner (default 0.8)."),
+    ])
+
+
+INPUT_OPTION_NAMES = ("init_image", "strength", "mask", "mask_blur", "loras", "lora_dir", "controlnets",
+                      "control_images", "control_modules", "control_scales", "control_starts", "control_ends", "refiner",
+                      "refiner_switch")
+
+
+def pop_input_request(flags: dict):
+    """Take the input options out of a command's keyword arguments as an InputRequest."""
+    from ..inputs import InputRequest
+
+    values = {name: flags.pop(name) for name in INPUT_OPTION_NAMES}
+    for name in ("loras", "controlnets", "control_images", "control_modules", "control_scales", "control_starts",
+                 "control_ends"):
+        values[name] = list(values[name] or [])
+    return InputRequest(**values)
+
+
+class ProgressBar:
+    """Images done / total with a rate, on a terminal only; the bar appears with the first image."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.show = not quiet and sys.stderr.isatty()
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.show and self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", desc="generating", file=sys.stderr)
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def print_generations(generations: list[dict[str, Any]]) -> None:
+    """One line per stored image: id, seed, file."""
+    for gen in generations:
+        click.echo(f"{gen['id']:>6}  seed {gen['seed']:<10} {gen['image_path']}")
+
+
+def report_outcome(result: dict[str, Any], profile: bool) -> None:
+    """Warnings (OOM retries, black images) and, with --profile, a table of where the time went; on stderr."""
+    for note in result["notes"]:
+        click.echo(f"warning: {note}", err=True)
+    if not profile:
+        return
+    if result.get("engine"):
+        rows = [("model load (paid once by the warm engine)", result["load_seconds"])]
+    else:
+        rows = [("model load (this process)", result["load_seconds"])]
+    names = {"text_encoding": "text encoding", "denoising": "denoising (UNet)", "vae_decode": "VAE decode",
+             "png_encode": "PNG encode + hash (writer thread)", "database": "file + database write (writer thread)"}
+    rows += [(label, result["timings"][key]) for key, label in names.items() if key in result["timings"]]
+    images = max(1, len(result["generations"]))
+    click.echo(f"{'stage':<44}{'seconds':>10}{'ms/image':>10}", err=True)
+    for label, seconds in rows:
+        click.echo(f"{label:<44}{seconds:>10.3f}{1000 * seconds / images:>10.1f}", err=True)
+    click.echo("writer-thread stages overlap the next batch's denoising", err=True)

@@ -1,0 +1,229 @@
+"""Prompt commands: init, presets, templates, build, rate, search, prompts, show, delete, history."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from ..library import SEARCH_RANK_LIMIT
+from ..service import prompts as service
+from .options import emit, json_option, open_library, templates_option
+
+
+@click.command()
+@json_option
+@click.pass_context
+def init(ctx: click.Context, as_json: bool) -> None:
+    """Create the library (safe to run again)."""
+    with open_library(ctx) as lib:
+        data = service.library_info(lib)
+    emit(data, as_json, f"library ready: {data['db']} (images in {data['images']}, schema {data['schema']})")
+
+
+@click.command()
+@click.option("--kind", type=click.Choice(["style", "quality", "negative"]), help="Only this kind of preset.")
+@templates_option
+@json_option
+def presets(kind: str | None, templates_dir: str | None, as_json: bool) -> None:
+    """List style, quality and negative presets with their descriptions."""
+    data = service.presets(kind, templates_dir)
+    emit(data, as_json, "\n".join(f"{p['kind']:<9} {p['name']:<16} {p['description']}" for p in data))
+
+
+@click.command("templates")
+@templates_option
+@json_option
+def list_templates(templates_dir: str | None, as_json: bool) -> None:
+    """List the templates you can pass to --template."""
+    data = service.templates(templates_dir)
+    emit(data, as_json, "\n".join(f"{d['name']:<16} {d['file']}" for d in data))
+
+
+def _guided_fields(templates_dir, template, model, extras, weights):
+    """Ask for each field on the terminal; returns the fields and the name to save under ("" for none)."""
+    from ..guided import guided_fields
+    from ..templates import PromptBuilder, parse_extras, parse_weights
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise click.ClickException("--guided needs a terminal; without one pass the fields as flags "
+                                   "(--subject, --style, ...)")
+    fields = guided_fields(lambda q, d: click.prompt(q, default=d, show_default=bool(d)), click.echo,
+                           PromptBuilder(templates_dir), template, model)
+    fields.extras = parse_extras(extras)
+    fields.weights = parse_weights(weights)
+    return fields
+
+
+def _print_built(built: service.BuiltPrompt, save_name: str | None) -> None:
+    click.echo(f"positive: {built.positive}")
+    click.echo(f"negative: {built.negative}")
+    tokens = built.tokens
+    if built.tokenizer:
+        click.echo(f"tokens:   {tokens['positive']} positive, {tokens['negative']} negative "
+                   f"(window {tokens['limit']}; {built.tokenizer})")
+    else:
+        click.echo("tokens:   no tokenizer available; counts skipped")
+    for finding in built.findings:
+        click.echo(f"{finding.level + ':':<9} {finding.message}")
+    if built.id is not None:
+        click.echo(f"saved as prompt {built.id}" + (f" ({save_name})" if save_name else ""))
+
+
+@click.command()
+@click.option("--subject", default="", help="What the image is of.")
+@click.option("--action", default="", help="What the subject is doing.")
+@click.option("--environment", default="", help="Where: setting, background, light.")
+@click.option("--style", multiple=True, help="Style preset name (repeatable); see `promptkit presets`.")
+@click.option("--quality", multiple=True, help="Quality preset name (repeatable).")
+@click.option("--negative", multiple=True, help="Your own negative terms (repeatable).")
+@click.option("--negative-preset", default="standard", show_default=True, help="Negative preset ('none' for none).")
+@click.option("--template", default="default", show_default=True, help="Template NAME (the file NAME.j2).")
+@click.option("--set", "extras", multiple=True, metavar="KEY=VALUE", help="Extra field for the template.")
+@click.option("--weight", "weights", multiple=True, metavar="FIELD=WEIGHT",
+              help="Weight a field A1111-style, e.g. subject=1.3 -> (a fox:1.3) (repeatable; 0 < WEIGHT <= 2).")
+@click.option("--save", "save_name", default=None, help="Store the prompt in the library under this name.")
+@click.option("--parent", default=None, help="Prompt id or name this one was iterated from.")
+@click.option("--tag", "tags", multiple=True, help="Tag to store with --save (repeatable).")
+@click.option("--model", default=None, help="Use this model's own tokenizer for token counts "
+                                             "(with --guided: also generate with it after saving).")
+@click.option("--guided", is_flag=True, help="Ask for each field in turn on the terminal.")
+@templates_option
+@json_option
+@click.pass_context
+def build(ctx, subject, action, environment, style, quality, negative, negative_preset, template, extras,
+          weights, save_name, parent, tags, model, guided, templates_dir, as_json) -> None:
+    """Render a prompt from fields and check it (tokens, overflow, duplicates, contradictions)."""
+    from ..templates import check_fields_given, parse_extras, parse_weights
+
+    if guided:
+        fields = _guided_fields(templates_dir, template, model, extras, weights)
+        if save_name is None:
+            save_name = click.prompt("Save as (a name; Enter for none)", default="", show_default=False) or ""
+    else:
+        fields = service.make_fields(subject, action, environment, style, quality, negative, negative_preset,
+                                     parse_extras(extras), parse_weights(weights))
+        check_fields_given(fields)
+    built = service.render_prompt(fields, template, model=model, templates_dir=templates_dir)
+    if save_name is not None or parent is not None:  # else no library is opened, or created
+        with open_library(ctx) as lib:
+            service.save_prompt(lib, built, save_name, parent, tags)
+    if as_json:
+        emit(built.to_dict(), True)
+        return
+    _print_built(built, save_name)
+    if guided and model and built.id is not None:
+        ctx.invoke(ctx.parent.command.get_command(ctx, "generate"), prompt=str(built.id), model=model)
+
+
+@click.command()
+@click.argument("generation_id", type=int)
+@click.argument("stars", type=int)
+@click.option("--note", default="", help="A short note on the image.")
+@json_option
+@click.pass_context
+def rate(ctx, generation_id: int, stars: int, note: str, as_json: bool) -> None:
+    """Rate a generated image 1 to 5 stars."""
+    with open_library(ctx, create=False) as lib:
+        data = service.rate(lib, generation_id, stars, note)
+    emit(data, as_json, f"rated generation {generation_id}: {'*' * stars}")
+
+
+def _prompt_line(p: dict[str, Any]) -> str:
+    name = f" [{p['name']}]" if p.get("name") else ""
+    return f"{p['id']:>6}{name}  {p['positive']}"
+
+
+@click.command(help=f"""Full-text search over saved prompts (name, text, tags, notes), best match first.
+
+    Every word must match. A query matching more than {SEARCH_RANK_LIMIT:,} prompts ranks only the newest
+    {SEARCH_RANK_LIMIT:,} of them, which keeps a search fast in a large library.
+    """)
+@click.argument("query")
+@click.option("--limit", type=int, default=20, show_default=True)
+@json_option
+@click.pass_context
+def search(ctx, query: str, limit: int, as_json: bool) -> None:
+    with open_library(ctx, create=False) as lib:
+        rows = service.search(lib, query, limit)
+    emit(rows, as_json, "\n".join(_prompt_line(r) for r in rows) or "no matches")
+
+
+@click.command("prompts")
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+@click.pass_context
+def list_prompts(ctx, limit: int, as_json: bool) -> None:
+    """List saved prompts, newest first."""
+    with open_library(ctx, create=False) as lib:
+        rows = service.list_prompts(lib, limit)
+    emit(rows, as_json, "\n".join(_prompt_line(r) for r in rows) or "no prompts yet")
+
+
+@click.command()
+@click.argument("prompt")
+@click.option("--with-images", is_flag=True,
+              help="Also delete the prompt's generation rows and their ratings (the image files stay until "
+                   "`promptkit doctor --fix` quarantines those no row uses).")
+@json_option
+@click.pass_context
+def delete(ctx, prompt: str, with_images: bool, as_json: bool) -> None:
+    """Delete a saved PROMPT (id or name).
+
+    A prompt with images needs --with-images. A prompt that is a variant of an experiment, has
+    images voted on, or has iterations is kept, with the reason; nothing is changed then.
+    """
+    with open_library(ctx, create=False) as lib:
+        result = service.delete_prompt(lib, prompt, with_images=with_images)
+    label = result["name"] or result["id"]
+    emit(result, as_json, f"deleted prompt {label!r}" + (
+        f" with {result['generations_deleted']} generation rows and {result['ratings_deleted']} ratings; image "
+        "files no row uses are quarantined by `promptkit doctor --fix`" if result["generations_deleted"] else ""))
+
+
+@click.command()
+@click.argument("prompt")
+@json_option
+@click.pass_context
+def show(ctx, prompt: str, as_json: bool) -> None:
+    """Show a prompt (id or name) with its generations and ratings."""
+    with open_library(ctx, create=False) as lib:
+        data = service.show_prompt(lib, prompt)
+    if as_json:
+        emit(data, True)
+        return
+    click.echo(_prompt_line(data))
+    click.echo(f"  negative: {data['negative']}")
+    click.echo(f"  template: {data['template']} ({data['template_digest'][:12]})  created {data['created_at']}")
+    for gen in data["generations"]:
+        stars = ", ".join("*" * r["stars"] for r in gen["ratings"])
+        click.echo(f"  gen {gen['id']:>5} seed {gen['seed']:<8} {gen['sampler']} {gen['steps']} steps "
+                   f"cfg {gen['cfg']:g} {gen['width']}x{gen['height']}  {gen['image_path']}  {stars}")
+
+
+@click.command("history")
+@click.argument("prompt")
+@json_option
+@click.pass_context
+def history_command(ctx, prompt, as_json) -> None:
+    """Print a prompt's lineage: its ancestors and every prompt iterated from it."""
+    with open_library(ctx, create=False) as lib:
+        tree = service.history(lib, prompt)
+    if as_json:
+        emit(tree, True)
+        return
+    for depth, node in enumerate(tree["ancestors"]):
+        click.echo(f"{'  ' * depth}{node['id']}  {node['positive']}")
+    base = len(tree["ancestors"])
+    click.echo(f"{'  ' * base}{tree['prompt']['id']}  {tree['prompt']['positive']}   ← this prompt")
+
+    def walk(nodes, level):
+        for node in nodes:
+            click.echo(f"{'  ' * level}{node['id']}  {node['positive']}")
+            walk(node["children"], level + 1)
+
+    walk(tree["descendants"], base + 1)
+
+
+COMMANDS = [init, presets, list_templates, build, rate, search, list_prompts, delete, show, history_command]
