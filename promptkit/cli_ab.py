@@ -33,7 +33,7 @@ def ab() -> None:
 def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise_device, model, as_json,
            **input_flags) -> None:
     """Create experiment NAME with two or more variants on one seed list."""
-    from .abtest import check_new_experiment, check_overrides, create_experiment, get_experiment, parse_variant
+    from .experiments import check_new_experiment, check_overrides, create_experiment, get_experiment, parse_variant
     from .params import parse_seeds
 
     specs = [parse_variant(v) for v in variants]
@@ -70,7 +70,7 @@ def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise
 def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, width, height, noise_device, model,
           templates_dir, as_json, **input_flags) -> None:
     """Create an X/Y plot over two of cfg, steps, sampler, seed or a prompt field (stored as an experiment)."""
-    from .abtest import VariantSpec, check_axes, check_new_experiment, create_xy_experiment, get_experiment, parse_axis
+    from .experiments import VariantSpec, check_axes, check_new_experiment, create_xy_experiment, get_experiment, parse_axis
     from .params import parse_seeds
 
     x, y = parse_axis(x_axis), parse_axis(y_axis)
@@ -119,7 +119,7 @@ def ab_run(ctx, name, model, lora_dir, batch_size, quiet, profile, no_engine, as
     """
     from pathlib import Path
 
-    from .abtest import get_experiment, missing_cells, variant_job_params
+    from .experiments import get_experiment, missing_cells, variant_job_params
     from .errors import BadParameter
     from .params import parse_batch_size
 
@@ -158,7 +158,7 @@ def ab_run(ctx, name, model, lora_dir, batch_size, quiet, profile, no_engine, as
 @click.pass_context
 def ab_seeds(ctx, name, seeds, as_json) -> None:
     """Add SEEDS to experiment NAME; the next `ab run` extends every variant."""
-    from .abtest import add_seeds
+    from .experiments import add_seeds
     from .params import parse_seeds
 
     with open_library(ctx, create=False) as lib:
@@ -178,7 +178,7 @@ def ab_seeds(ctx, name, seeds, as_json) -> None:
 @click.pass_context
 def ab_vote(ctx, name, seed, winner, left, right, side_by_side, as_json) -> None:
     """Vote blind on pairs: on a terminal answer 1 / 2 / t(ie) / s(kip) / q(uit); or --seed S --winner LABEL."""
-    from .abtest import next_pair, record_vote
+    from .experiments import next_pair, record_vote
     from .errors import BadParameter
 
     with open_library(ctx, create=False) as lib:
@@ -231,7 +231,7 @@ def _write_side_by_side(lib, pair: dict[str, Any], path: str) -> None:
 @click.pass_context
 def ab_undo(ctx, name, as_json) -> None:
     """Remove the last vote cast in experiment NAME."""
-    from .abtest import undo_last_vote
+    from .experiments import undo_last_vote
 
     with open_library(ctx, create=False) as lib:
         vote = undo_last_vote(lib, name)
@@ -287,7 +287,7 @@ def ab_sheet(ctx, name, output, tile, as_json) -> None:
 @click.pass_context
 def ab_list(ctx, as_json) -> None:
     """List experiments with their variant, image and vote counts."""
-    from .abtest import list_experiments
+    from .experiments import list_experiments
 
     with open_library(ctx, create=False) as lib:
         rows = list_experiments(lib)
@@ -302,7 +302,7 @@ def ab_list(ctx, as_json) -> None:
 @click.pass_context
 def ab_show(ctx, name, as_json) -> None:
     """Show an experiment: variants, prompts, overrides, seeds and progress."""
-    from .abtest import cells, get_experiment
+    from .experiments import cells, get_experiment
 
     with open_library(ctx, create=False) as lib:
         experiment = get_experiment(lib, name)

@@ -63,7 +63,7 @@ def execute_job(spec: dict[str, Any], progress: Callable[[int, int], None] | Non
                                 seeds=list(spec["seeds"]), batch_size=spec.get("batch_size"))
             outcome = run_job(library, engine, job, progress=progress, profile=bool(spec.get("profile")))
         elif spec["kind"] == "ab_run":
-            from .abtest import run_experiment
+            from .experiments import run_experiment
 
             outcome = run_experiment(library, engine, spec["name"], batch_size=spec.get("batch_size"),
                                      progress=progress, profile=bool(spec.get("profile")),

@@ -123,6 +123,31 @@ def test_rating_bounds(isolated_library):
             lib.rate(123, 3)
 
 
+def test_a_rating_changed_twice_counts_once_with_its_latest_value(isolated_library):
+    """A generation's rating is its latest: show_prompt, the summaries and `show` agree."""
+    from click.testing import CliRunner
+
+    from promptkit.cli import main
+    from sample_library import add_picture
+
+    with Library(isolated_library) as lib:
+        prompt = lib.get_prompt(lib.save_prompt(_prompt(), name="lighthouse"))
+        changed, steady = add_picture(lib, prompt, 1, size=32), add_picture(lib, prompt, 2, size=32)
+        for stars in (2, 5, 3):  # rated, then changed twice
+            lib.rate(changed, stars)
+        lib.rate(steady, 4)
+        shown = {g["id"]: g for g in lib.show_prompt("lighthouse")["generations"]}
+        assert shown[changed]["stars"] == 3 and [r["stars"] for r in shown[changed]["ratings"]] == [2, 5, 3]
+        assert shown[steady]["stars"] == 4
+        assert lib.current_ratings([changed, steady, 999]) == {changed: 3, steady: 4}
+        summary = lib.summarize_prompts([prompt["id"]])[prompt["id"]]
+        assert summary["rated"] == 2 and summary["mean_stars"] == pytest.approx(3.5)
+        assert [c["stars"] for c in summary["covers"]] == [4, 3]
+    out = CliRunner().invoke(main, ["show", "lighthouse"]).output
+    line = next(line for line in out.splitlines() if line.strip().startswith(f"gen {changed:>5}"))
+    assert line.endswith("  ***") and "*****" not in line
+
+
 def test_second_writer_waits_instead_of_failing(isolated_library):
     with Library(isolated_library) as one, Library(isolated_library) as two:
         two.conn.execute("PRAGMA busy_timeout=3000")
