@@ -416,9 +416,15 @@ class _MergeRows:
         return row
 
     def run(self) -> None:
-        tables = self.export.tables
         # Matches are against the library as it was before this import, so an export holding
         # two identical rows imports both.
+        tables = self.export.tables
+        self._merge_prompts(tables)
+        self._merge_experiments(tables)
+        self._merge_generations(tables)
+        self._merge_ratings_and_votes(tables)
+
+    def _merge_prompts(self, tables: dict[str, list[dict[str, Any]]]) -> None:
         existing_prompts = self._existing("prompts", lambda r: _key(r, PROMPT_KEY))
         for row in _parents_first(tables["prompts"], lambda: None):
             key = _key(row, PROMPT_KEY)
@@ -430,6 +436,7 @@ class _MergeRows:
             new = dict(self._named_row("prompts", row), parent_id=None if parent is None else self.prompt_ids[parent])
             self.prompt_ids[row["id"]] = self._insert("prompts", new)
 
+    def _merge_experiments(self, tables: dict[str, list[dict[str, Any]]]) -> None:
         existing_experiments = self._existing("experiments", lambda r: _key(r, EXPERIMENT_KEY))
         for row in tables["experiments"]:
             key = _key(row, EXPERIMENT_KEY)
@@ -452,6 +459,7 @@ class _MergeRows:
                     self.summary["notes"].append(f"variant {new['label']!r} of experiment {new['experiment_id']} "
                                                  "differs from the export's; kept the library's")
 
+    def _merge_generations(self, tables: dict[str, list[dict[str, Any]]]) -> None:
         generation_columns = [c for c in self.lib.table_columns("generations") if c not in ("id", "image_path")]
         existing_generations = self._existing("generations", lambda r: _key(r, generation_columns))
         for row in tables["generations"]:
@@ -469,6 +477,7 @@ class _MergeRows:
             new["image_path"] = self.lib.relative_image_path(file)
             self.generation_ids[row["id"]] = self._insert("generations", new)
 
+    def _merge_ratings_and_votes(self, tables: dict[str, list[dict[str, Any]]]) -> None:
         def gen(value):
             return None if value is None else self.generation_ids[value]
 

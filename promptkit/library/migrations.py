@@ -7,6 +7,7 @@ a library is brought up to date by applying the pending ones (see `Library._migr
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 import sqlite_utils
@@ -17,6 +18,13 @@ migrations = Migrations("promptkit")
 
 @migrations(name="m001_initial")
 def m001_initial(db: sqlite_utils.Database) -> None:
+    _create_prompts(db)
+    _create_experiments(db)
+    _create_generations(db)
+    _create_ratings_and_votes(db)
+
+
+def _create_prompts(db: sqlite_utils.Database) -> None:
     db["prompts"].create(
         {
             "id": int,
@@ -39,6 +47,9 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
     db["prompts"].create_index(["name"], unique=True)
     db["prompts"].enable_fts(["name", "positive", "negative", "tags", "notes"], create_triggers=True)
+
+
+def _create_experiments(db: sqlite_utils.Database) -> None:
     db["experiments"].create(
         {"id": int, "name": str, "seeds": str, "params": str, "model": str, "created_at": str},
         pk="id",
@@ -50,6 +61,9 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         pk=("experiment_id", "label"),
         foreign_keys=[("experiment_id", "experiments", "id"), ("prompt_id", "prompts", "id")],
     )
+
+
+def _create_generations(db: sqlite_utils.Database) -> None:
     db["generations"].create(
         {
             "id": int,
@@ -82,6 +96,9 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["generations"].create_index(["prompt_id"])
     db["generations"].create_index(["experiment_id", "variant", "seed"])
     db["generations"].create_index(["image_sha256"])
+
+
+def _create_ratings_and_votes(db: sqlite_utils.Database) -> None:
     db["ratings"].create(
         {"id": int, "generation_id": int, "stars": int, "note": str, "created_at": str},
         pk="id",
@@ -137,6 +154,36 @@ def m003_tags_as_typed(db: sqlite_utils.Database) -> None:
         if as_typed != tags:
             db.execute("UPDATE prompts SET tags = ? WHERE id = ?", [as_typed, prompt_id])
 
+
+
+@migrations(name="m004_prompt_ids_never_reused")
+def m004_prompt_ids_never_reused(db: sqlite_utils.Database) -> None:
+    # Without AUTOINCREMENT SQLite hands out max(id) + 1, so deleting the newest prompt and saving
+    # another gave the new one the old id: a link, an export or a note naming "prompt 42" then
+    # meant another prompt. Rebuild `prompts` with AUTOINCREMENT, keeping every row, index,
+    # trigger and the full-text index. This runs inside Library._migrate's transaction, where
+    # foreign keys cannot be turned off: they are deferred instead, and re-inserting every row
+    # into the new table satisfies the references the drop left dangling before the commit.
+    conn = db.conn
+    old_sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'prompts'").fetchone()[0]
+    if "AUTOINCREMENT" in old_sql.upper():
+        return
+    new_sql, found = re.subn(r'("id"|\bid\b)\s+INTEGER\s+PRIMARY\s+KEY', r"\1 INTEGER PRIMARY KEY AUTOINCREMENT",
+                             old_sql, count=1, flags=re.IGNORECASE)
+    if not found:
+        raise sqlite3.OperationalError("the prompts table has no INTEGER PRIMARY KEY id to make AUTOINCREMENT")
+    attached = conn.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'prompts' AND type IN ('index', 'trigger') "
+                            "AND sql IS NOT NULL ORDER BY type, name").fetchall()
+    conn.execute("PRAGMA defer_foreign_keys = ON")  # reset by SQLite itself at the commit
+    conn.execute("CREATE TEMP TABLE m004_prompts AS SELECT * FROM prompts")
+    conn.execute("DROP TABLE prompts")  # its indexes and triggers go with it
+    conn.execute(new_sql)
+    conn.execute("INSERT INTO prompts SELECT * FROM temp.m004_prompts ORDER BY id")
+    conn.execute("DROP TABLE temp.m004_prompts")
+    for (sql,) in attached:
+        conn.execute(sql)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'prompts_fts'").fetchone():
+        conn.execute("INSERT INTO prompts_fts (prompts_fts) VALUES ('rebuild')")
 
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]
 
