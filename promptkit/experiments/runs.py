@@ -50,13 +50,12 @@ def create_experiment(
     """Store an experiment with its variants; nothing is written if anything is wrong."""
     # 1. Check inputs
     resolved = check_new_experiment(library, name, variants, seeds, params, model)
-    # 2. Write, all or nothing
-    with library.write():
-        if library.experiment_exists(name):
-            raise ExperimentProblem(f"an experiment named {name!r} already exists; choose another name")
-        experiment_id = library.insert_experiment(
-            name, seeds, {**params.to_dict(), **(extra or {})}, model,
-            [(spec.label, prompt_id, spec.overrides) for spec, prompt_id in resolved])
+    # 2. Write, all or nothing (the name is checked again under the write lock)
+    experiment_id = library.insert_experiment(
+        name, seeds, {**params.to_dict(), **(extra or {})}, model,
+        [(spec.label, prompt_id, spec.overrides) for spec, prompt_id in resolved])
+    if experiment_id is None:
+        raise ExperimentProblem(f"an experiment named {name!r} already exists; choose another name")
     return experiment_id
 
 

@@ -18,10 +18,13 @@ class ExperimentRows:
         return self.db.execute("SELECT 1 FROM experiments WHERE name = ?", [name]).fetchone() is not None
 
     def insert_experiment(self, name: str, seeds: list[int], params: dict[str, Any], model: str | None,
-                          variants: list[tuple[str, int, dict[str, Any]]]) -> int:
+                          variants: list[tuple[str, int, dict[str, Any]]]) -> int | None:
         """Store an experiment and its VARIANTS ((label, prompt id, overrides)) in one transaction;
-        return its id. Checked by the caller (`experiments.create_experiment`)."""
+        return its id, or None (nothing written) when an experiment is named NAME already, checked
+        under the write lock. The rest is checked by the caller (`experiments.create_experiment`)."""
         with self.write() as db:
+            if self.experiment_exists(name):
+                return None
             table = db["experiments"]
             table.insert({"name": name, "seeds": json.dumps([int(s) for s in seeds]),
                           "params": json.dumps(params, sort_keys=True), "model": model, "created_at": utc_now()})
