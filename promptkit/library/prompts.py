@@ -32,7 +32,8 @@ class PromptRows:
                 self.get_prompt(parent_id)
             return self.insert_prompt(
                 name=name, template=prompt.template, template_digest=prompt.template_digest,
-                fields=json.dumps(prompt.fields.to_dict(), sort_keys=True), positive=prompt.positive, negative=prompt.negative,
+                fields=json.dumps(prompt.fields.to_dict(), sort_keys=True),
+                positive=prompt.positive, negative=prompt.negative,
                 parent_id=parent_id, tags=tags, notes=notes)
 
     def insert_prompt(self, *, name: str | None, template: str | None, template_digest: str | None,
