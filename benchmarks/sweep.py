@@ -40,7 +40,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from promptkit.abtest import VariantSpec, create_experiment, run_experiment
+    from promptkit.experiments import VariantSpec, create_experiment, run_experiment
     from promptkit.engine import Engine, EngineOptions
     from promptkit.library import Library
     from promptkit.params import GenerationParams

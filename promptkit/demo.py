@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from .abtest import VariantSpec, create_experiment, get_experiment, list_experiments, run_experiment
+from .experiments import VariantSpec, create_experiment, get_experiment, list_experiments, run_experiment
 from .library import Library
 from .params import GenerationParams
 from .templates import Fields, PromptBuilder

@@ -17,17 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LibraryProblem
-from .library import file_sha256
+from .hashing import file_sha256
 from .library import (
-    BUSY_TIMEOUT_MS,
     Library,
+    applied_migration_names,
     connect_read_only,
     default_db_path,
     images_dir_for,
     is_read_only_error,
     migration_names,
+    open_write_locked,
+    release_write_lock,
     user_tables,
 )
+from .library.checks import file_owners, foreign_key_problems, integrity_problems
 
 TEMP_PREFIX = ".tmp-"  # what Library.store_image names a file before its atomic rename
 # A stray file younger than this may belong to a write in progress (stored, row not yet
@@ -84,8 +87,6 @@ def _referenced_files(conn: sqlite3.Connection, db_path: Path) -> dict[Path, lis
     refers to the input images and LoRA files `ab new` stored for it, before any cell is run.
     """
     from .inputs import input_image_shas, params_dict, stored_lora_shas
-    from .library import images_dir_for
-
     files: dict[Path, list[tuple[str, Any, str]]] = {}
     images = images_dir_for(db_path)
 
@@ -99,13 +100,12 @@ def _referenced_files(conn: sqlite3.Connection, db_path: Path) -> dict[Path, lis
             files.setdefault((images / "loras" / lora_sha[:2] / f"{lora_sha}.safetensors").resolve(), []).append(
                 (kind, ident, lora_sha))
 
-    for gen_id, sha, image_path, params in conn.execute(
-            "SELECT id, image_sha256, image_path, params FROM generations ORDER BY id"):
-        files.setdefault((db_path.parent / str(image_path)).resolve(), []).append(("generation", gen_id, sha))
-        inputs("generation", gen_id, params)
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'experiments'").fetchone():
-        for name, params in conn.execute("SELECT name, params FROM experiments ORDER BY id"):
-            inputs("experiment", name, params_dict(params).get("extra"))
+    for kind, ident, sha, image_path, params in file_owners(conn):
+        if kind == "generation":
+            files.setdefault((db_path.parent / str(image_path)).resolve(), []).append(("generation", ident, sha))
+            inputs("generation", ident, params)
+        else:
+            inputs("experiment", ident, params_dict(params).get("extra"))
     return files
 
 
@@ -115,10 +115,7 @@ def _owner(kind: str, ident: Any) -> str:
 
 def _schema(conn: sqlite3.Connection) -> dict[str, Any]:
     known = migration_names(Library.migrations)
-    applied: list[str] = []
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'").fetchone():
-        applied = [name for (name,) in conn.execute(
-            "SELECT name FROM _sqlite_migrations WHERE migration_set = ? ORDER BY rowid", [Library.migrations.name])]
+    applied = applied_migration_names(conn, Library.migrations)
     return {
         "applied": applied,
         "known": known,
@@ -173,14 +170,14 @@ def _diagnose(conn: sqlite3.Connection, path: Path) -> DoctorReport:
 
     # 1. SQLite's own checks
     try:
-        rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+        rows = integrity_problems(conn)
     except sqlite3.DatabaseError as exc:
         rows = [f"integrity_check could not run: {exc}"]
     if rows != ["ok"]:
         for row in rows[:MAX_LISTED]:
             add(Finding("integrity", True, f"database damaged: {row}", str(path)))
     try:
-        fk_rows = conn.execute("PRAGMA foreign_key_check").fetchall()
+        fk_rows = foreign_key_problems(conn)
     except sqlite3.DatabaseError as exc:
         fk_rows = []
         add(Finding("foreign_keys", True, f"foreign_key_check could not run: {exc}", str(path)))
@@ -288,39 +285,35 @@ def fix_library(db_path: str | os.PathLike | None = None,
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target_root = quarantine_dir_for(path) / stamp
     moved: list[dict[str, str]] = []
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     try:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            reason = "read-only" if is_read_only_error(exc) else str(exc)
-            raise LibraryProblem(f"cannot fix {str(path)!r}: {reason}; nothing was moved") from None
-        try:
-            referenced = _referenced_files(conn, path)
-            now = time.time()
-            for finding in candidates:
-                file = Path(finding.path or "")
-                if file.resolve() in referenced:
-                    finding.action = "left in place: a generation now refers to it"
-                    continue
-                try:
-                    age = now - file.lstat().st_mtime
-                except FileNotFoundError:
-                    finding.fixed, finding.action = True, "gone before it could be moved"
-                    continue
-                if age < min_age_seconds:
-                    finding.action = (f"left in place: younger than {min_age_seconds:g} s, it may belong to a "
-                                      "write in progress (see --min-age)")
-                    continue
-                destination = target_root / file.relative_to(images_dir)
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(file, destination)  # same file system: the library's own folder
-                finding.fixed, finding.action = True, f"moved to {destination}"
-                moved.append({"from": str(file), "to": str(destination), "reason": finding.check})
-        finally:
-            conn.execute("ROLLBACK")  # nothing was written; this only releases the lock
+        conn = open_write_locked(path)
+    except sqlite3.OperationalError as exc:
+        reason = "read-only" if is_read_only_error(exc) else str(exc)
+        raise LibraryProblem(f"cannot fix {str(path)!r}: {reason}; nothing was moved") from None
+    try:
+        referenced = _referenced_files(conn, path)
+        now = time.time()
+        for finding in candidates:
+            file = Path(finding.path or "")
+            if file.resolve() in referenced:
+                finding.action = "left in place: a generation now refers to it"
+                continue
+            try:
+                age = now - file.lstat().st_mtime
+            except FileNotFoundError:
+                finding.fixed, finding.action = True, "gone before it could be moved"
+                continue
+            if age < min_age_seconds:
+                finding.action = (f"left in place: younger than {min_age_seconds:g} s, it may belong to a "
+                                  "write in progress (see --min-age)")
+                continue
+            destination = target_root / file.relative_to(images_dir)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, destination)  # same file system: the library's own folder
+            finding.fixed, finding.action = True, f"moved to {destination}"
+            moved.append({"from": str(file), "to": str(destination), "reason": finding.check})
     finally:
-        conn.close()
+        release_write_lock(conn)  # nothing was written; this only releases the lock
     if moved:
         (target_root / "moved.json").write_text(json.dumps(moved, indent=2) + "\n", encoding="utf-8")
         report.quarantine = str(target_root)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import json
 from typing import Any
 
 from .errors import BadParameter, PromptkitError
@@ -71,19 +70,13 @@ def parent_settings(library: Library, prompt_id: int) -> tuple[GenerationParams,
     The parameters include its inputs (init image, mask, control images, LoRAs, refiner), so a
     child generated with them changes only the prompt.
     """
-    latest = library.db.execute(
-        "SELECT sampler, steps, cfg, width, height, noise_device, model, params, batch FROM generations "
-        "WHERE prompt_id = ? ORDER BY id DESC LIMIT 1", [prompt_id]).fetchone()
+    latest = library.latest_run_settings(prompt_id)
     if latest is None:
         raise PromptkitError(f"prompt {prompt_id} has no generations to take seeds and parameters from; "
                              "generate it first or pass --seeds")
-    sampler, steps, cfg, width, height, noise_device, model, extra, _batch = latest
-    seeds = [row[0] for row in library.db.execute(
-        "SELECT DISTINCT seed FROM generations WHERE prompt_id = ? AND sampler = ? AND steps = ? AND cfg = ? "
-        "AND width = ? AND height = ? AND model = ? ORDER BY id", [prompt_id, sampler, steps, cfg, width, height,
-                                                                  model])]
-    batch_size = max(json.loads(row[0] or "{}").get("size", 1) for row in library.db.execute(
-        "SELECT batch FROM generations WHERE prompt_id = ? AND model = ?", [prompt_id, model]))
+    sampler, steps, cfg, width, height, noise_device, model, extra = (
+        latest[k] for k in ("sampler", "steps", "cfg", "width", "height", "noise_device", "model", "params"))
+    seeds, batch_size = latest["seeds"], latest["batch_size"]
     from .generation import recorded_inputs
 
     params = GenerationParams(sampler=sampler, steps=steps, cfg=cfg, width=width, height=height,
@@ -126,8 +119,8 @@ def history(library: Library, ref: str) -> dict[str, Any]:
     def children(prompt_id: int, depth: int) -> list[dict[str, Any]]:
         if depth > 50:
             return []
-        rows = library.db.execute("SELECT id FROM prompts WHERE parent_id = ? ORDER BY id", [prompt_id]).fetchall()
-        return [{**_brief(library.get_prompt(r[0])), "children": children(r[0], depth + 1)} for r in rows]
+        return [{**_brief(child), "children": children(child["id"], depth + 1)}
+                for child in library.child_prompts(prompt_id)]
 
     return {"prompt": _brief(prompt), "ancestors": ancestors, "descendants": children(prompt["id"], 0)}
 

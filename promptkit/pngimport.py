@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PromptkitError
-from .library import Library, utc_now
+from .library import Library
 from .a1111 import read_infotext
 from .pnginfo import read_png_text
 from .records import PARAMETERS_KEY, PROMPTKIT_KEY, GenerationRecord
@@ -159,30 +159,18 @@ def import_pngs(lib: Library, files: list[str | os.PathLike | PngPrompt]) -> lis
         raise PromptkitError("no PNG files given")
     pngs = [f if isinstance(f, PngPrompt) else read_png_prompt(f) for f in files]
     results = []
-    with lib.write() as db:
+    with lib.write():
         for png in pngs:
-            candidates = [dict(zip(lib.table_columns("prompts"), row)) for row in lib.conn.execute(
-                "SELECT * FROM prompts WHERE positive = ? AND negative = ? AND template = ? ORDER BY id",
-                [png.positive, png.negative, png.template])]
+            candidates = lib.prompts_with_text(png.positive, png.negative, png.template)
             duplicate = next((row for row in candidates if _same_prompt(row, png)), None)
             if duplicate is not None:
                 results.append({"file": png.file, "status": "skipped", "prompt_id": duplicate["id"],
                                 "source": png.source, "reason": f"same prompt as prompt {duplicate['id']}"})
                 continue
-            table = db["prompts"]
-            table.insert({
-                "name": None,
-                "template": png.template,
-                "template_digest": png.template_digest,
-                "fields": json.dumps(png.fields, sort_keys=True, ensure_ascii=False),
-                "positive": png.positive,
-                "negative": png.negative,
-                "parent_id": None,
-                "tags": json.dumps([IMPORTED_TAG]),
-                "notes": png.notes,
-                "starred": 0,
-                "created_at": utc_now(),
-            })
-            results.append({"file": png.file, "status": "added", "prompt_id": int(table.last_pk),
+            prompt_id = lib.insert_prompt(
+                name=None, template=png.template, template_digest=png.template_digest,
+                fields=json.dumps(png.fields, sort_keys=True, ensure_ascii=False), positive=png.positive,
+                negative=png.negative, tags=[IMPORTED_TAG], notes=png.notes)
+            results.append({"file": png.file, "status": "added", "prompt_id": prompt_id,
                              "source": png.source, "settings": png.settings, "params": png.params})
     return results

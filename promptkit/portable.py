@@ -24,12 +24,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-import sqlite_utils
 
 from . import __version__
 from .errors import LibraryProblem
+from .hashing import file_sha256
 from .library import Library, migration_names, utc_now
-from .library import file_sha256
+from .library import schema_columns as library_schema_columns
 
 FORMAT_NAME = "promptkit-export"
 FORMAT_VERSION = 2  # 2: a `loras` folder; an export without LoRA files is still written as 1
@@ -110,16 +110,7 @@ def _current_umask() -> int:
 
 
 def _snapshot(lib: Library) -> dict[str, list[dict[str, Any]]]:
-    tables: dict[str, list[dict[str, Any]]] = {}
-    lib.conn.execute("BEGIN")  # one read transaction: every table from the same moment
-    try:
-        for name in TABLES:
-            cursor = lib.conn.execute(f"SELECT * FROM [{name}] ORDER BY rowid")
-            columns = [d[0] for d in cursor.description]
-            tables[name] = [dict(zip(columns, row)) for row in cursor]
-    finally:
-        lib.conn.execute("ROLLBACK")
-    return tables
+    return lib.snapshot(TABLES)  # one read transaction: every table from the same moment
 
 
 def _input_owners(tables: dict[str, list[dict[str, Any]]]) -> list[tuple[str, Any]]:
@@ -199,9 +190,7 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 def schema_columns() -> dict[str, list[str]]:
     """Each table's columns in the schema this promptkit writes (built in memory)."""
-    db = sqlite_utils.Database(memory=True)
-    Library.migrations.apply(db)
-    return {name: [c.name for c in db[name].columns] for name in TABLES}
+    return library_schema_columns(TABLES)
 
 
 class ExportFolder:
@@ -392,48 +381,50 @@ def import_library(lib: Library, folder: str | os.PathLike | ExportFolder) -> di
                                "images_added": images_added, "images_present": len(export.image_shas) - images_added,
                                "loras_added": loras_added, "loras_present": len(export.lora_shas) - loras_added,
                                "renamed": [], "notes": []}
-    with lib.write() as db:
-        _MergeRows(lib, db, export, summary).run()
+    with lib.write():
+        _MergeRows(lib, export, summary).run()
     return summary
 
 
 class _MergeRows:
-    def __init__(self, lib: Library, db, export: ExportFolder, summary: dict[str, Any]) -> None:
-        self.lib, self.db, self.export, self.summary = lib, db, export, summary
+    def __init__(self, lib: Library, export: ExportFolder, summary: dict[str, Any]) -> None:
+        self.lib, self.export, self.summary = lib, export, summary
         self.prompt_ids: dict[Any, int] = {}
         self.experiment_ids: dict[Any, int] = {}
         self.generation_ids: dict[Any, int] = {}
 
     def _existing(self, table: str, key_of) -> dict[tuple, int]:
-        cursor = self.lib.conn.execute(f"SELECT * FROM [{table}]")
-        columns = [d[0] for d in cursor.description]
-        return {key_of(dict(zip(columns, row))): row[columns.index("id")] for row in cursor}
+        return {key_of(row): row["id"] for row in self.lib.table_rows(table)}
 
     def _insert(self, table: str, row: dict[str, Any]) -> int:
-        record = {k: v for k, v in row.items() if k != "id"}
-        handle = self.db[table]
-        handle.insert(record)
+        new_id = self.lib.insert_row(table, row)
         self.summary["added"][table] += 1
-        return int(handle.last_pk)
+        return new_id
 
     def _free_name(self, table: str, name: str) -> str:
         candidate, n = f"{name} (imported)", 2
-        while self.lib.conn.execute(f"SELECT 1 FROM [{table}] WHERE name = ?", [candidate]).fetchone():
+        while self.lib.name_taken(table, candidate):
             candidate, n = f"{name} (imported {n})", n + 1
         return candidate
 
     def _named_row(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
         name = row.get("name")
-        if name is not None and self.lib.conn.execute(f"SELECT 1 FROM [{table}] WHERE name = ?", [name]).fetchone():
+        if name is not None and self.lib.name_taken(table, name):
             renamed = self._free_name(table, name)
             self.summary["renamed"].append({"table": table, "from": name, "to": renamed})
             return dict(row, name=renamed)
         return row
 
     def run(self) -> None:
-        tables = self.export.tables
         # Matches are against the library as it was before this import, so an export holding
         # two identical rows imports both.
+        tables = self.export.tables
+        self._merge_prompts(tables)
+        self._merge_experiments(tables)
+        self._merge_generations(tables)
+        self._merge_ratings_and_votes(tables)
+
+    def _merge_prompts(self, tables: dict[str, list[dict[str, Any]]]) -> None:
         existing_prompts = self._existing("prompts", lambda r: _key(r, PROMPT_KEY))
         for row in _parents_first(tables["prompts"], lambda: None):
             key = _key(row, PROMPT_KEY)
@@ -445,6 +436,7 @@ class _MergeRows:
             new = dict(self._named_row("prompts", row), parent_id=None if parent is None else self.prompt_ids[parent])
             self.prompt_ids[row["id"]] = self._insert("prompts", new)
 
+    def _merge_experiments(self, tables: dict[str, list[dict[str, Any]]]) -> None:
         existing_experiments = self._existing("experiments", lambda r: _key(r, EXPERIMENT_KEY))
         for row in tables["experiments"]:
             key = _key(row, EXPERIMENT_KEY)
@@ -457,10 +449,9 @@ class _MergeRows:
         for row in tables["variants"]:
             new = dict(row, experiment_id=self.experiment_ids[row["experiment_id"]],
                        prompt_id=None if row.get("prompt_id") is None else self.prompt_ids[row["prompt_id"]])
-            found = self.lib.conn.execute("SELECT prompt_id, params FROM variants WHERE experiment_id = ? AND label = ?",
-                                          [new["experiment_id"], new["label"]]).fetchone()
+            found = self.lib.experiment_variant(new["experiment_id"], new["label"])
             if found is None:
-                self.db["variants"].insert(new)
+                self.lib.insert_row("variants", new)
                 self.summary["added"]["variants"] += 1
             else:
                 self.summary["present"]["variants"] += 1
@@ -468,6 +459,7 @@ class _MergeRows:
                     self.summary["notes"].append(f"variant {new['label']!r} of experiment {new['experiment_id']} "
                                                  "differs from the export's; kept the library's")
 
+    def _merge_generations(self, tables: dict[str, list[dict[str, Any]]]) -> None:
         generation_columns = [c for c in self.lib.table_columns("generations") if c not in ("id", "image_path")]
         existing_generations = self._existing("generations", lambda r: _key(r, generation_columns))
         for row in tables["generations"]:
@@ -485,6 +477,7 @@ class _MergeRows:
             new["image_path"] = self.lib.relative_image_path(file)
             self.generation_ids[row["id"]] = self._insert("generations", new)
 
+    def _merge_ratings_and_votes(self, tables: dict[str, list[dict[str, Any]]]) -> None:
         def gen(value):
             return None if value is None else self.generation_ids[value]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .abtest import cells, experiment_votes, get_experiment
+from .experiments import cells, experiment_votes, get_experiment
 from .errors import PromptkitError
 
 BACKGROUND = (24, 26, 31)

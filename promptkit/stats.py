@@ -178,7 +178,7 @@ def bradley_terry(labels: list[str], comparisons: list[tuple[str, str]], seed: i
 
 def experiment_stats(library, name: str) -> dict[str, Any]:
     """Everything `promptkit ab stats` reports for one experiment."""
-    from .abtest import all_pairs, cells, experiment_votes, get_experiment
+    from .experiments import all_pairs, cells, experiment_votes, get_experiment
 
     experiment = get_experiment(library, name)
     votes = experiment_votes(library, experiment)
@@ -209,16 +209,11 @@ def experiment_stats(library, name: str) -> dict[str, Any]:
 
 
 def _stars_by_cell(library, experiment, cell_map) -> dict[str, dict[int, float]]:
-    """Mean stars per (variant, seed) over the cell's generations."""
+    """Stars per (variant, seed): the current rating (the latest, `Library.current_ratings`) of
+    the cell's generation; a cell never rated is left out."""
     by_gen = {gen["id"]: (label, seed) for (label, seed), gen in cell_map.items()}
-    out: dict[str, dict[int, list[int]]] = {}
-    if not by_gen:
-        return {}
-    placeholders = ",".join("?" * len(by_gen))
-    for gen_id, stars in library.db.execute(
-        f"SELECT generation_id, stars FROM ratings WHERE generation_id IN ({placeholders})", list(by_gen)
-    ):
+    out: dict[str, dict[int, float]] = {}
+    for gen_id, stars in library.current_ratings(list(by_gen)).items():
         label, seed = by_gen[gen_id]
-        out.setdefault(label, {}).setdefault(seed, []).append(stars)
-    return {label: {seed: float(np.mean(v)) for seed, v in seeds.items()} for label, seeds in out.items()}
-
+        out.setdefault(label, {})[seed] = float(stars)
+    return out

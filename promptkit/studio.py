@@ -61,11 +61,8 @@ def save_for_generation(library: Library, builder: PromptBuilder, fields: Fields
 def latest_by_seed(library: Library, prompt_id: int, seeds: list[int]) -> dict[int, dict[str, Any]]:
     """The newest generation of PROMPT_ID for each of SEEDS (outside experiments first)."""
     found: dict[int, dict[str, Any]] = {}
-    marks = ", ".join("?" for _ in seeds)
-    for gen_id, seed, sha in library.db.execute(
-        f"SELECT id, seed, image_sha256 FROM generations WHERE prompt_id = ? AND seed IN ({marks}) "
-        "ORDER BY experiment_id IS NULL, id", [prompt_id, *seeds]):
-        found[seed] = {"id": gen_id, "seed": seed, "image_sha256": sha}
+    for gen in library.generations_by_seed(prompt_id, seeds):
+        found[gen["seed"]] = gen
     return found
 
 
@@ -85,27 +82,14 @@ def compare(library: Library, parent_id: int, child_id: int, seeds: list[int]) -
 
 def style_images(library: Library, style_names: list[str], per_style: int = 6) -> dict[str, list[dict[str, Any]]]:
     """For each style preset, up to PER_STYLE of the library's images whose prompt used it (newest first)."""
-    images: dict[str, list[dict[str, Any]]] = {}
-    rows = library.db.execute(
-        "SELECT style.value, generations.id, generations.image_sha256, generations.prompt_id "
-        "FROM prompts JOIN json_each(prompts.fields, '$.style') AS style "
-        "JOIN generations ON generations.prompt_id = prompts.id "
-        "WHERE json_valid(prompts.fields) AND json_type(prompts.fields, '$.style') = 'array' "
-        "ORDER BY generations.id DESC")
-    wanted = set(style_names)
-    shown: set[tuple[str, str]] = set()  # an image recorded twice (say, also as an A/B cell) is shown once
-    for style, gen_id, sha, prompt_id in rows:
-        if style in wanted and (style, sha) not in shown and len(images.setdefault(style, [])) < per_style:
-            shown.add((style, sha))
-            images[style].append({"id": gen_id, "image_sha256": sha, "prompt_id": prompt_id})
-    return images
+    return library.style_images(style_names, per_style)
 
 
 def free_experiment_name(library: Library, base: str) -> str:
     """BASE, or BASE-2, BASE-3 … whichever is not taken yet."""
     for number in itertools.count(1):
         name = base if number == 1 else f"{base}-{number}"
-        if library.db.execute("SELECT 1 FROM experiments WHERE name = ?", [name]).fetchone() is None:
+        if not library.experiment_exists(name):
             return name
     raise AssertionError("unreachable")
 
@@ -154,7 +138,7 @@ class StudioEngine:
     def submit_generation(self, library: Library, model: str, prompt: dict[str, Any], parent_id: int | None,
                           params: dict[str, Any], seeds: list[int]) -> StudioJob:
         """Queue PROMPT on SEEDS; one image per pipeline call, so each appears as soon as it is saved."""
-        floor = library.db.execute("SELECT coalesce(max(id), 0) FROM generations").fetchone()[0]
+        floor = library.newest_generation_id()
         spec = {"kind": "generate", "db": str(library.path.resolve()), "model": model,
                 "engine_options": self.engine_options, "prompt_id": prompt["id"], "params": params,
                 "seeds": list(seeds), "batch_size": 1}
@@ -188,12 +172,9 @@ class StudioEngine:
 
     def job_images(self, library: Library, job: StudioJob) -> list[dict[str, Any]]:
         """The images the job has saved so far, one per seed, in seed-list order."""
-        marks = ", ".join("?" for _ in job.seeds)
         found: dict[int, dict[str, Any]] = {}
-        for gen_id, seed, sha in library.db.execute(
-            f"SELECT id, seed, image_sha256 FROM generations WHERE prompt_id = ? AND id > ? AND seed IN ({marks}) "
-            "AND experiment_id IS NULL ORDER BY id", [job.prompt_id, job.floor, *job.seeds]):
-            found.setdefault(seed, {"id": gen_id, "seed": seed, "image_sha256": sha})
+        for gen in library.generations_by_seed(job.prompt_id, job.seeds, after_id=job.floor, outside_experiments=True):
+            found.setdefault(gen["seed"], gen)
         return [found[s] for s in job.seeds if s in found]
 
     def run_experiment_cells(self, db_path: str, model: str, name: str) -> dict[str, Any]:

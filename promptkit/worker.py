@@ -65,7 +65,7 @@ def execute_job(spec: "dict[str, Any] | JobRequest", progress: Callable[[int, in
                                 batch_size=job.batch_size)
             outcome = run_job(library, engine, run, progress=progress, profile=job.profile)
         else:
-            from .abtest import run_experiment
+            from .experiments import run_experiment
 
             outcome = run_experiment(library, engine, job.name, batch_size=job.batch_size, progress=progress,
                                      profile=job.profile, lora_dir=job.lora_dir)

@@ -146,7 +146,7 @@ def populated_library(isolated_library, populated_library_master) -> Path:
 def experiment_library_master(tmp_path_factory, tiny_engine) -> Path:
     """A library with two tiny-model experiments, built once: "sky" (plain vs fancy, seeds 1-4,
     no votes) and "trio" (warm, cool, mono on seeds 1-2). Tests get copies via `experiment_library`."""
-    from promptkit.abtest import VariantSpec, create_experiment, run_experiment
+    from promptkit.experiments import VariantSpec, create_experiment, run_experiment
     from promptkit.library import Library
     from promptkit.params import GenerationParams
     from promptkit.templates import Fields, PromptBuilder

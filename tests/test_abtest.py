@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from promptkit.abtest import (ExperimentProblem, VariantSpec, add_seeds, cells, create_experiment, get_experiment,
+from promptkit.experiments import (ExperimentProblem, VariantSpec, add_seeds, cells, create_experiment, get_experiment,
                               missing_cells, next_pair, parse_variant, record_vote, run_experiment, undo_last_vote)
 from promptkit.cli import main
 from promptkit.generation import GenerationJob, run_job
@@ -57,10 +57,11 @@ def test_two_variants_four_seeds_paired_cell_by_cell(lib, tiny_engine):
 
 def test_one_writer_serves_every_variant(lib, tiny_engine, monkeypatch):
     """Variant A's images are written while B denoises: one writer thread for the whole run."""
-    from promptkit import abtest, generation
+    from promptkit import generation
+    from promptkit.experiments import runs
 
     started = []
-    monkeypatch.setattr(abtest, "start_writer", lambda *a: started.append(generation.start_writer(*a)) or started[-1])
+    monkeypatch.setattr(runs, "start_writer", lambda *a: started.append(generation.start_writer(*a)) or started[-1])
     _experiment(lib, labels=("A", "B", "C"), seeds=(1, 2))
     outcome = run_experiment(lib, tiny_engine, "exp", batch_size=2)
     assert len(started) == 1 and not started[0].is_alive()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from promptkit.abtest import VariantSpec, create_experiment
+from promptkit.experiments import VariantSpec, create_experiment
 from promptkit.doctor import diagnose, fix_library
 from promptkit.library import Library
 from promptkit.params import GenerationParams

@@ -123,6 +123,31 @@ def test_rating_bounds(isolated_library):
             lib.rate(123, 3)
 
 
+def test_a_rating_changed_twice_counts_once_with_its_latest_value(isolated_library):
+    """A generation's rating is its latest: show_prompt, the summaries and `show` agree."""
+    from click.testing import CliRunner
+
+    from promptkit.cli import main
+    from sample_library import add_picture
+
+    with Library(isolated_library) as lib:
+        prompt = lib.get_prompt(lib.save_prompt(_prompt(), name="lighthouse"))
+        changed, steady = add_picture(lib, prompt, 1, size=32), add_picture(lib, prompt, 2, size=32)
+        for stars in (2, 5, 3):  # rated, then changed twice
+            lib.rate(changed, stars)
+        lib.rate(steady, 4)
+        shown = {g["id"]: g for g in lib.show_prompt("lighthouse")["generations"]}
+        assert shown[changed]["stars"] == 3 and [r["stars"] for r in shown[changed]["ratings"]] == [2, 5, 3]
+        assert shown[steady]["stars"] == 4
+        assert lib.current_ratings([changed, steady, 999]) == {changed: 3, steady: 4}
+        summary = lib.summarize_prompts([prompt["id"]])[prompt["id"]]
+        assert summary["rated"] == 2 and summary["mean_stars"] == pytest.approx(3.5)
+        assert [c["stars"] for c in summary["covers"]] == [4, 3]
+    out = CliRunner().invoke(main, ["show", "lighthouse"]).output
+    line = next(line for line in out.splitlines() if line.strip().startswith(f"gen {changed:>5}"))
+    assert line.endswith("  ***") and "*****" not in line
+
+
 def test_second_writer_waits_instead_of_failing(isolated_library):
     with Library(isolated_library) as one, Library(isolated_library) as two:
         two.conn.execute("PRAGMA busy_timeout=3000")
@@ -218,3 +243,47 @@ def test_a_generation_is_recorded_only_with_its_files_on_disk(isolated_library):
         assert lib.db["generations"].count == 0
         lib.store_image(b"an image")
         assert lib.add_generation({**row, "params": {"loras": [{"name": "x", "sha256": absent}]}}) > 0  # not stored
+
+
+def test_a_deleted_prompts_id_is_never_given_again(isolated_library):
+    with Library(isolated_library) as lib:
+        lib.save_prompt(_prompt("a heron"), name="heron")
+        newest = lib.save_prompt(_prompt("a crane"), name="crane")
+        lib.delete_prompt(newest)
+        again = lib.save_prompt(_prompt("a crane"), name="crane")
+        assert again > newest and [r["id"] for r in lib.search("crane")] == [again]
+
+
+def test_m004_rebuilds_prompts_keeping_rows_links_and_search(isolated_library):
+    """A library from before m004: its prompts keep their ids, children, images and full-text index."""
+    from sqlite_utils.migrations import Migrations
+
+    from promptkit.library.migrations import m001_initial, m002_foreign_key_indexes, m003_tags_as_typed
+    from sample_library import add_picture
+
+    before_m004 = Migrations("promptkit")
+    for step in (m001_initial, m002_foreign_key_indexes, m003_tags_as_typed):
+        before_m004(name=step.__name__)(step)
+
+    class OldLibrary(Library):
+        migrations = before_m004
+
+    with OldLibrary(isolated_library) as lib:
+        heron = lib.save_prompt(_prompt("a heron"), name="heron", tags=["oiseau élégant"])
+        child = lib.save_prompt(_prompt("a heron in the rain"), name="heron-2", parent_id=heron)
+        image = add_picture(lib, lib.get_prompt(child), 1, size=16)
+        newest = lib.save_prompt(_prompt("a crane"), name="crane")
+    with Library(isolated_library, create=False) as lib:
+        assert lib.schema_version() == "m004_prompt_ids_never_reused" and lib.backup_path is not None
+        assert [p["id"] for p in lib.list_prompts()] == [newest, child, heron]
+        assert lib.get_generation(image)["prompt_id"] == child
+        assert [p["id"] for p in lib.prompt_lineage(child)["ancestors"]] == [heron]
+        assert [r["id"] for r in lib.search("élégant")] == [heron]
+        lib.delete_prompt(newest)
+        assert lib.save_prompt(_prompt("a crane"), name="crane") > newest
+        lib.set_starred(heron, True)
+        assert {r["id"] for r in lib.search("heron")} == {heron, child}
+        assert lib.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert lib.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        sql = lib.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'prompts'").fetchone()[0]
+        assert "AUTOINCREMENT" in sql

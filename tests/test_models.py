@@ -340,7 +340,7 @@ def test_bad_input_is_one_line_and_writes_nothing(case, models, pictures, isolat
 
 
 def test_lora_scale_xy_sweep_runs_and_loads_the_lora_once(models, isolated_library, saved_prompt, monkeypatch):
-    from promptkit.abtest import create_xy_experiment, parse_axis, run_experiment
+    from promptkit.experiments import create_xy_experiment, parse_axis, run_experiment
 
     engine = engine_for(models["sd"])
     engine.unload_loras()
@@ -359,7 +359,7 @@ def test_lora_scale_xy_sweep_runs_and_loads_the_lora_once(models, isolated_libra
 
 
 def test_variant_override_of_strength_and_missing_lora_is_refused():
-    from promptkit.abtest import params_with_overrides
+    from promptkit.experiments import params_with_overrides
     from promptkit.errors import BadParameter
 
     base = GenerationParams(extra={"init_image": "abc", "strength": 0.5}).to_dict()
@@ -371,7 +371,7 @@ def test_variant_override_of_strength_and_missing_lora_is_refused():
 
 
 def test_model_as_an_xy_axis_runs_each_checkpoint_on_the_same_seeds(models, isolated_library, saved_prompt):
-    from promptkit.abtest import create_xy_experiment, parse_axis, run_experiment
+    from promptkit.experiments import create_xy_experiment, parse_axis, run_experiment
 
     axis = parse_axis(f"model={models['sd']},{models['sd2']}")
     with Library(isolated_library) as lib:
@@ -408,7 +408,7 @@ def _refiner_rows(lib, outcome):
 
 def test_refiner_variant_overrides_are_seed_locked_recorded_and_reproducible(models, isolated_library,
                                                                             saved_prompt):
-    from promptkit.abtest import cells, create_experiment, get_experiment, parse_variant, run_experiment
+    from promptkit.experiments import cells, create_experiment, get_experiment, parse_variant, run_experiment
     from promptkit.params import model_fingerprint
 
     engine = engine_for(models["sdxl"])
@@ -446,7 +446,7 @@ def test_refiner_variant_overrides_are_seed_locked_recorded_and_reproducible(mod
 
 
 def test_refiner_and_refiner_switch_as_xy_axes(models, isolated_library, saved_prompt):
-    from promptkit.abtest import cells, create_xy_experiment, get_experiment, parse_axis, run_experiment
+    from promptkit.experiments import cells, create_xy_experiment, get_experiment, parse_axis, run_experiment
 
     engine = engine_for(models["sdxl"])
     params = GenerationParams(**{**FAST, "steps": 5})

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom, binomtest, wilcoxon
 
-from promptkit.abtest import VariantSpec, create_experiment, record_vote
+from promptkit.experiments import VariantSpec, create_experiment, record_vote
 from promptkit.generation import GenerationJob, run_job
 from promptkit.library import Library
 from promptkit.params import GenerationParams
@@ -155,3 +155,30 @@ def test_experiment_stats_from_library_votes(isolated_library, tiny_engine):
     # position bias: A–B votes had A on the left, C–A votes C on the left; 10 decisive, 5 + 5 left wins
     assert result["position_bias"]["left"] == 1 + 5 and result["position_bias"]["right"] == 5
     assert result["agreement"] is None  # one rater
+
+
+def test_a_rating_changed_twice_counts_once_in_the_star_comparison(isolated_library):
+    """The star comparison takes each cell's current rating (its latest), not the mean of all."""
+    from sample_library import add_picture
+
+    with Library(isolated_library) as lib:
+        builder = PromptBuilder()
+        for label in "AB":
+            lib.save_prompt(builder.render(Fields(subject=f"thing {label}")), name=label)
+        exp_id = create_experiment(lib, "x", [VariantSpec(l, l) for l in "AB"], [1, 2, 3], GenerationParams(steps=2))
+        cells = {}
+        for label in "AB":
+            for seed in (1, 2, 3):
+                gen_id = add_picture(lib, lib.get_prompt(label), seed, size=32)
+                row = {k: v for k, v in lib.get_generation(gen_id).items() if k != "id"}
+                cells[(label, seed)] = lib.add_generation({**row, "experiment_id": exp_id, "variant": label})
+        for seed, a_stars, b_history in [(1, 2, (1, 5, 4)), (2, 3, (2,)), (3, 1, (5, 1, 3))]:
+            lib.rate(cells[("A", seed)], a_stars)
+            for stars in b_history:  # seeds 1 and 3: rated, then changed twice
+                lib.rate(cells[("B", seed)], stars)
+        result = experiment_stats(lib, "x")
+    ratings = result["pairs"][0]["ratings"]
+    diffs = [4 - 2, 2 - 3, 3 - 1]  # the latest of each
+    assert ratings["pairs"] == 3
+    assert ratings["mean_difference"] == pytest.approx(np.mean(diffs))
+    assert ratings["p_value"] == pytest.approx(wilcoxon(diffs).pvalue, abs=1e-9)

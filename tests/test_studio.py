@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from promptkit.abtest import get_experiment, missing_cells
+from promptkit.experiments import get_experiment, missing_cells
 from promptkit.cli import main
 from promptkit.library import Library
 from promptkit.templates import Fields, PromptBuilder

@@ -122,7 +122,7 @@ def test_generate_iterate_side_by_side_and_ab(page, isolated_library):
     page.get_by_role("button", name="Make A/B test").click()
     name = f"studio-{parent_id}-vs-{child[0]}"
     page.wait_for_url(f"**/experiments/{name}/review")
-    from promptkit.abtest import get_experiment, missing_cells
+    from promptkit.experiments import get_experiment, missing_cells
 
     with Library(isolated_library) as lib:
         experiment = get_experiment(lib, name)

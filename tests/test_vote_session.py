@@ -5,7 +5,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from promptkit.abtest import VariantSpec, create_experiment, run_experiment
+from promptkit.experiments import VariantSpec, create_experiment, run_experiment
 from promptkit.cli import main
 from promptkit.library import Library
 from promptkit.params import GenerationParams

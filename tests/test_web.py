@@ -411,6 +411,20 @@ def test_ratings_land_while_generations_are_written(live_server, isolated_librar
         assert len(written) >= 7 and all(lib.get_generation(g) for g in written)
 
 
+def test_a_rating_changed_twice_shows_once_with_its_latest_value(client, sample_library):
+    """The prompt page, its JSON and the card all show an image's latest rating, not every one."""
+    lighthouse = sample_library["lighthouse"]
+    generation_id = sample_library["generations"]["lighthouse"][0]  # rated 4 by the sample library
+    for stars in (2, 5):  # changed twice
+        assert client.post(f"/api/generations/{generation_id}/ratings", json={"stars": stars}).status_code == 201
+    page = client.get(f"/prompts/{lighthouse['id']}").text
+    assert f'data-generation-id="{generation_id}" data-stars="5"' in page
+    api = client.get(f"/api/prompts/{lighthouse['id']}").json()
+    shown = next(g for g in api["generations"] if g["id"] == generation_id)
+    assert shown["stars"] == 5 and [r["stars"] for r in shown["ratings"]] == [4, 2, 5]
+    assert client.get(f"/api/generations/{generation_id}").json()["stars"] == 5
+
+
 def test_a_held_write_lock_is_waited_for_then_reported_as_busy(client, isolated_library, sample_library,
                                                                 monkeypatch):
     generation_id = sample_library["generations"]["red-fox"][0]

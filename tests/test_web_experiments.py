@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from sample_library import EXPERIMENT_LABELS
 
-from promptkit.abtest import cells, experiment_votes, get_experiment
+from promptkit.experiments import cells, experiment_votes, get_experiment
 from promptkit.cli import main
 from promptkit.library import Library
 from promptkit.stats import experiment_stats

@@ -197,7 +197,7 @@ def show(ctx, prompt: str, as_json: bool) -> None:
     click.echo(f"  negative: {data['negative']}")
     click.echo(f"  template: {data['template']} ({data['template_digest'][:12]})  created {data['created_at']}")
     for gen in data["generations"]:
-        stars = ", ".join("*" * r["stars"] for r in gen["ratings"])
+        stars = "*" * (gen["stars"] or 0)  # its current rating (the latest)
         click.echo(f"  gen {gen['id']:>5} seed {gen['seed']:<8} {gen['sampler']} {gen['steps']} steps "
                    f"cfg {gen['cfg']:g} {gen['width']}x{gen['height']}  {gen['image_path']}  {stars}")
 

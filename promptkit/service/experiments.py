@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..abtest import VariantSpec
+from ..experiments import VariantSpec
 from ..errors import BadParameter
 from ..library import Library
 from .generation import Progress, job_spec, resolve_model, run_spec
@@ -25,7 +25,7 @@ def _lora_dir_record(lora_dir: str | None) -> dict[str, Any] | None:
 
 def _variant_specs(variants: Mapping[str, str] | list) -> list[VariantSpec]:
     """VariantSpecs from {label: prompt}, "LABEL=PROMPT[:k=v,…]" texts or VariantSpecs."""
-    from ..abtest import parse_variant
+    from ..experiments import parse_variant
 
     if isinstance(variants, Mapping):
         return [VariantSpec(label, str(prompt)) for label, prompt in variants.items()]
@@ -61,7 +61,7 @@ def plan_experiment(variants: Mapping[str, str] | list, seeds: list[int] | str =
     :param params: the shared `GenerationParams`; :param inputs: an `InputRequest` shared by every variant.
     :param model: the default model for `run_experiment`.
     """
-    from ..abtest import check_overrides
+    from ..experiments import check_overrides
 
     specs, seed_list = _variant_specs(variants), _seed_list(seeds)
     params, prepared, request = _prepare(params, inputs)
@@ -77,7 +77,7 @@ def plan_xy_experiment(prompt: int | str, x: str, y: str, seeds: list[int] | str
     :param x: the X axis, e.g. "cfg=3,7,11", "sampler=Euler,DDIM", "style=watercolor,sketch", "seed=1-4".
     :param y: the Y axis, as `x`. :param seeds: the seeds when neither axis is seed.
     """
-    from ..abtest import check_axes, parse_axis
+    from ..experiments import check_axes, parse_axis
 
     x_axis, y_axis = parse_axis(x), parse_axis(y)
     params, prepared, request = _prepare(params, inputs)
@@ -104,7 +104,7 @@ def create_planned(library: Library, name: str, plan: ExperimentPlan, templates_
 
     :returns: the experiment (id, name, seeds, params, model, variants).
     """
-    from ..abtest import check_new_experiment, create_experiment, create_xy_experiment, get_experiment
+    from ..experiments import check_new_experiment, create_experiment, create_xy_experiment, get_experiment
 
     seeds = [0] if plan.xy else plan.seeds
     # A missing prompt or a taken name is refused before any input image is stored.
@@ -173,7 +173,7 @@ def run_job_spec(library: Library, name: str, *, model: str | None = None, lora_
 
     :returns: (job spec, images to make); the spec is None when the experiment is complete.
     """
-    from ..abtest import get_experiment, missing_cells, variant_job_params
+    from ..experiments import get_experiment, missing_cells, variant_job_params
     from ..params import parse_batch_size
 
     engine_options = dict(engine_options or {})
@@ -222,7 +222,7 @@ def add_seeds(library: Library, name: str, seeds: list[int] | str) -> list[int]:
     :param seeds: a list, or "1,2,3", "1-8", "random:N".
     :returns: the seeds added.
     """
-    from ..abtest import add_seeds as add
+    from ..experiments import add_seeds as add
 
     return add(library, name, _seed_list(seeds))
 
@@ -237,7 +237,7 @@ def next_pair(library: Library, name: str, skip: set[PairKey] | frozenset = froz
 
     :param skip: pair keys (see `pair_key`) passed over; they are offered last, after every other.
     """
-    from ..abtest import next_pair as pick
+    from ..experiments import next_pair as pick
 
     return pick(library, name, skip=skip)
 
@@ -278,7 +278,7 @@ def vote(library: Library, name: str, seed: int, winner: str, left: str | None =
 
     :param left: the label shown on the left (needed with three or more variants); :param right: likewise.
     """
-    from ..abtest import record_vote
+    from ..experiments import record_vote
 
     return record_vote(library, name, seed, winner, left, right)
 
@@ -288,7 +288,7 @@ def undo_vote(library: Library, name: str) -> dict[str, Any]:
 
     :param name: the experiment's name or id.
     """
-    from ..abtest import undo_last_vote
+    from ..experiments import undo_last_vote
 
     return undo_last_vote(library, name)
 
@@ -320,14 +320,14 @@ def write_sheet(library: Library, name: str, output: str | Path, tile: int | Non
 
 def list_experiments(library: Library) -> list[dict[str, Any]]:
     """Experiments with their variant, image and vote counts."""
-    from ..abtest import list_experiments as listing
+    from ..experiments import list_experiments as listing
 
     return listing(library)
 
 
 def show_experiment(library: Library, name: str) -> dict[str, Any]:
     """An experiment's summary plus "cells" (one entry per generated (label, seed)) and "created_at"."""
-    from ..abtest import cells, get_experiment
+    from ..experiments import cells, get_experiment
 
     experiment = get_experiment(library, name)
     data = experiment_summary(experiment)

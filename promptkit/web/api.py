@@ -142,8 +142,9 @@ def _json_dict(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def generation_out(row: dict[str, Any], ratings: list[dict[str, Any]], model: type[Generation] = Generation,
-                   **extra: Any) -> Generation:
+def generation_out(row: dict[str, Any], ratings: list[dict[str, Any]], stars: int | None,
+                   model: type[Generation] = Generation, **extra: Any) -> Generation:
+    """ROW as the API shows it; STARS is its current rating (`Library.current_ratings`), RATINGS the history."""
     plain = {key: row.get(key) for key in model.model_fields if key in row}
     return model(**{
         **plain,
@@ -152,7 +153,7 @@ def generation_out(row: dict[str, Any], ratings: list[dict[str, Any]], model: ty
         "versions": _json_dict(row.get("versions")),
         "image_url": image_url(row),
         "thumbnail_url": image_url(row, thumbnail=True),
-        "stars": ratings[-1]["stars"] if ratings else None,
+        "stars": stars,
         "ratings": [Rating(**r) for r in ratings],
         **extra,
     })
@@ -194,7 +195,7 @@ def prompt_detail(request: Request, prompt_id: PromptId) -> PromptDetail:
         lineage = library.prompt_lineage(row["id"])
     return PromptDetail(
         **prompt_out(row).model_dump(),
-        generations=[generation_out(g, g["ratings"]) for g in row["generations"]],
+        generations=[generation_out(g, g["ratings"], g["stars"]) for g in row["generations"]],
         lineage=Lineage(ancestors=[prompt_out(p) for p in lineage["ancestors"]],
                         children=[prompt_out(p) for p in lineage["children"]]),
     )
@@ -213,11 +214,12 @@ def generation_detail(request: Request, generation_id: GenerationId) -> Generati
     with open_library(request) as library:
         row = library.get_generation(generation_id)
         ratings = library.generation_ratings(generation_id)
+        stars = library.current_rating(generation_id)
         try:
             parameters = library.image_parameters(generation_id)
         except PromptkitError:
             parameters = None  # the row is still worth showing when its file is gone
-    return generation_out(row, ratings, GenerationDetail, parameters=parameters)
+    return generation_out(row, ratings, stars, GenerationDetail, parameters=parameters)
 
 
 @router.post("/generations/{generation_id:int}/ratings", response_model=Rating, status_code=201,

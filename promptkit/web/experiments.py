@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from ..abtest import cells, experiment_votes, get_experiment, list_experiments, next_pair, record_vote, undo_last_vote
+from ..experiments import cells, experiment_votes, get_experiment, list_experiments, next_pair, record_vote, undo_last_vote
 from ..errors import BadParameter, NotFound
 from ..library import Library
 from ..stats import experiment_stats
@@ -338,9 +338,9 @@ def api_vote(request: Request, name: ExperimentName, body: VoteRequest) -> Vote:
             left, right = sides
             winner = {"left": left, "right": right, "tie": "tie"}[body.winner]
         vote = record_vote(library, experiment["name"], body.seed, winner, left, right)
-        created = library.db.execute("SELECT created_at FROM votes WHERE id = ?", [vote["id"]]).fetchone()
+        created = library.vote_created_at(vote["id"])
     return Vote(id=vote["id"], seed=vote["seed"], left=vote["left"], right=vote["right"], winner=vote["winner"],
-                created_at=created[0] if created else None)
+                created_at=created)
 
 
 @api_router.post("/experiments/{name}/votes/undo", response_model=Vote)
@@ -401,10 +401,7 @@ def contact_sheet_image(request: Request, name: ExperimentName) -> Response:
 
     with open_library(request) as library:
         experiment = get_experiment(library, name)
-        state = library.db.execute(
-            "SELECT (SELECT count(*) || ':' || coalesce(max(id), 0) FROM votes WHERE experiment_id = :e), "
-            "(SELECT count(*) || ':' || coalesce(max(id), 0) FROM generations WHERE experiment_id = :e)",
-            {"e": experiment["id"]}).fetchone()
+        state = library.experiment_version(experiment["id"])
         key = (str(request.app.state.library_path), experiment["id"], repr(experiment["seeds"]), *state)
         with _sheets_lock:
             body = _sheets.get(key)

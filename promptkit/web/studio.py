@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from .. import studio
-from ..abtest import VariantSpec, adopt_generations, create_experiment, get_experiment, missing_cells
+from ..experiments import VariantSpec, adopt_generations, create_experiment, get_experiment, missing_cells
 from ..errors import BadParameter, PromptkitError
 from ..library import MAX_ROW_ID
 from ..params import DEFAULT_SAMPLER, SAMPLERS, GenerationParams, resolve_model

@@ -1,0 +1,97 @@
+"""Experiment rows: experiments, their variants and their cells (the generations made for them)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import NotFound
+from .connection import utc_now
+
+
+class ExperimentRows:
+    """Experiment access, mixed into `Library`. The rules (labels, overrides, which cell is
+    whose) live in `promptkit.experiments`; these only read and write rows."""
+
+    def experiment_exists(self, name: str) -> bool:
+        """Whether an experiment is named NAME."""
+        return self.db.execute("SELECT 1 FROM experiments WHERE name = ?", [name]).fetchone() is not None
+
+    def insert_experiment(self, name: str, seeds: list[int], params: dict[str, Any], model: str | None,
+                          variants: list[tuple[str, int, dict[str, Any]]]) -> int | None:
+        """Store an experiment and its VARIANTS ((label, prompt id, overrides)) in one transaction;
+        return its id, or None (nothing written) when an experiment is named NAME already, checked
+        under the write lock. The rest is checked by the caller (`experiments.create_experiment`)."""
+        with self.write() as db:
+            if self.experiment_exists(name):
+                return None
+            table = db["experiments"]
+            table.insert({"name": name, "seeds": json.dumps([int(s) for s in seeds]),
+                          "params": json.dumps(params, sort_keys=True), "model": model, "created_at": utc_now()})
+            experiment_id = int(table.last_pk)
+            db["variants"].insert_all(
+                {"experiment_id": experiment_id, "label": label, "prompt_id": prompt_id,
+                 "params": json.dumps(overrides, sort_keys=True)}
+                for label, prompt_id, overrides in variants
+            )
+        return experiment_id
+
+    def experiment_row(self, ref: str) -> dict[str, Any]:
+        """An experiment by name or id (ASCII digits) with `variants`: [{label, prompt_id, overrides}]
+        in the order they were given; seeds, params and overrides decoded."""
+        text = str(ref).strip()
+        # ASCII digits only ("³".isdigit() is true) and within SQLite's integer range.
+        by_id = text.isascii() and text.isdigit() and len(text) <= 18
+        column = "id" if by_id else "name"
+        row = self.db.execute(f"SELECT id, name, seeds, params, model, created_at FROM experiments WHERE {column} = ?",
+                              [int(text) if by_id else text]).fetchone()
+        if row is None:
+            raise NotFound(f"no experiment named {text!r}; see `promptkit ab list`")
+        experiment = {"id": row[0], "name": row[1], "seeds": json.loads(row[2]), "params": json.loads(row[3] or "{}"),
+                      "model": row[4], "created_at": row[5]}
+        experiment["variants"] = [
+            {"label": label, "prompt_id": prompt_id, "overrides": json.loads(overrides or "{}")}
+            for label, prompt_id, overrides in self.db.execute(
+                "SELECT label, prompt_id, params FROM variants WHERE experiment_id = ? ORDER BY rowid", [row[0]])
+        ]
+        return experiment
+
+    def experiment_summaries(self) -> list[dict[str, Any]]:
+        """Every experiment, oldest first: id, name, seeds (how many), created_at, and how many
+        variants, generations and votes it has."""
+        rows = self.db.execute(
+            "SELECT e.id, e.name, e.seeds, e.created_at, "
+            "(SELECT count(*) FROM variants v WHERE v.experiment_id = e.id), "
+            "(SELECT count(*) FROM generations g WHERE g.experiment_id = e.id), "
+            "(SELECT count(*) FROM votes w WHERE w.experiment_id = e.id) "
+            "FROM experiments e ORDER BY e.id"
+        ).fetchall()
+        return [{"id": r[0], "name": r[1], "seeds": len(json.loads(r[2])), "created_at": r[3], "variants": r[4],
+                 "generations": r[5], "votes": r[6]} for r in rows]
+
+    def experiment_generations(self, experiment_id: int) -> list[dict[str, Any]]:
+        """The generations made for an experiment, in id order: {id, label, seed, image_path, image_sha256}."""
+        rows = self.db.execute(
+            "SELECT id, variant, seed, image_path, image_sha256 FROM generations WHERE experiment_id = ? ORDER BY id",
+            [experiment_id])
+        return [{"id": gen_id, "label": label, "seed": seed, "image_path": path, "image_sha256": sha}
+                for gen_id, label, seed, path, sha in rows]
+
+    def set_experiment_seeds(self, experiment_id: int, seeds: list[int]) -> None:
+        """Replace an experiment's seed list."""
+        with self.write() as db:
+            db.execute("UPDATE experiments SET seeds = ? WHERE id = ?", [json.dumps(list(seeds)), experiment_id])
+
+    def experiment_variant(self, experiment_id: int, label: str) -> tuple[int | None, str | None] | None:
+        """(prompt_id, overrides as stored) of the variant LABEL of an experiment, or None."""
+        found = self.db.execute("SELECT prompt_id, params FROM variants WHERE experiment_id = ? AND label = ?",
+                                [experiment_id, label]).fetchone()
+        return None if found is None else tuple(found)
+
+    def experiment_version(self, experiment_id: int) -> tuple[str, str]:
+        """What changes when a vote or a cell is added or removed: ("count:max id" of its votes,
+        the same of its generations). The web page keys its cached contact sheet on it."""
+        return tuple(self.db.execute(
+            "SELECT (SELECT count(*) || ':' || coalesce(max(id), 0) FROM votes WHERE experiment_id = :e), "
+            "(SELECT count(*) || ':' || coalesce(max(id), 0) FROM generations WHERE experiment_id = :e)",
+            {"e": experiment_id}).fetchone())

@@ -1,0 +1,119 @@
+"""The library's content-addressed file store: PNGs and LoRA copies kept under their sha256
+in `<dbstem>-images/`, each written whole or not at all (temp file, fsync, rename, fsync folder)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from ..errors import LibraryProblem
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def images_dir_for(db_path: Path) -> Path:
+    """`library.db` keeps its images in `library-images/` beside it."""
+    return db_path.with_name(f"{db_path.stem}-images")
+
+
+def image_file_in(images_dir: Path, sha256: str) -> Path:
+    """Where a PNG with this sha256 lives under IMAGES_DIR."""
+    return images_dir / sha256[:2] / f"{sha256}.png"
+
+
+def lora_file_in(images_dir: Path, sha256: str) -> Path:
+    """Where the copy of the LoRA file with this sha256 lives under IMAGES_DIR."""
+    return images_dir / "loras" / sha256[:2] / f"{sha256}.safetensors"
+
+
+def _write_atomically(final: Path, handle_write) -> None:
+    """Create FINAL whole or not at all: HANDLE_WRITE fills a temp file beside it, which is
+    fsynced and renamed over FINAL, then the folder is fsynced. If HANDLE_WRITE raises, the temp
+    file is removed and FINAL is untouched."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix=final.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle_write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+write_atomically = _write_atomically
+
+
+class FileStore:
+    """The file half of a `Library` (mixed in): needs `path` and `images_dir`."""
+
+    path: Path
+    images_dir: Path
+
+    def image_file(self, sha256: str) -> Path:
+        return image_file_in(self.images_dir, sha256)
+
+    def store_image(self, png: bytes) -> tuple[str, Path]:
+        """Write PNG bytes under their sha256, atomically (temp file, fsync, rename, fsync folder)."""
+        sha = hashlib.sha256(png).hexdigest()
+        final = self.image_file(sha)
+        if final.is_file() and final.stat().st_size == len(png):
+            # Fresh mtime: `doctor --fix` leaves young files alone, and this one is about to get a row.
+            os.utime(final)
+            return sha, final
+        _write_atomically(final, handle_write=lambda handle: handle.write(png))
+        return sha, final
+
+    def lora_file(self, sha256: str) -> Path:
+        """Where the library keeps its copy of the LoRA file with this sha256."""
+        return lora_file_in(self.images_dir, sha256)
+
+    def store_lora(self, source: str | os.PathLike, sha256: str) -> Path:
+        """Copy a LoRA file into the library under its sha256, once per content, atomically
+        (temp file, fsync, rename, fsync folder); refuse if its bytes are not SHA256 any more."""
+        final = self.lora_file(sha256)
+        source = Path(source)
+        try:
+            size = source.stat().st_size
+        except OSError as exc:
+            raise LibraryProblem(f"cannot store LoRA {str(source)!r} in the library: {exc.strerror}") from None
+        if final.is_file() and final.stat().st_size == size:
+            os.utime(final)  # fresh mtime, as store_image: `doctor --fix` leaves young files alone
+            return final
+
+        def copy_checked(handle) -> None:
+            digest = hashlib.sha256()
+            with open(source, "rb") as reader:
+                for block in iter(lambda: reader.read(1 << 20), b""):
+                    digest.update(block)
+                    handle.write(block)
+            if digest.hexdigest() != sha256:  # before the rename: the temp file is removed
+                raise LibraryProblem(f"LoRA {str(source)!r} changed while it was being copied into the library "
+                                     f"(sha256 {digest.hexdigest()[:12]}, expected {sha256[:12]})")
+
+        _write_atomically(final, handle_write=copy_checked)
+        return final
+
+    def stored_image(self, sha256: object) -> Path | None:
+        """The PNG stored under SHA256 if it is a well-formed sha256 and the file is there."""
+        file = self.image_file(sha256) if isinstance(sha256, str) and SHA256_HEX.fullmatch(sha256) else None
+        return file if file is not None and file.is_file() else None
+
+    def image_path(self, generation: dict) -> Path:
+        """Absolute path of a generation's PNG (stored relative to the library's folder)."""
+        return (self.path.parent / generation["image_path"]).resolve()
+
+    def relative_image_path(self, file: Path) -> str:
+        return os.path.relpath(file, self.path.parent)
