@@ -16,9 +16,12 @@ import socketserver
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import PromptkitError
+
+if TYPE_CHECKING:
+    from .engine.cache import PipelineCache
 
 PROTOCOL = 1
 
@@ -40,8 +43,12 @@ def default_socket_path() -> Path:
 # -- running jobs (shared by the worker process and in-process fallbacks) --------
 
 
-def execute_job(spec: dict[str, Any], progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run one job described by a JSON-able SPEC; returns a JSON-able result."""
+def execute_job(spec: dict[str, Any], progress: Callable[[int, int], None] | None = None,
+                cache: "PipelineCache | None" = None) -> dict[str, Any]:
+    """Run one job described by a JSON-able SPEC; returns a JSON-able result.
+
+    The model comes from CACHE: the worker's own, or for an in-process run the process's default cache.
+    """
     from .engine import Engine, EngineOptions
     from .library import Library
     from .params import GenerationParams
@@ -49,7 +56,7 @@ def execute_job(spec: dict[str, Any], progress: Callable[[int, int], None] | Non
     if spec.get("kind") not in ("generate", "ab_run", "check"):
         raise PromptkitError(f"unknown job kind {spec.get('kind')!r}")
     options = EngineOptions(**spec.get("engine_options", {}))
-    engine = Engine.get(spec["model"], options)
+    engine = Engine.get(spec["model"], options, cache=cache)
     if spec["kind"] == "check":
         # Whether the model can take these inputs (family, inpainting UNet): answered by the
         # loaded model, before the client stores anything.
@@ -75,9 +82,16 @@ def execute_job(spec: dict[str, Any], progress: Callable[[int, int], None] | Non
 
 
 class EngineWorker:
-    """One thread runs queued jobs in order (a GPU does one thing at a time); pipelines stay loaded."""
+    """One thread runs queued jobs in order (a GPU does one thing at a time); loaded pipelines stay in
+    the worker's own `PipelineCache` until memory runs short.
 
-    def __init__(self) -> None:
+    :param cache: where loaded pipelines are kept; a new `PipelineCache` (default limits) when None.
+    """
+
+    def __init__(self, cache: "PipelineCache | None" = None) -> None:
+        from .engine.cache import PipelineCache
+
+        self.cache = cache if cache is not None else PipelineCache()
         self.jobs: queue.Queue = queue.Queue()
         self.started = time.time()
         self.done = 0
@@ -91,23 +105,22 @@ class EngineWorker:
         from .engine import Engine, EngineOptions
         from .params import GenerationParams
 
-        engine = Engine.get(model, EngineOptions(**(engine_options or {})))
+        engine = Engine.get(model, EngineOptions(**(engine_options or {})), cache=self.cache)
         # One throwaway step so the first real job does not pay for kernel and thread warm-up.
         engine.run_batch("", "", [0], GenerationParams(steps=1, sampler="Euler"))
         return engine.load_seconds
 
     def status(self) -> dict[str, Any]:
-        from . import engine as engine_module
-
         return {"pid": os.getpid(), "uptime_s": round(time.time() - self.started, 1), "jobs_done": self.done,
-                "queued": self.jobs.qsize(), "models": sorted({key[0] for key in engine_module._PIPELINES}),
+                "queued": self.jobs.qsize(), "models": sorted(set(self.cache.models())),
                 "protocol": PROTOCOL}
 
     def _loop(self) -> None:
         while True:
             spec, events = self.jobs.get()
             try:
-                result = execute_job(spec, progress=lambda done, total: events.put({"progress": [done, total]}))
+                result = execute_job(spec, progress=lambda done, total: events.put({"progress": [done, total]}),
+                                     cache=self.cache)
                 events.put({"result": result})
             except PromptkitError as exc:
                 events.put({"error": str(exc)})
