@@ -100,3 +100,17 @@ def test_importing_the_engine_loads_no_library():
             "print(sorted(m for m in sys.modules if m.startswith(('sqlite_utils', 'promptkit.library'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_engine_get_uses_the_cache_it_is_given_even_when_empty():
+    from promptkit.engine import Engine, default_cache
+
+    class Loaded(Engine):
+        @classmethod
+        def load(cls, model, options=None):
+            return FakeBackend(model, options)
+
+    cache = PipelineCache(memory_probe=Memory(None))
+    backend = Loaded.get("a", EngineOptions(), cache=cache)
+    assert isinstance(backend, FakeBackend) and Loaded.get("a", EngineOptions(), cache=cache) is backend
+    assert cache.models() == ["a"] and "a" not in default_cache().models()

@@ -81,7 +81,8 @@ class Engine:
         """The engine for MODEL from CACHE (the process's default cache when none is given)."""
         from .cache import default_cache
 
-        return (cache or default_cache()).get(model, options or EngineOptions(), loader=cls.load)
+        return (cache if cache is not None else default_cache()).get(model, options or EngineOptions(),
+                                                                     loader=cls.load)
 
     def native_size(self) -> tuple[int, int]:
         unet = self.pipe.unet.config.sample_size
