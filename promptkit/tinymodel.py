@@ -172,7 +172,7 @@ def write_tiny_lora(path: str | Path, base: str = "sd", rank: int = 4) -> Path:
     layers and the text encoders' (as most LoRAs trained with kohya's scripts have).
 
     The text-encoder layers are made with peft directly: transformers 5's own adapter code
-    needs peft >= 0.22 (the engine loads them the same way; see engine._peft_load_adapter).
+    needs peft >= 0.22 (the engine loads them the same way; see engine.lora._peft_load_adapter).
     """
     import torch
     from peft import LoraConfig, inject_adapter_in_model

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .errors import PromptkitError
 
 if TYPE_CHECKING:
+    from .engine.cache import PipelineCache
     from .records import JobRequest
 
 PROTOCOL = 1
@@ -43,15 +44,19 @@ def default_socket_path() -> Path:
 # -- running jobs (shared by the worker process and in-process fallbacks) --------
 
 
-def execute_job(spec: "dict[str, Any] | JobRequest", progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run one job: a records.JobRequest or its JSON-able to_dict(); returns a JSON-able result."""
+def execute_job(spec: "dict[str, Any] | JobRequest", progress: Callable[[int, int], None] | None = None,
+                cache: "PipelineCache | None" = None) -> dict[str, Any]:
+    """Run one job: a records.JobRequest or its JSON-able to_dict(); returns a JSON-able result.
+
+    The model comes from CACHE: the worker's own, or for an in-process run the process's default cache.
+    """
     from .engine import Engine, EngineOptions
     from .library import Library
     from .records import JobRequest
 
     job = spec if isinstance(spec, JobRequest) else JobRequest.from_dict(spec)
     options = EngineOptions(**job.engine_options)
-    engine = Engine.get(job.model, options)
+    engine = Engine.get(job.model, options, cache=cache)
     if job.kind == "check":
         # Whether the model can take these inputs (family, inpainting UNet): answered by the
         # loaded model, before the client stores anything.
@@ -74,9 +79,16 @@ def execute_job(spec: "dict[str, Any] | JobRequest", progress: Callable[[int, in
 
 
 class EngineWorker:
-    """One thread runs queued jobs in order (a GPU does one thing at a time); pipelines stay loaded."""
+    """One thread runs queued jobs in order (a GPU does one thing at a time); loaded pipelines stay in
+    the worker's own `PipelineCache` until memory runs short.
 
-    def __init__(self) -> None:
+    :param cache: where loaded pipelines are kept; a new `PipelineCache` (default limits) when None.
+    """
+
+    def __init__(self, cache: "PipelineCache | None" = None) -> None:
+        from .engine.cache import PipelineCache
+
+        self.cache = cache if cache is not None else PipelineCache()
         self.jobs: queue.Queue = queue.Queue()
         self.started = time.time()
         self.done = 0
@@ -90,23 +102,22 @@ class EngineWorker:
         from .engine import Engine, EngineOptions
         from .params import GenerationParams
 
-        engine = Engine.get(model, EngineOptions(**(engine_options or {})))
+        engine = Engine.get(model, EngineOptions(**(engine_options or {})), cache=self.cache)
         # One throwaway step so the first real job does not pay for kernel and thread warm-up.
         engine.run_batch("", "", [0], GenerationParams(steps=1, sampler="Euler"))
         return engine.load_seconds
 
     def status(self) -> dict[str, Any]:
-        from . import engine as engine_module
-
         return {"pid": os.getpid(), "uptime_s": round(time.time() - self.started, 1), "jobs_done": self.done,
-                "queued": self.jobs.qsize(), "models": sorted({key[0] for key in engine_module._PIPELINES}),
+                "queued": self.jobs.qsize(), "models": sorted(set(self.cache.models())),
                 "protocol": PROTOCOL}
 
     def _loop(self) -> None:
         while True:
             spec, events = self.jobs.get()
             try:
-                result = execute_job(spec, progress=lambda done, total: events.put({"progress": [done, total]}))
+                result = execute_job(spec, progress=lambda done, total: events.put({"progress": [done, total]}),
+                                     cache=self.cache)
                 events.put({"result": result})
             except PromptkitError as exc:
                 events.put({"error": str(exc)})

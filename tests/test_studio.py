@@ -236,8 +236,6 @@ def test_serve_with_model_preloads_it_for_the_studio(isolated_library, tiny_mode
 
     import uvicorn
 
-    from promptkit import engine as engine_module
-
     served = {}
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: served.update(app=self.config.app))
     with socket.socket() as probe:
@@ -250,6 +248,6 @@ def test_serve_with_model_preloads_it_for_the_studio(isolated_library, tiny_mode
     assert "the studio's Generate uses it" in result.output
     app = served["app"]
     assert app.state.default_model == tiny_model and app.state.studio.worker is not None
-    assert any(key[0] == tiny_model for key in engine_module._PIPELINES)
+    assert tiny_model in app.state.studio.worker.cache.models()
     page = TestClient(app, base_url=f"http://127.0.0.1:{port}").get("/studio").text
     assert f'value="{tiny_model}"' in page
