@@ -258,6 +258,39 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.0f} h"
 
 
+def _fix_refusal(report: DoctorReport) -> str | None:
+    """Why no file may be moved out of a library in this state, or None when fixing is safe."""
+    if any(f.check == "integrity" for f in report.findings):
+        return "the database is damaged, so which files its rows refer to cannot be trusted"
+    if report.schema.get("unknown") or not report.schema.get("applied"):
+        return "the schema is not one this promptkit knows"
+    return None
+
+
+def _quarantine(finding: Finding, referenced: dict[Path, Any], now: float, min_age_seconds: float, images_dir: Path,
+                target_root: Path) -> dict[str, str] | None:
+    """Move FINDING's file (at least MIN_AGE_SECONDS old at NOW, referenced by no row) under TARGET_ROOT,
+    keeping its path below IMAGES_DIR; set the finding's action and return its `moved.json` entry, or None."""
+    file = Path(finding.path or "")
+    if file.resolve() in referenced:
+        finding.action = "left in place: a generation now refers to it"
+        return None
+    try:
+        age = now - file.lstat().st_mtime
+    except FileNotFoundError:
+        finding.fixed, finding.action = True, "gone before it could be moved"
+        return None
+    if age < min_age_seconds:
+        finding.action = (f"left in place: younger than {min_age_seconds:g} s, it may belong to a "
+                          "write in progress (see --min-age)")
+        return None
+    destination = target_root / file.relative_to(images_dir)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(file, destination)  # same file system: the library's own folder
+    finding.fixed, finding.action = True, f"moved to {destination}"
+    return {"from": str(file), "to": str(destination), "reason": finding.check}
+
+
 def fix_library(db_path: str | os.PathLike | None = None,
                 min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS) -> DoctorReport:
     """Diagnose, then move orphan and temp files older than MIN_AGE_SECONDS into
@@ -272,11 +305,7 @@ def fix_library(db_path: str | os.PathLike | None = None,
     candidates = report.fixable
     if not candidates:
         return report
-    refusal = None
-    if any(f.check == "integrity" for f in report.findings):
-        refusal = "the database is damaged, so which files its rows refer to cannot be trusted"
-    elif report.schema.get("unknown") or not report.schema.get("applied"):
-        refusal = "the schema is not one this promptkit knows"
+    refusal = _fix_refusal(report)
     if refusal:
         for finding in candidates:
             finding.action = f"left in place: {refusal}"
@@ -294,24 +323,9 @@ def fix_library(db_path: str | os.PathLike | None = None,
         referenced = _referenced_files(conn, path)
         now = time.time()
         for finding in candidates:
-            file = Path(finding.path or "")
-            if file.resolve() in referenced:
-                finding.action = "left in place: a generation now refers to it"
-                continue
-            try:
-                age = now - file.lstat().st_mtime
-            except FileNotFoundError:
-                finding.fixed, finding.action = True, "gone before it could be moved"
-                continue
-            if age < min_age_seconds:
-                finding.action = (f"left in place: younger than {min_age_seconds:g} s, it may belong to a "
-                                  "write in progress (see --min-age)")
-                continue
-            destination = target_root / file.relative_to(images_dir)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(file, destination)  # same file system: the library's own folder
-            finding.fixed, finding.action = True, f"moved to {destination}"
-            moved.append({"from": str(file), "to": str(destination), "reason": finding.check})
+            entry = _quarantine(finding, referenced, now, min_age_seconds, images_dir, target_root)
+            if entry is not None:
+                moved.append(entry)
     finally:
         release_write_lock(conn)  # nothing was written; this only releases the lock
     if moved:

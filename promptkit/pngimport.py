@@ -158,19 +158,16 @@ def import_pngs(lib: Library, files: list[str | os.PathLike | PngPrompt]) -> lis
     if not files:
         raise PromptkitError("no PNG files given")
     pngs = [f if isinstance(f, PngPrompt) else read_png_prompt(f) for f in files]
+    rows = [{"name": None, "template": png.template, "template_digest": png.template_digest,
+             "fields": json.dumps(png.fields, sort_keys=True, ensure_ascii=False), "positive": png.positive,
+             "negative": png.negative, "tags": [IMPORTED_TAG], "notes": png.notes} for png in pngs]
+    outcomes = lib.add_prompts_once(rows, lambda row, index: _same_prompt(row, pngs[index]))
     results = []
-    with lib.write():
-        for png in pngs:
-            candidates = lib.prompts_with_text(png.positive, png.negative, png.template)
-            duplicate = next((row for row in candidates if _same_prompt(row, png)), None)
-            if duplicate is not None:
-                results.append({"file": png.file, "status": "skipped", "prompt_id": duplicate["id"],
-                                "source": png.source, "reason": f"same prompt as prompt {duplicate['id']}"})
-                continue
-            prompt_id = lib.insert_prompt(
-                name=None, template=png.template, template_digest=png.template_digest,
-                fields=json.dumps(png.fields, sort_keys=True, ensure_ascii=False), positive=png.positive,
-                negative=png.negative, tags=[IMPORTED_TAG], notes=png.notes)
+    for png, (prompt_id, skipped) in zip(pngs, outcomes):
+        if skipped:
+            results.append({"file": png.file, "status": "skipped", "prompt_id": prompt_id,
+                            "source": png.source, "reason": f"same prompt as prompt {prompt_id}"})
+        else:
             results.append({"file": png.file, "status": "added", "prompt_id": prompt_id,
-                             "source": png.source, "settings": png.settings, "params": png.params})
+                            "source": png.source, "settings": png.settings, "params": png.params})
     return results

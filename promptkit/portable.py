@@ -381,8 +381,7 @@ def import_library(lib: Library, folder: str | os.PathLike | ExportFolder) -> di
                                "images_added": images_added, "images_present": len(export.image_shas) - images_added,
                                "loras_added": loras_added, "loras_present": len(export.lora_shas) - loras_added,
                                "renamed": [], "notes": []}
-    with lib.write():
-        _MergeRows(lib, export, summary).run()
+    lib.merge_rows(_MergeRows(lib, export, summary).run)
     return summary
 
 

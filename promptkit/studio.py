@@ -18,6 +18,7 @@ from .errors import BadParameter, NotFound, PromptkitError
 from .library import Library
 from .lineage import field_diff, text_diff
 from .lint import lint_prompt
+from .service.generation import job_spec
 from .templates import Fields, Prompt, PromptBuilder
 
 DEFAULT_SEEDS = (1, 2, 3, 4)
@@ -139,9 +140,8 @@ class StudioEngine:
                           params: dict[str, Any], seeds: list[int]) -> StudioJob:
         """Queue PROMPT on SEEDS; one image per pipeline call, so each appears as soon as it is saved."""
         floor = library.newest_generation_id()
-        spec = {"kind": "generate", "db": str(library.path.resolve()), "model": model,
-                "engine_options": self.engine_options, "prompt_id": prompt["id"], "params": params,
-                "seeds": list(seeds), "batch_size": 1}
+        spec = job_spec("generate", db=str(library.path.resolve()), model=model, engine_options=self.engine_options,
+                        prompt_id=prompt["id"], params=params, seeds=list(seeds), batch_size=1)
         with self._lock:
             job = StudioJob(id=next(self._ids), prompt_id=prompt["id"], parent_id=parent_id, seeds=list(seeds),
                             floor=floor, events=queue.Queue())
@@ -180,8 +180,9 @@ class StudioEngine:
     def run_experiment_cells(self, db_path: str, model: str, name: str) -> dict[str, Any]:
         """Generate an experiment's missing cells on the warm engine and wait for them."""
         events: queue.Queue = queue.Queue()
-        self._worker().submit({"kind": "ab_run", "db": db_path, "model": model,
-                               "engine_options": self.engine_options, "name": name, "batch_size": 4}, events)
+        spec = job_spec("ab_run", db=db_path, model=model, engine_options=self.engine_options, name=name,
+                        batch_size=4)
+        self._worker().submit(spec, events)
         while True:
             event = events.get()
             if "result" in event:

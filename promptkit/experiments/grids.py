@@ -97,12 +97,13 @@ def create_xy_experiment(library: Library, name: str, prompt_ref: str, x: dict[s
             label = "_".join(_axis_label(a["name"], v) for a, v in ((x, xv), (y, yv)) if v is not None)
             key = f"{'' if xv is None else xv}|{'' if yv is None else yv}"
             plans.append((label, key, overrides, prompt))
-    with library.write():
-        specs, labels = [], {}
-        for label, key, overrides, prompt in plans:
-            prompt_id = base["id"] if prompt is None else library.save_prompt(prompt, parent_id=base["id"],
-                                                                              tags=["xy", name])
-            specs.append(VariantSpec(label, str(prompt_id), overrides))
-            labels[key] = label
+    labels = {key: label for label, key, _overrides, _prompt in plans}
+
+    def create(prompt_ids: list[int]) -> int:
+        specs = [VariantSpec(label, str(prompt_id), overrides)
+                 for (label, _key, overrides, _prompt), prompt_id in zip(plans, prompt_ids)]
         return create_experiment(library, name, specs, seeds, params, model,
                                  extra={**(extra or {}), "xy": {"x": x, "y": y, "labels": labels}})
+
+    return library.create_experiment_with_prompts(base["id"], [prompt for *_rest, prompt in plans], ["xy", name],
+                                                  create)

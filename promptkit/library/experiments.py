@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from ..errors import NotFound
 from .connection import utc_now
+
+T = TypeVar("T")
 
 
 class ExperimentRows:
@@ -16,6 +18,20 @@ class ExperimentRows:
     def experiment_exists(self, name: str) -> bool:
         """Whether an experiment is named NAME."""
         return self.db.execute("SELECT 1 FROM experiments WHERE name = ?", [name]).fetchone() is not None
+
+    def create_experiment_with_prompts(self, base_id: int, prompts: list[Any], tags: list[str],
+                                       create: Callable[[list[int]], T]) -> T:
+        """Save the child prompts an experiment needs and create it, as one all-or-nothing step.
+
+        Each of PROMPTS is a rendered `templates.Prompt`, saved as a child of prompt BASE_ID with TAGS,
+        or None for BASE_ID itself. CREATE(prompt ids, in PROMPTS' order) then creates the experiment
+        (`experiments.create_experiment`). Both run in one BEGIN IMMEDIATE transaction: if CREATE
+        raises (a name taken, a bad variant), no child prompt is left behind.
+        """
+        with self.write():
+            ids = [base_id if prompt is None else self.save_prompt(prompt, parent_id=base_id, tags=list(tags))
+                   for prompt in prompts]
+            return create(ids)
 
     def insert_experiment(self, name: str, seeds: list[int], params: dict[str, Any], model: str | None,
                           variants: list[tuple[str, int, dict[str, Any]]]) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from ..errors import BadParameter, NotFound
 from .connection import setting, utc_now
@@ -12,6 +12,7 @@ from .generations import current_rating_sql
 from .rows import decode, is_row_id, looks_like_id, placeholders
 
 PROMPT_JSON = ("fields", "tags")
+R = TypeVar("R")
 
 
 class PromptRows:
@@ -57,6 +58,40 @@ class PromptRows:
                 "created_at": utc_now(),
             })
             return int(table.last_pk)
+
+    def add_prompts_once(self, prompts: list[dict[str, Any]],
+                         same: Callable[[dict[str, Any], int], bool]) -> list[tuple[int, bool]]:
+        """Insert each of PROMPTS (keyword arguments of `insert_prompt`) unless the library (or an
+        earlier one of PROMPTS) already has it, all in one BEGIN IMMEDIATE transaction: one failure
+        and nothing is written. SAME(row, index) says whether a stored row with the same positive,
+        negative and template is the same prompt as PROMPTS[index].
+
+        :returns: for each prompt, (prompt id, True when it was already there and skipped).
+        """
+        results: list[tuple[int, bool]] = []
+        with self.write():
+            for index, prompt in enumerate(prompts):
+                candidates = self.prompts_with_text(prompt["positive"], prompt["negative"], prompt["template"])
+                duplicate = next((row for row in candidates if same(row, index)), None)
+                if duplicate is not None:
+                    results.append((int(duplicate["id"]), True))
+                else:
+                    results.append((self.insert_prompt(**prompt), False))
+        return results
+
+    def save_child_prompt(self, save: Callable[[], R], attach: Callable[[R], None] | None = None) -> R:
+        """Save a child prompt and what it brings with it as one all-or-nothing step.
+
+        SAVE writes the child (`lineage.iterate_prompt`) and returns its result; ATTACH(result) then
+        stores what the child needs (the LoRA files of its new `<lora:NAME>` tags). Both run in one
+        BEGIN IMMEDIATE transaction: if ATTACH raises (a tag that cannot be resolved), the child is
+        rolled back and nothing is written.
+        """
+        with self.write():
+            result = save()
+            if attach is not None:
+                attach(result)
+            return result
 
     def get_prompt(self, ref: int | str) -> dict[str, Any]:
         """A prompt by id (digits) or by name."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import sqlite_utils
 
 from .connection import MAX_ROW_ID
+
+T = TypeVar("T")
 
 
 def looks_like_id(text: str) -> bool:
@@ -72,6 +74,13 @@ class RowAccess:
     def name_taken(self, table: str, name: str) -> bool:
         """Whether a row of TABLE (prompts or experiments) already has the name NAME."""
         return self.conn.execute(f"SELECT 1 FROM [{table}] WHERE name = ?", [name]).fetchone() is not None
+
+    def merge_rows(self, merge: Callable[[], T]) -> T:
+        """Run MERGE, which writes an export's rows (`insert_row`, `name_taken`, `table_rows`), as one
+        all-or-nothing step: a single BEGIN IMMEDIATE transaction, rolled back whole if MERGE raises,
+        so an import that fails halfway leaves no row behind. Returns what MERGE returns."""
+        with self.write():
+            return merge()
 
     def insert_row(self, table: str, row: dict[str, Any]) -> int:
         """Insert ROW as given (id dropped) into TABLE; return its new rowid (the id, where the

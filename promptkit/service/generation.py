@@ -18,7 +18,7 @@ Progress = Callable[[int, int], None]
 
 def job_spec(kind: str, *, db: str | None = None, model: str, engine_options: dict[str, Any] | None = None,
              **fields: Any) -> dict[str, Any]:
-    """The one place a job for the warm engine (or this process) is built.
+    """The one place a job for the warm engine (or this process) is built: a `records.JobRequest`, serialised.
 
     :param kind: "generate", "ab_run" or "check".
     :param db: the library file, absolute so that a warm engine elsewhere finds it (not for "check").
@@ -26,13 +26,13 @@ def job_spec(kind: str, *, db: str | None = None, model: str, engine_options: di
     :param engine_options: device, dtype and memory options (see `EngineOptions`).
     :param fields: the kind's own fields: prompt_id, params, seeds, batch_size, profile (generate);
         name, batch_size, profile, lora_dir (ab_run); extra (check).
+    :returns: `JobRequest.to_dict()`, the JSON-able job the worker's socket carries.
     """
-    spec: dict[str, Any] = {"kind": kind}
-    if db is not None:
-        spec["db"] = db
-    spec.update({"model": model, "engine_options": dict(engine_options or {})})
-    spec.update(fields)
-    return spec
+    from ..records import JobRequest
+
+    job = JobRequest(kind=kind, db=str(db) if db is not None else None, model=model,
+                     engine_options=dict(engine_options or {}), **fields)
+    return job.to_dict()
 
 
 def run_spec(spec: dict[str, Any], progress: Progress | None = None, use_engine: bool = True) -> dict[str, Any]:
@@ -164,15 +164,17 @@ def iterate(library: Library, prompt: int | str, changes: dict[str, str], *, nam
     settings = None
     if generate:
         settings = _iterate_settings(library, parent, seeds, model, engine_options.get("allow_pickle", False))
-    with library.write():
-        result = iterate_prompt(library, prompt, changes, name=name, templates_dir=templates_dir)
-        if settings is not None:  # a tag that cannot be resolved rolls the child back
-            extra = settings[0].extra
-            loras = child_loras(extra.get("loras") or [], parent["positive"], result["child"]["positive"], lora_dir)
-            extra.pop("loras", None)
-            if loras:
-                store_loras(library, loras)
-                extra["loras"] = loras
+    def attach_loras(result: dict[str, Any]) -> None:  # a tag that cannot be resolved rolls the child back
+        extra = settings[0].extra
+        loras = child_loras(extra.get("loras") or [], parent["positive"], result["child"]["positive"], lora_dir)
+        extra.pop("loras", None)
+        if loras:
+            store_loras(library, loras)
+            extra["loras"] = loras
+
+    result = library.save_child_prompt(
+        lambda: iterate_prompt(library, prompt, changes, name=name, templates_dir=templates_dir),
+        attach_loras if settings is not None else None)
     generations: list[dict[str, Any]] = []
     if settings is not None:
         params, seed_list, use_model, batch_size = settings

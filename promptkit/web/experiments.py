@@ -26,10 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from ..experiments import cells, experiment_votes, get_experiment, list_experiments, next_pair, record_vote, undo_last_vote
 from ..errors import BadParameter, NotFound
+from ..experiments import cells, experiment_votes, get_experiment, list_experiments
 from ..library import Library
-from ..stats import experiment_stats
+from ..service import experiments as service
 from .api import PROBLEMS, Problem
 from .connections import open_library
 from .templating import image_url, render
@@ -246,7 +246,7 @@ class ExperimentStats(BaseModel):
 
 
 def _progress(library: Library, experiment: dict[str, Any]) -> tuple[int, int]:
-    pending = next_pair(library, experiment["name"])
+    pending = service.next_pair(library, experiment["name"])
     if pending is not None:
         return pending["voted"], pending["total"]
     done = cells(library, experiment)
@@ -267,7 +267,7 @@ def _blind_image_url(request: Request, experiment: dict[str, Any], generation: d
 def _next_pair_out(request: Request, library: Library, name: str, skip: list[str]) -> NextPair:
     experiment = get_experiment(library, name)
     skipped = _skipped_pairs(request, experiment, cells(library, experiment), skip) if skip else set()
-    pending = next_pair(library, experiment["name"], skip=skipped)
+    pending = service.next_pair(library, experiment["name"], skip=skipped)
     if pending is None:
         voted, total = _progress(library, experiment)
         return NextPair(experiment=experiment["name"], done=True, voted=voted, total=total)
@@ -337,7 +337,7 @@ def api_vote(request: Request, name: ExperimentName, body: VoteRequest) -> Vote:
                                    "(or the page was served before a restart); load the next pair again")
             left, right = sides
             winner = {"left": left, "right": right, "tie": "tie"}[body.winner]
-        vote = record_vote(library, experiment["name"], body.seed, winner, left, right)
+        vote = service.vote(library, experiment["name"], body.seed, winner, left, right)
         created = library.vote_created_at(vote["id"])
     return Vote(id=vote["id"], seed=vote["seed"], left=vote["left"], right=vote["right"], winner=vote["winner"],
                 created_at=created)
@@ -347,14 +347,14 @@ def api_vote(request: Request, name: ExperimentName, body: VoteRequest) -> Vote:
 def api_undo_vote(request: Request, name: ExperimentName) -> Vote:
     """Delete the experiment's most recent vote and return it."""
     with open_library(request) as library:
-        return Vote(**undo_last_vote(library, get_experiment(library, name)["name"]))
+        return Vote(**service.undo_vote(library, get_experiment(library, name)["name"]))
 
 
 @api_router.get("/experiments/{name}/stats", response_model=ExperimentStats, response_model_exclude_unset=True)
 def api_stats(request: Request, name: ExperimentName) -> dict[str, Any]:
     """What `promptkit ab stats --json` prints: per pair wins, ties, win rate, Wilson interval, p, verdict."""
     with open_library(request) as library:
-        return experiment_stats(library, get_experiment(library, name)["name"])
+        return service.experiment_stats(library, get_experiment(library, name)["name"])
 
 
 # -- images ----------------------------------------------------------------------
@@ -437,7 +437,7 @@ def results_page(request: Request, name: ExperimentName) -> HTMLResponse:
         experiment = get_experiment(library, name)
         done = cells(library, experiment)
         votes = experiment_votes(library, experiment)
-        stats = experiment_stats(library, experiment["name"])
+        stats = service.experiment_stats(library, experiment["name"])
         voted, total = _progress(library, experiment)
     labels = [v["label"] for v in experiment["variants"]]
     votes_by_seed: dict[int, list[dict[str, Any]]] = {}
