@@ -30,7 +30,7 @@ from .library import (
     release_write_lock,
     user_tables,
 )
-from .library.checks import file_owners, foreign_key_problems, integrity_problems
+from .library.checks import file_owners, foreign_key_problems, integrity_problems, released_files
 
 TEMP_PREFIX = ".tmp-"  # what Library.store_image names a file before its atomic rename
 # A stray file younger than this may belong to a write in progress (stored, row not yet
@@ -258,6 +258,16 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.0f} h"
 
 
+def _released(released: dict[str, float], file: Path) -> bool:
+    """Whether FILE's rows were deleted (`delete --with-images`) after it was last written: no write
+    in progress can own it, so the minimum age does not apply."""
+    when = released.get(file.name.split(".")[0])
+    try:
+        return when is not None and file.lstat().st_mtime <= when
+    except FileNotFoundError:
+        return False
+
+
 def fix_library(db_path: str | os.PathLike | None = None,
                 min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS) -> DoctorReport:
     """Diagnose, then move orphan and temp files older than MIN_AGE_SECONDS into
@@ -292,6 +302,7 @@ def fix_library(db_path: str | os.PathLike | None = None,
         raise LibraryProblem(f"cannot fix {str(path)!r}: {reason}; nothing was moved") from None
     try:
         referenced = _referenced_files(conn, path)
+        released = released_files(conn)
         now = time.time()
         for finding in candidates:
             file = Path(finding.path or "")
@@ -303,7 +314,7 @@ def fix_library(db_path: str | os.PathLike | None = None,
             except FileNotFoundError:
                 finding.fixed, finding.action = True, "gone before it could be moved"
                 continue
-            if age < min_age_seconds:
+            if age < min_age_seconds and not _released(released, file):
                 finding.action = (f"left in place: younger than {min_age_seconds:g} s, it may belong to a "
                                   "write in progress (see --min-age)")
                 continue

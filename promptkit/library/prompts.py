@@ -140,6 +140,7 @@ class PromptRows:
             if generations and not with_generations:
                 raise BadParameter(f"prompt {label!r} has {generations} image{'s' if generations > 1 else ''}; pass "
                                    "--with-images to delete their rows too")
+            self._release_files(db, "prompt_id = ?", [prompt_id])
             ratings = db.execute("DELETE FROM ratings WHERE generation_id IN (SELECT id FROM generations WHERE "
                                  "prompt_id = ?)", [prompt_id]).rowcount
             db.execute("DELETE FROM generations WHERE prompt_id = ?", [prompt_id])
