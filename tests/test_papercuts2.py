@@ -97,3 +97,24 @@ def test_xy_labels_read_as_words_and_one_axis_is_enough(isolated_library, tiny_m
     old = json.loads(run("ab", "new", "old", "--variant", "cfg3.0_samplerEuler-a=stork", "--variant", "B=egret",
                          "--json").output)
     assert old["variants"][0]["label"] == "cfg3.0_samplerEuler-a"
+
+
+def test_rating_note_is_shown_and_searchable(isolated_library):
+    from fastapi.testclient import TestClient
+
+    from promptkit.web import create_app
+    from sample_library import add_picture
+
+    run("build", "--subject", "a lighthouse", "--save", "light")
+    run("build", "--subject", "a fox", "--save", "fox")
+    with Library(isolated_library) as lib:
+        gen = add_picture(lib, lib.get_prompt("light"), 3, size=64)
+    run("rate", str(gen), "5", "--note", "best sky")
+    assert "note: best sky" in run("show", "light").output
+    assert json.loads(run("show", "light", "--json").output)["generations"][0]["note"] == "best sky"
+    assert [p["name"] for p in json.loads(run("search", "sky", "--json").output)] == ["light"]
+    assert [p["name"] for p in json.loads(run("search", "fox", "--json").output)] == ["fox"]
+    with TestClient(create_app(isolated_library), base_url="http://127.0.0.1:8765",
+                    headers={"Sec-Fetch-Site": "same-origin"}) as client:
+        page = client.get("/prompts/light")
+        assert page.status_code == 200 and "best sky" in page.text

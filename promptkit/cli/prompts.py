@@ -200,6 +200,8 @@ def show(ctx, prompt: str, as_json: bool) -> None:
         stars = "*" * (gen["stars"] or 0)  # its current rating (the latest)
         click.echo(f"  gen {gen['id']:>5} seed {gen['seed']:<8} {gen['sampler']} {gen['steps']} steps "
                    f"cfg {gen['cfg']:g} {gen['width']}x{gen['height']}  {gen['image_path']}  {stars}")
+        if gen.get("note"):
+            click.echo(f"            note: {gen['note']}")
 
 
 @click.command("history")
