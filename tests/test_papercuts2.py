@@ -118,3 +118,22 @@ def test_rating_note_is_shown_and_searchable(isolated_library):
                     headers={"Sec-Fetch-Site": "same-origin"}) as client:
         page = client.get("/prompts/light")
         assert page.status_code == 200 and "best sky" in page.text
+
+
+def test_errors_name_the_flag_typed_and_the_api_keeps_its_names(isolated_library, tiny_model, tmp_path):
+    import pytest
+
+    from promptkit.errors import BadParameter
+    from promptkit.params import GenerationParams, parse_batch_size
+
+    run("build", "--subject", "a lighthouse", "--save", "lh")
+    for args, message in [(["--batch-size", "0"], "--batch-size must be at least 1"),
+                          (["--batch-size", "many"], "--batch-size must be a whole number"),
+                          (["--steps", "0"], "--steps must be a whole number above 0"),
+                          (["--cfg", "-2"], "--cfg must be 0 or more")]:
+        result = run("generate", "lh", "--model", tiny_model, *args, ok=False)
+        assert result.exit_code == 1 and message in result.output and "`" not in result.output, result.output
+    with pytest.raises(BadParameter, match="`batch_size`"):
+        parse_batch_size("0")
+    with pytest.raises(BadParameter, match="`steps`"):
+        GenerationParams(steps=0)

@@ -6,12 +6,26 @@ Command modules import this module and the service layer, never each other or th
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
 import click
 
 from ..library import Library
+
+
+# The Python API's parameter names, as errors name them (`batch_size`), and the flag a person typed.
+FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "steps", "cfg", "sampler", "width", "height", "noise_device", "batch_size", "seeds", "model", "init_image",
+    "strength", "mask", "mask_blur", "lora_dir", "refiner", "refiner_switch", "control_image", "control_module",
+    "control_scale", "control_start", "control_end")}
+
+
+def name_flags(message: str) -> str:
+    """MESSAGE with each internal parameter name (`batch_size`) replaced by its flag (--batch-size):
+    the CLI's errors speak of what the person typed; the Python API keeps its names."""
+    return re.sub(r"`([a-z_]+)`", lambda m: FLAGS.get(m[1], m[0]), message)
 
 
 def json_option(func):
