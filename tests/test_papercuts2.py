@@ -137,3 +137,23 @@ def test_errors_name_the_flag_typed_and_the_api_keeps_its_names(isolated_library
         parse_batch_size("0")
     with pytest.raises(BadParameter, match="`steps`"):
         GenerationParams(steps=0)
+
+
+def test_history_names_export_votes_and_a_double_ctrl_c(experiment_library, monkeypatch, tmp_path):
+    import promptkit.cli.generate as generate_module
+    from sample_library import add_picture
+
+    run("iterate", "sky-plain", "--subject", "a lighthouse at noon", "--no-generate", "--name", "noon")
+    out = run("history", "noon").output
+    assert "[sky-plain]" in out and "[noon]" in out
+    run("ab", "vote", "sky", "--seed", "1", "--winner", EXPERIMENT_LABELS[0])
+    assert ", 1 votes and " in run("export", str(tmp_path / "out")).output
+
+    def interrupted_twice(lib, prompt, *args, **kwargs):
+        add_picture(lib, lib.get_prompt(prompt), 11, size=64)  # saved before the second Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate_module.service, "generate", interrupted_twice)
+    result = run("generate", "noon", "--model", "whatever/model", ok=False)
+    assert result.exit_code == 130
+    assert "stopped at once (second Ctrl-C): 1 image saved" in result.output and "Aborted" not in result.output
