@@ -105,7 +105,8 @@ class ExperimentRows:
         with self.write() as db:
             experiment = self.experiment_row(ref)
             experiment_id, name = experiment["id"], experiment["name"]
-            images = db.execute("SELECT count(*) FROM generations WHERE experiment_id = ?", [experiment_id]).fetchone()[0]
+            images = db.execute("SELECT count(*) FROM generations WHERE experiment_id = ?",
+                                [experiment_id]).fetchone()[0]
             if images and not with_generations:
                 raise BadParameter(f"experiment {name!r} has {images} image{'s' if images > 1 else ''}; pass "
                                    "--with-images to delete their rows too")

@@ -71,7 +71,8 @@ def plan_experiment(variants: Mapping[str, str] | list, seeds: list[int] | str =
     return ExperimentPlan(specs, seed_list, params, prepared, request.lora_dir, model)
 
 
-def plan_xy_experiment(prompt: int | str, x: str, y: str | None = None, seeds: list[int] | str = "1", *, params: GenerationParams | None = None,
+def plan_xy_experiment(prompt: int | str, x: str, y: str | None = None, seeds: list[int] | str = "1", *,
+                       params: GenerationParams | None = None,
                        inputs: InputRequest | None = None, model: str | None = None) -> ExperimentPlan:
     """Check an X/Y plot's axes, parameters and inputs without opening any library.
 
