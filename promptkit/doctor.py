@@ -30,7 +30,7 @@ from .library import (
     release_write_lock,
     user_tables,
 )
-from .library.checks import file_owners, foreign_key_problems, integrity_problems
+from .library.checks import file_owners, foreign_key_problems, integrity_problems, released_files
 
 TEMP_PREFIX = ".tmp-"  # what Library.store_image names a file before its atomic rename
 # A stray file younger than this may belong to a write in progress (stored, row not yet
@@ -268,7 +268,7 @@ def _fix_refusal(report: DoctorReport) -> str | None:
 
 
 def _quarantine(finding: Finding, referenced: dict[Path, Any], now: float, min_age_seconds: float, images_dir: Path,
-                target_root: Path) -> dict[str, str] | None:
+                target_root: Path, released: dict[str, float]) -> dict[str, str] | None:
     """Move FINDING's file (at least MIN_AGE_SECONDS old at NOW, referenced by no row) under TARGET_ROOT,
     keeping its path below IMAGES_DIR; set the finding's action and return its `moved.json` entry, or None."""
     file = Path(finding.path or "")
@@ -280,7 +280,7 @@ def _quarantine(finding: Finding, referenced: dict[Path, Any], now: float, min_a
     except FileNotFoundError:
         finding.fixed, finding.action = True, "gone before it could be moved"
         return None
-    if age < min_age_seconds:
+    if age < min_age_seconds and not _released(released, file):
         finding.action = (f"left in place: younger than {min_age_seconds:g} s, it may belong to a "
                           "write in progress (see --min-age)")
         return None
@@ -289,6 +289,16 @@ def _quarantine(finding: Finding, referenced: dict[Path, Any], now: float, min_a
     os.replace(file, destination)  # same file system: the library's own folder
     finding.fixed, finding.action = True, f"moved to {destination}"
     return {"from": str(file), "to": str(destination), "reason": finding.check}
+
+
+def _released(released: dict[str, float], file: Path) -> bool:
+    """Whether FILE's rows were deleted (`delete --with-images`) after it was last written: no write
+    in progress can own it, so the minimum age does not apply."""
+    when = released.get(file.name.split(".")[0])
+    try:
+        return when is not None and file.lstat().st_mtime <= when
+    except FileNotFoundError:
+        return False
 
 
 def fix_library(db_path: str | os.PathLike | None = None,
@@ -321,9 +331,10 @@ def fix_library(db_path: str | os.PathLike | None = None,
         raise LibraryProblem(f"cannot fix {str(path)!r}: {reason}; nothing was moved") from None
     try:
         referenced = _referenced_files(conn, path)
+        released = released_files(conn)
         now = time.time()
         for finding in candidates:
-            entry = _quarantine(finding, referenced, now, min_age_seconds, images_dir, target_root)
+            entry = _quarantine(finding, referenced, now, min_age_seconds, images_dir, target_root, released)
             if entry is not None:
                 moved.append(entry)
     finally:

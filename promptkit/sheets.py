@@ -118,7 +118,7 @@ def xy_sheet(library, name: str, output: str | Path, tile: int | None = None) ->
     done = cells(library, experiment)
     size = tile or MIN_TILE
     grids = []
-    x, y = xy["x"], xy["y"]
+    x, y = xy["x"], xy["y"] or {"name": "", "values": [None]}  # a one-axis plot has no Y
     x_values = x["values"] if x["name"] != "seed" else [None]
     y_values = y["values"] if y["name"] != "seed" else [None]
     seed_axis = "x" if x["name"] == "seed" else "y" if y["name"] == "seed" else None
@@ -134,8 +134,10 @@ def xy_sheet(library, name: str, output: str | Path, tile: int | None = None) ->
                 label = xy["labels"][_key(x, xv, y, yv, seed_axis)]
                 row.append(done.get((label, int(s))))
             tiles.append(row)
-        title = f"{experiment['name']}: X {x['name']}, Y {y['name']}" + (f", seed {seed}" if seed is not None else "")
-        grids.append(_grid(library, title, [f"{x['name']}={v}" for v in cols], [f"{y['name']}={v}" for v in rows],
+        title = f"{experiment['name']}: X {x['name']}" + (f", Y {y['name']}" if y["name"] else "") + (
+            f", seed {seed}" if seed is not None else "")
+        grids.append(_grid(library, title, [f"{x['name']}={v}" for v in cols],
+                           [f"{y['name']}={v}" if y["name"] else "" for v in rows],
                            tiles, {}, size))
     width = max(g.width for g in grids)
     sheet = Image.new("RGB", (width, sum(g.height for g in grids)), BACKGROUND)
@@ -151,7 +153,7 @@ def xy_sheet(library, name: str, output: str | Path, tile: int | None = None) ->
 
 def _key(x, xv, y, yv, seed_axis) -> str:
     xs = "" if seed_axis == "x" else str(xv)
-    ys = "" if seed_axis == "y" else str(yv)
+    ys = "" if seed_axis == "y" or yv is None else str(yv)
     return f"{xs}|{ys}"
 
 

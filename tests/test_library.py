@@ -274,7 +274,8 @@ def test_m004_rebuilds_prompts_keeping_rows_links_and_search(isolated_library):
         image = add_picture(lib, lib.get_prompt(child), 1, size=16)
         newest = lib.save_prompt(_prompt("a crane"), name="crane")
     with Library(isolated_library, create=False) as lib:
-        assert lib.schema_version() == "m004_prompt_ids_never_reused" and lib.backup_path is not None
+        assert "m004_prompt_ids_never_reused" in [m.name for m in lib.migrations.applied(lib.db)]
+        assert lib.schema_version() == KNOWN_MIGRATIONS[-1] and lib.backup_path is not None
         assert [p["id"] for p in lib.list_prompts()] == [newest, child, heron]
         assert lib.get_generation(image)["prompt_id"] == child
         assert [p["id"] for p in lib.prompt_lineage(child)["ancestors"]] == [heron]

@@ -305,10 +305,10 @@ def test_refiner_changes_the_image_and_is_recorded(models, isolated_library, sav
 
 
 BAD = {
-    "init image not an image": (["--init-image", "{not-an-image}"], "`init_image`"),
-    "mask not an image": (["--init-image", "{init}", "--mask", "{not-an-image}"], "`mask`"),
+    "init image not an image": (["--init-image", "{not-an-image}"], "--init-image"),
+    "mask not an image": (["--init-image", "{init}", "--mask", "{not-an-image}"], "--mask"),
     "mask of another size": (["--init-image", "{init}", "--mask", "{small-mask}"], "must be the same size"),
-    "strength 0": (["--init-image", "{init}", "--strength", "0"], "`strength` must be in (0, 1] but is 0"),
+    "strength 0": (["--init-image", "{init}", "--strength", "0"], "--strength must be in (0, 1] but is 0"),
     "strength 1.5": (["--init-image", "{init}", "--strength", "1.5"], "but is 1.5"),
     "missing LoRA": (["--lora", "missing.safetensors"], "does not exist"),
     "pickle LoRA": (["--lora", "style.ckpt"], "refusing pickle LoRA"),
@@ -316,8 +316,8 @@ BAD = {
     "ControlNet for another family": (["--controlnet", "{controlnet_xl}", "--control-image", "{init}"],
                                       "was made for SDXL"),
     "ControlNet without control image": (["--controlnet", "{controlnet}"], "has no control image"),
-    "refiner on an SD 1.x model": (["--refiner", "{sdxl-refiner}"], "`refiner` needs an SDXL base model"),
-    "refiner switch 1": (["--refiner", "{sdxl-refiner}", "--refiner-switch", "1"], "`refiner_switch` must be"),
+    "refiner on an SD 1.x model": (["--refiner", "{sdxl-refiner}"], "--refiner needs an SDXL base model"),
+    "refiner switch 1": (["--refiner", "{sdxl-refiner}", "--refiner-switch", "1"], "--refiner-switch must be"),
 }
 
 
@@ -481,10 +481,10 @@ def test_refiner_and_refiner_switch_as_xy_axes(models, isolated_library, saved_p
 REFINER_BAD = {
     "refiner override on an SD 1.x experiment": (
         ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner={sdxl-refiner}",
-         "--model", "{sd}"], "`refiner` needs an SDXL base model"),
+         "--model", "{sd}"], "--refiner needs an SDXL base model"),
     "refiner axis on an SD 1.x experiment": (
         ["ab", "xy", "e", "--prompt", "lighthouse", "--x", "refiner=off,{sdxl-refiner}", "--y", "seed=1-2",
-         "--model", "{sd}"], "`refiner` needs an SDXL base model"),
+         "--model", "{sd}"], "--refiner needs an SDXL base model"),
     "refiner=on without a refiner": (
         ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner=on", "--model", "{sdxl}"],
         "`refiner=on` uses the experiment's refiner"),

@@ -14,6 +14,7 @@ import click
 from .. import __version__
 from ..errors import PromptkitError
 from . import ab, generate, maintenance, model, prompts, web, worker
+from .options import name_flags
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -25,7 +26,7 @@ class PromptkitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PromptkitError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(name_flags(str(exc))) from None
         except sqlite3.DatabaseError as exc:
             raise click.ClickException(f"library error: {exc}") from None
 

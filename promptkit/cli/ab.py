@@ -11,7 +11,8 @@ from ..service import experiments as service
 from ..service.generation import run_spec
 from .options import (ProgressBar, batch_size_option, emit, engine_options, engine_options_dict, input_options,
                       json_option, lora_dir_option, no_engine_option, open_library, params_from, pop_input_request,
-                      quiet_option, report_outcome, sampling_options, templates_option)
+                      quiet_option, report_outcome, sampling_options, saved_on_abort,
+                      templates_option)
 
 
 @click.group()
@@ -48,7 +49,7 @@ def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise
 @click.option("--x", "x_axis", required=True, help="X axis: cfg=3,7,11 · steps=10,20 · sampler=Euler,DDIM · "
                                                   "seed=1-4 · refiner=off,on · refiner_switch=0.6,0.8 · "
                                                   "style=watercolor,sketch · subject=a fox,a cat")
-@click.option("--y", "y_axis", required=True, help="Y axis, as --x.")
+@click.option("--y", "y_axis", default=None, help="Y axis, as --x (leave it out for a one-axis plot).")
 @click.option("--seeds", default="1", show_default=True, help="Seeds when neither axis is seed.")
 @sampling_options
 @input_options
@@ -58,7 +59,7 @@ def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise
 @click.pass_context
 def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, width, height, noise_device, model,
           templates_dir, as_json, **input_flags) -> None:
-    """Create an X/Y plot over two of cfg, steps, sampler, seed or a prompt field (stored as an experiment)."""
+    """Create an X/Y plot over one or two of cfg, steps, sampler, seed or a prompt field (stored as an experiment)."""
     plan = service.plan_xy_experiment(prompt_ref, x_axis, y_axis, seeds,
                                       params=params_from(steps, cfg, sampler, width, height, noise_device),
                                       inputs=pop_input_request(input_flags), model=model)
@@ -96,7 +97,7 @@ def ab_run(ctx, name, model, lora_dir, batch_size, quiet, profile, no_engine, as
     if spec is None:
         emit([], as_json, f"experiment {name!r} is complete: nothing to generate")
         return
-    with ProgressBar(quiet) as bar:
+    with saved_on_abort(ctx, f"run `promptkit ab run {name}` again to finish"), ProgressBar(quiet) as bar:
         result = run_spec(spec, bar, use_engine=not no_engine)
     emit(result["generations"], as_json, f"generated {len(result['generations'])} of {todo} missing images "
                                          f"for {name!r}")
@@ -261,6 +262,38 @@ def ab_show(ctx, name, as_json) -> None:
         overrides = ", ".join(f"{k}={val}" for k, val in v["overrides"].items())
         click.echo(f"  {v['label']}: prompt {v['prompt_id']} {overrides and '[' + overrides + '] '}"
                    f"{made}/{len(data['seeds'])} images — {v['positive']}")
+
+
+@ab.command("delete")
+@click.argument("name")
+@click.option("--with-images", is_flag=True,
+              help="Also delete the experiment's images (generation rows) and their ratings; the files "
+                   "no row uses are quarantined by `promptkit doctor --fix`.")
+@json_option
+@click.pass_context
+def ab_delete(ctx, name, with_images, as_json) -> None:
+    """Delete experiment NAME (or id) with its variants and votes; its prompts stay.
+
+    An experiment with images needs --with-images; nothing is changed when it is refused.
+    """
+    with open_library(ctx, create=False) as lib:
+        result = service.delete_experiment(lib, name, with_images=with_images)
+    emit(result, as_json, f"deleted experiment {result['name']!r}" + (
+        f" with {result['generations_deleted']} generation rows, {result['votes_deleted']} votes and "
+        f"{result['ratings_deleted']} ratings; run `promptkit doctor --fix` to quarantine the image files no row "
+        "uses" if result["generations_deleted"] else ""))
+
+
+@ab.command("rename")
+@click.argument("old")
+@click.argument("new")
+@json_option
+@click.pass_context
+def ab_rename(ctx, old, new, as_json) -> None:
+    """Rename experiment OLD (name or id) to NEW."""
+    with open_library(ctx, create=False) as lib:
+        result = service.rename_experiment(lib, old, new)
+    emit(result, as_json, f"renamed experiment {result['old_name']!r} to {result['name']!r}")
 
 
 COMMANDS = [ab]

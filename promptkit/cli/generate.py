@@ -10,7 +10,8 @@ import click
 from ..service import generation as service
 from .options import (ProgressBar, batch_size_option, emit, engine_options, engine_options_dict, input_options,
                       json_option, lora_dir_option, no_engine_option, open_library, params_from, pop_input_request,
-                      print_generations, quiet_option, report_outcome, sampling_options, templates_option)
+                      print_generations, quiet_option, report_outcome, sampling_options, saved_on_abort,
+                      templates_option)
 
 
 @click.command()
@@ -38,7 +39,8 @@ def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, batc
     request = pop_input_request(engine_flags)
     params = params_from(steps, cfg, sampler, width, height, noise_device)
     seed_list, batch_size = parse_seeds(seeds), parse_batch_size(batch_size)
-    with open_library(ctx) as lib, ProgressBar(quiet) as bar:
+    with saved_on_abort(ctx, f"`promptkit show {prompt}` lists them"), open_library(ctx) as lib, \
+            ProgressBar(quiet) as bar:
         result = service.generate(lib, prompt, model, seed_list, params=params, inputs=request, batch_size=batch_size,
                                   engine_options=engine_options_dict(**engine_flags), profile=profile,
                                   use_engine=not no_engine, progress=bar)

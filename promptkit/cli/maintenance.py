@@ -72,7 +72,8 @@ def export_command(ctx: click.Context, folder: str, as_json: bool) -> None:
         manifest = service.export_library(lib, folder)
     counts = manifest["counts"]
     emit(manifest, as_json, f"exported {counts['prompts']} prompts, {counts['generations']} generations, "
-                            f"{counts['ratings']} ratings, {counts['experiments']} experiments and "
+                            f"{counts['ratings']} ratings, {counts['experiments']} experiments, "
+                            f"{counts['votes']} votes and "
                             f"{counts['images']} images"
                             + (f" and {counts['loras']} LoRA files" if counts.get("loras") else "") + f" to {folder}")
 

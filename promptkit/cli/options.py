@@ -5,13 +5,28 @@ Command modules import this module and the service layer, never each other or th
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import sys
 from typing import Any
 
 import click
 
 from ..library import Library
+
+
+# The Python API's parameter names, as errors name them (`batch_size`), and the flag a person typed.
+FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "steps", "cfg", "sampler", "width", "height", "noise_device", "batch_size", "seeds", "model", "init_image",
+    "strength", "mask", "mask_blur", "lora_dir", "refiner", "refiner_switch", "control_image", "control_module",
+    "control_scale", "control_start", "control_end")}
+
+
+def name_flags(message: str) -> str:
+    """MESSAGE with each internal parameter name (`batch_size`) replaced by its flag (--batch-size):
+    the CLI's errors speak of what the person typed; the Python API keeps its names."""
+    return re.sub(r"`([a-z_]+)`", lambda m: FLAGS.get(m[1], m[0]), message)
 
 
 def json_option(func):
@@ -38,6 +53,22 @@ def templates_option(func):
 def open_library(ctx: click.Context, create: bool = True) -> Library:
     """The library named by the global `--db` (or PROMPTKIT_DB, or ./library.db)."""
     return Library(ctx.obj["db"], create=create)
+
+
+@contextlib.contextmanager
+def saved_on_abort(ctx: click.Context, hint: str):
+    """A second Ctrl-C stops a run at once: say how many images were saved before it (not only
+    "Aborted!") and HINT (how to finish), then exit 130 as the first Ctrl-C's clean stop does."""
+    with open_library(ctx) as lib:
+        before = lib.newest_generation_id()
+    try:
+        yield
+    except KeyboardInterrupt:
+        with open_library(ctx, create=False) as lib:
+            saved = max(0, lib.newest_generation_id() - before)
+        click.echo(f"\nstopped at once (second Ctrl-C): {saved} image{'' if saved == 1 else 's'} saved to "
+                   f"{lib.path}; {hint}", err=True)
+        sys.exit(130)
 
 
 def _apply(func, options):

@@ -200,6 +200,13 @@ def show(ctx, prompt: str, as_json: bool) -> None:
         stars = "*" * (gen["stars"] or 0)  # its current rating (the latest)
         click.echo(f"  gen {gen['id']:>5} seed {gen['seed']:<8} {gen['sampler']} {gen['steps']} steps "
                    f"cfg {gen['cfg']:g} {gen['width']}x{gen['height']}  {gen['image_path']}  {stars}")
+        if gen.get("note"):
+            click.echo(f"            note: {gen['note']}")
+
+
+def _node_line(node: dict[str, Any]) -> str:
+    """A lineage entry: its id, its name beside it when it has one, and its positive prompt."""
+    return f"{node['id']}{' [' + node['name'] + ']' if node.get('name') else ''}  {node['positive']}"
 
 
 @click.command("history")
@@ -214,13 +221,13 @@ def history_command(ctx, prompt, as_json) -> None:
         emit(tree, True)
         return
     for depth, node in enumerate(tree["ancestors"]):
-        click.echo(f"{'  ' * depth}{node['id']}  {node['positive']}")
+        click.echo(f"{'  ' * depth}{_node_line(node)}")
     base = len(tree["ancestors"])
-    click.echo(f"{'  ' * base}{tree['prompt']['id']}  {tree['prompt']['positive']}   ← this prompt")
+    click.echo(f"{'  ' * base}{_node_line(tree['prompt'])}   ← this prompt")
 
     def walk(nodes, level):
         for node in nodes:
-            click.echo(f"{'  ' * level}{node['id']}  {node['positive']}")
+            click.echo(f"{'  ' * level}{_node_line(node)}")
             walk(node["children"], level + 1)
 
     walk(tree["descendants"], base + 1)

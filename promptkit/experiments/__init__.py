@@ -15,11 +15,13 @@ from .runs import (
     add_seeds,
     adopt_generations,
     cells,
+    check_experiment_name,
     check_new_experiment,
     create_experiment,
     get_experiment,
     list_experiments,
     missing_cells,
+    rename_experiment,
     run_experiment,
     variant_job_params,
 )
@@ -44,8 +46,9 @@ from .votes import all_pairs, experiment_votes, next_pair, record_vote, undo_las
 __all__ = [
     "EXTRA_OVERRIDES", "FIELD_AXES", "OVERRIDABLE", "PARAM_AXES", "REFINER_OVERRIDES", "ExperimentProblem",
     "VariantSpec", "add_seeds", "adopt_generations", "all_pairs", "cell_overrides", "cells", "check_axes",
-    "check_label", "check_new_experiment", "check_overrides", "check_refiner_base", "create_experiment",
+    "check_experiment_name", "check_label", "check_new_experiment", "check_overrides", "check_refiner_base",
+    "create_experiment",
     "create_xy_experiment", "experiment_votes", "get_experiment", "list_experiments", "missing_cells", "next_pair",
     "params_with_overrides", "parse_axis", "parse_override_value", "parse_refiner_value", "parse_variant",
-    "record_vote", "run_experiment", "undo_last_vote", "variant_job_params", "variant_params",
+    "record_vote", "rename_experiment", "run_experiment", "undo_last_vote", "variant_job_params", "variant_params",
 ]

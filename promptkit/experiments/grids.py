@@ -21,8 +21,12 @@ PARAM_AXES = {"cfg": float, "steps": int, "sampler": str, "width": int, "height"
 FIELD_AXES = ("subject", "action", "environment", "style", "quality")
 
 
-def check_axes(params: GenerationParams, x: dict[str, Any], y: dict[str, Any], model: str | None) -> None:
-    """Every cell of an X/Y plot's parameter axes, checked as `check_overrides` does."""
+NO_AXIS: dict[str, Any] = {"name": "", "values": [None]}  # the Y axis of a one-axis plot
+
+
+def check_axes(params: GenerationParams, x: dict[str, Any], y: dict[str, Any] | None, model: str | None) -> None:
+    """Every cell of an X/Y plot's parameter axes, checked as `check_overrides` does; Y may be None."""
+    y = y or NO_AXIS
     xs = x["values"] if x["name"] in PARAM_AXES else [None]
     ys = y["values"] if y["name"] in PARAM_AXES else [None]
     for xv, yv in itertools.product(xs, ys):
@@ -57,17 +61,27 @@ def parse_axis(text: str) -> dict[str, Any]:
 
 
 def _axis_label(name: str, value: Any) -> str:
+    """A cell's part of a readable label: `cfg 3`, `Euler a`, `style cinematic+bokeh`, `model tiny-sd`."""
     if name in ("model", "refiner"):
         value = str(value).rstrip("/").split("/")[-1]
-    return re.sub(r"[\s:=,]+", "-", f"{name}{value}")[:31]
+    if isinstance(value, float):
+        value = f"{value:g}"
+    text = str(value) if name == "sampler" else f"{name.replace('_', ' ')} {value}"
+    return " ".join(re.sub(r"[:=,]+", "-", text).split())[:30].strip()
 
 
-def create_xy_experiment(library: Library, name: str, prompt_ref: str, x: dict[str, Any], y: dict[str, Any],
+def cell_label(parts: list[tuple[str, Any]]) -> str:
+    """The variant label of an X/Y cell from its (axis name, value)s: `cfg 3 · Euler a`."""
+    return " · ".join(_axis_label(name, value) for name, value in parts if value is not None)
+
+
+def create_xy_experiment(library: Library, name: str, prompt_ref: str, x: dict[str, Any], y: dict[str, Any] | None,
                          seeds: list[int], params: GenerationParams, model: str | None = None,
                          templates_dir: str | None = None, extra: dict[str, Any] | None = None) -> int:
-    """An X/Y plot over two axes, stored as an experiment: one variant per (x, y) cell."""
+    """An X/Y plot over one axis or two, stored as an experiment: one variant per (x, y) cell; Y may be None."""
     from ..templates import Fields, PromptBuilder
 
+    stored_y, y = y, y or NO_AXIS
     if x["name"] == y["name"]:
         raise BadParameter("the X and Y axes must differ")
     seed_axis = "x" if x["name"] == "seed" else "y" if y["name"] == "seed" else None
@@ -94,7 +108,7 @@ def create_xy_experiment(library: Library, name: str, prompt_ref: str, x: dict[s
                     fields[axis["name"]] = (value.split("+") if axis["name"] in ("style", "quality") else value)
             overrides = cell_overrides(overrides)
             prompt = builder.render(Fields.from_dict(fields), base["template"] or "default") if changed else None
-            label = "_".join(_axis_label(a["name"], v) for a, v in ((x, xv), (y, yv)) if v is not None)
+            label = cell_label([(x["name"], xv), (y["name"], yv)])
             key = f"{'' if xv is None else xv}|{'' if yv is None else yv}"
             plans.append((label, key, overrides, prompt))
     labels = {key: label for label, key, _overrides, _prompt in plans}
@@ -103,7 +117,7 @@ def create_xy_experiment(library: Library, name: str, prompt_ref: str, x: dict[s
         specs = [VariantSpec(label, str(prompt_id), overrides)
                  for (label, _key, overrides, _prompt), prompt_id in zip(plans, prompt_ids)]
         return create_experiment(library, name, specs, seeds, params, model,
-                                 extra={**(extra or {}), "xy": {"x": x, "y": y, "labels": labels}})
+                                 extra={**(extra or {}), "xy": {"x": x, "y": stored_y, "labels": labels}})
 
     return library.create_experiment_with_prompts(base["id"], [prompt for *_rest, prompt in plans], ["xy", name],
                                                   create)

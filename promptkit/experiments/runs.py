@@ -16,8 +16,7 @@ def check_new_experiment(library: Library, name: str, variants: list[VariantSpec
                          params: GenerationParams, model: str | None = None) -> list[tuple[VariantSpec, int]]:
     """Everything create_experiment checks, reading only: run it before storing an experiment's
     input images, so a bad name or prompt leaves no file behind. Returns (variant, prompt id)s."""
-    if not _NAME_RE.match(name or "") or name.strip().isdigit():
-        raise BadParameter(f"experiment name {name!r} is not allowed: 1-100 characters, not all digits")
+    check_experiment_name(name)
     if len(variants) < 2:
         raise ExperimentProblem(f"an experiment needs at least two variants; got {len(variants)}")
     labels = [check_label(v.label) for v in variants]
@@ -57,6 +56,18 @@ def create_experiment(
     if experiment_id is None:
         raise ExperimentProblem(f"an experiment named {name!r} already exists; choose another name")
     return experiment_id
+
+
+def check_experiment_name(name: str) -> str:
+    """NAME if it is allowed as an experiment's name (1-100 characters, not all digits)."""
+    if not _NAME_RE.match(name or "") or name.strip().isdigit():
+        raise BadParameter(f"experiment name {name!r} is not allowed: 1-100 characters, not all digits")
+    return name
+
+
+def rename_experiment(library: Library, name: str, new_name: str) -> dict[str, Any]:
+    """Rename experiment NAME (or id) to NEW_NAME; refused in one line when NEW_NAME is not allowed or taken."""
+    return library.rename_experiment(name, check_experiment_name(new_name))
 
 
 def get_experiment(library: Library, name: str) -> dict[str, Any]:

@@ -19,7 +19,8 @@ REFINER_OVERRIDES = ("refiner", "refiner_switch")
 # model: the variant runs on another checkpoint (loaded once per process, with the same engine options).
 OVERRIDABLE = ("sampler", "steps", "cfg", "width", "height", "noise_device", "model", *EXTRA_OVERRIDES,
                *REFINER_OVERRIDES)
-_LABEL_RE = re.compile(r"^[^\s:=,]{1,64}$")
+# 1-64 characters; inner spaces allowed (X/Y cell labels read `cfg 3 · Euler a`), never ':', '=' or ','.
+_LABEL_RE = re.compile(r"^(?=.{1,64}$)[^\s:=,](?:[^\t\n\r\f\v:=,]*[^\s:=,])?$")
 _NAME_RE = re.compile(r"^\S(.{0,98}\S)?$")
 
 
@@ -164,8 +165,8 @@ def cell_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 
 def check_label(label: str) -> str:
     if not _LABEL_RE.match(label) or label.lower() == "tie":
-        raise BadParameter(f"variant label {label!r} is not allowed: 1-64 characters, no spaces, ':', '=' or ','"
-                           " and not 'tie'")
+        raise BadParameter(f"variant label {label!r} is not allowed: 1-64 characters, no ':', '=' or ',', "
+                           "no space at either end, and not 'tie'")
     return label
 
 

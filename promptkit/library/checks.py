@@ -31,3 +31,11 @@ def file_owners(conn: sqlite3.Connection) -> Iterator[tuple[str, Any, str | None
     if has_table(conn, "experiments"):
         for name, params in conn.execute("SELECT name, params FROM experiments ORDER BY id"):
             yield "experiment", name, None, None, params
+
+
+def released_files(conn: sqlite3.Connection) -> dict[str, float]:
+    """sha256 -> when the last rows naming that file were deleted (see m005_released_files); {} on an
+    older library."""
+    if not has_table(conn, "released_files"):
+        return {}
+    return dict(conn.execute("SELECT sha256, released_at FROM released_files").fetchall())

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from typing import Any, Callable, TypeVar
 
-from ..errors import NotFound
+from ..errors import BadParameter, NotFound
 from .connection import utc_now
 
 T = TypeVar("T")
@@ -111,3 +113,38 @@ class ExperimentRows:
             "SELECT (SELECT count(*) || ':' || coalesce(max(id), 0) FROM votes WHERE experiment_id = :e), "
             "(SELECT count(*) || ':' || coalesce(max(id), 0) FROM generations WHERE experiment_id = :e)",
             {"e": experiment_id}).fetchone())
+
+    def delete_experiment(self, ref: str, with_generations: bool = False) -> dict[str, Any]:
+        """Delete an experiment (name or id), its variants and votes, and with WITH_GENERATIONS its
+        cells (generation rows) and their ratings, in one transaction; nothing changes when it is
+        refused (an experiment with images and no WITH_GENERATIONS). The variants' prompts stay."""
+        with self.write() as db:
+            experiment = self.experiment_row(ref)
+            experiment_id, name = experiment["id"], experiment["name"]
+            images = db.execute("SELECT count(*) FROM generations WHERE experiment_id = ?",
+                                [experiment_id]).fetchone()[0]
+            if images and not with_generations:
+                raise BadParameter(f"experiment {name!r} has {images} image{'s' if images > 1 else ''}; pass "
+                                   "--with-images to delete their rows too")
+            self._release_files(db, "experiment_id = ?", [experiment_id])
+            db.conn.executemany("INSERT OR REPLACE INTO released_files (sha256, released_at) VALUES (?, ?)",
+                                [(sha, time.time()) for sha in sorted(set(
+                                    re.findall(r"\b[0-9a-f]{64}\b", json.dumps(experiment["params"]))))])
+            votes = db.execute("DELETE FROM votes WHERE experiment_id = ?", [experiment_id]).rowcount
+            ratings = db.execute("DELETE FROM ratings WHERE generation_id IN (SELECT id FROM generations WHERE "
+                                 "experiment_id = ?)", [experiment_id]).rowcount
+            db.execute("DELETE FROM generations WHERE experiment_id = ?", [experiment_id])
+            db.execute("DELETE FROM variants WHERE experiment_id = ?", [experiment_id])
+            db.execute("DELETE FROM experiments WHERE id = ?", [experiment_id])
+        return {"id": experiment_id, "name": name, "generations_deleted": images, "votes_deleted": votes,
+                "ratings_deleted": ratings}
+
+    def rename_experiment(self, ref: str, new_name: str) -> dict[str, Any]:
+        """Rename an experiment (name or id) to NEW_NAME, checked by the caller's rules and here for
+        being taken, under the write lock; returns {id, old_name, name}."""
+        with self.write() as db:
+            experiment = self.experiment_row(ref)
+            if new_name != experiment["name"] and self.experiment_exists(new_name):
+                raise BadParameter(f"an experiment named {new_name!r} already exists; choose another name")
+            db.execute("UPDATE experiments SET name = ? WHERE id = ?", [new_name, experiment["id"]])
+        return {"id": experiment["id"], "old_name": experiment["name"], "name": new_name}

@@ -9,6 +9,8 @@ experiment statistics and the web pages all read it through here.
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,19 @@ class GenerationRows:
             table = db["ratings"]
             table.insert({"generation_id": int(generation_id), "stars": int(stars), "note": note, "created_at": utc_now()})
             return int(table.last_pk)
+
+    @staticmethod
+    def _release_files(db, where: str, params) -> None:
+        """Record, inside a delete's transaction, the sha256 of every file (image, input image,
+        stored LoRA) named by the generations WHERE selects, before they are deleted: `doctor --fix`
+        may move one of them at once when no row refers to it any more (see m005_released_files)."""
+        shas: set[str] = set()
+        for sha, gen_params in db.execute(f"SELECT image_sha256, params FROM generations WHERE {where}", params):
+            shas.add(str(sha))
+            shas.update(re.findall(r"\b[0-9a-f]{64}\b", str(gen_params or "")))
+        now = time.time()
+        db.conn.executemany("INSERT OR REPLACE INTO released_files (sha256, released_at) VALUES (?, ?)",
+                            [(sha, now) for sha in sorted(shas)])
 
     def current_ratings(self, generation_ids: list[int]) -> dict[int, int]:
         """generation id -> its current rating (its latest), for those of GENERATION_IDS rated."""

@@ -185,6 +185,32 @@ def m004_prompt_ids_never_reused(db: sqlite_utils.Database) -> None:
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'prompts_fts'").fetchone():
         conn.execute("INSERT INTO prompts_fts (prompts_fts) VALUES ('rebuild')")
 
+
+@migrations(name="m005_released_files")
+def m005_released_files(db: sqlite_utils.Database) -> None:
+    # `delete --with-images` and `ab delete --with-images` record the sha256 of every file their
+    # deleted rows named, with the time: `doctor --fix` moves such a file at once when nothing
+    # refers to it any more and it was not written again since, instead of waiting out the
+    # minimum age that protects a write in progress.
+    db.conn.execute("CREATE TABLE released_files (sha256 TEXT PRIMARY KEY, released_at REAL NOT NULL)")
+
+
+@migrations(name="m006_rating_notes_search")
+def m006_rating_notes_search(db: sqlite_utils.Database) -> None:
+    # A rating's note ("best sky") is searchable: a full-text index over ratings.note, kept by
+    # triggers; `Library.search` looks there after the prompts' own index.
+    conn = db.conn
+    conn.execute("CREATE VIRTUAL TABLE ratings_fts USING fts5 (note, content=[ratings], content_rowid=[id])")
+    conn.execute("CREATE TRIGGER ratings_ai AFTER INSERT ON ratings BEGIN "
+                 "INSERT INTO ratings_fts (rowid, note) VALUES (new.id, new.note); END")
+    conn.execute("CREATE TRIGGER ratings_ad AFTER DELETE ON ratings BEGIN "
+                 "INSERT INTO ratings_fts (ratings_fts, rowid, note) VALUES ('delete', old.id, old.note); END")
+    conn.execute("CREATE TRIGGER ratings_au AFTER UPDATE ON ratings BEGIN "
+                 "INSERT INTO ratings_fts (ratings_fts, rowid, note) VALUES ('delete', old.id, old.note); "
+                 "INSERT INTO ratings_fts (rowid, note) VALUES (new.id, new.note); END")
+    conn.execute("INSERT INTO ratings_fts (ratings_fts) VALUES ('rebuild')")
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]
 
 

@@ -143,7 +143,22 @@ class PromptRows:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise
             raise BadParameter(f"cannot search for {query!r}: {exc}") from None
-        return [decode(self._row_dict("prompts", r), PROMPT_JSON) for r in rows]
+        found = [decode(self._row_dict("prompts", r), PROMPT_JSON) for r in rows]
+        if len(found) < limit:
+            found += self._prompts_by_rating_note(fts_query, limit - len(found), {p["id"] for p in found})
+        return found
+
+    def _prompts_by_rating_note(self, fts_query: str, limit: int, skip: set[int]) -> list[dict[str, Any]]:
+        """Prompts whose images' rating notes match FTS_QUERY (after those matched by their own text),
+        the most recently noted first; none on a library without the notes index."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'ratings_fts'").fetchone():
+            return []
+        ids = [pid for (pid,) in self.db.execute(
+            "SELECT generations.prompt_id FROM ratings_fts JOIN ratings ON ratings.id = ratings_fts.rowid "
+            "JOIN generations ON generations.id = ratings.generation_id WHERE ratings_fts MATCH ? "
+            "GROUP BY generations.prompt_id ORDER BY max(ratings.id) DESC LIMIT ?", [fts_query, limit + len(skip)])
+            if pid not in skip][:limit]
+        return [self.get_prompt(pid) for pid in ids]
 
     def list_prompts(self, limit: int = 50, offset: int = 0, starred_only: bool = False) -> list[dict[str, Any]]:
         """Saved prompts, newest first.
@@ -175,6 +190,7 @@ class PromptRows:
             if generations and not with_generations:
                 raise BadParameter(f"prompt {label!r} has {generations} image{'s' if generations > 1 else ''}; pass "
                                    "--with-images to delete their rows too")
+            self._release_files(db, "prompt_id = ?", [prompt_id])
             ratings = db.execute("DELETE FROM ratings WHERE generation_id IN (SELECT id FROM generations WHERE "
                                  "prompt_id = ?)", [prompt_id]).rowcount
             db.execute("DELETE FROM generations WHERE prompt_id = ?", [prompt_id])
@@ -261,7 +277,8 @@ class PromptRows:
 
     def show_prompt(self, ref: int | str) -> dict[str, Any]:
         """A prompt with its generations, each with `stars` (its current rating: the latest, or
-        None) and `ratings` (every rating given, oldest first: the history)."""
+        None), `ratings` (every rating given, oldest first: the history) and `note` (the latest
+        rating note given, or "")."""
         prompt = self.get_prompt(ref)
         generations = [
             decode(self._row_dict("generations", r), ("batch", "params", "versions"))
@@ -279,6 +296,8 @@ class PromptRows:
         for gen in generations:
             gen["ratings"] = ratings.get(gen["id"], [])
             gen["stars"] = current.get(gen["id"])
+            # the note shown with the image: the latest rating's that has one ("best sky")
+            gen["note"] = next((r["note"] for r in reversed(gen["ratings"]) if r.get("note")), "")
         prompt["generations"] = generations
         return prompt
 

@@ -48,7 +48,7 @@ class ExperimentPlan:
     prepared: PreparedInputs  # the input images to store
     lora_dir: str | None = None
     model: str | None = None
-    xy: tuple[dict[str, Any], dict[str, Any]] | None = None
+    xy: tuple[dict[str, Any], dict[str, Any] | None] | None = None
     prompt: str | None = None  # the X/Y plot's prompt
 
 
@@ -64,27 +64,39 @@ def plan_experiment(variants: Mapping[str, str] | list, seeds: list[int] | str =
     from ..experiments import check_overrides
 
     specs, seed_list = _variant_specs(variants), _seed_list(seeds)
+    _check_model(model)
     params, prepared, request = _prepare(params, inputs)
     for spec in specs:
         check_overrides(params, spec.overrides, model)
     return ExperimentPlan(specs, seed_list, params, prepared, request.lora_dir, model)
 
 
-def plan_xy_experiment(prompt: int | str, x: str, y: str, seeds: list[int] | str = "1", *, params: GenerationParams | None = None,
+def plan_xy_experiment(prompt: int | str, x: str, y: str | None = None, seeds: list[int] | str = "1", *,
+                       params: GenerationParams | None = None,
                        inputs: InputRequest | None = None, model: str | None = None) -> ExperimentPlan:
     """Check an X/Y plot's axes, parameters and inputs without opening any library.
 
     :param x: the X axis, e.g. "cfg=3,7,11", "sampler=Euler,DDIM", "style=watercolor,sketch", "seed=1-4".
-    :param y: the Y axis, as `x`. :param seeds: the seeds when neither axis is seed.
+    :param y: the Y axis, as `x`, or None for a one-axis plot. :param seeds: the seeds when neither axis is seed.
     """
     from ..experiments import check_axes, parse_axis
 
-    x_axis, y_axis = parse_axis(x), parse_axis(y)
+    x_axis, y_axis = parse_axis(x), (parse_axis(y) if y else None)
+    _check_model(model)
     params, prepared, request = _prepare(params, inputs)
     check_axes(params, x_axis, y_axis, model)
     variants = [VariantSpec("A", str(prompt)), VariantSpec("B", str(prompt))]
     return ExperimentPlan(variants, _seed_list(seeds), params, prepared, request.lora_dir, model,
                           xy=(x_axis, y_axis), prompt=str(prompt))
+
+
+def _check_model(model: str | None) -> None:
+    """Refuse a model that cannot be found, as `generate` does, before anything is stored; a pickle
+    checkpoint is let through here, since `ab run --allow-pickle` decides about it."""
+    if model is not None:
+        from ..params import check_model_ref
+
+        check_model_ref(model, allow_pickle=True)
 
 
 def _prepare(params: GenerationParams | None, inputs: InputRequest | None
@@ -140,7 +152,7 @@ def new_experiment(library: Library, name: str, variants: Mapping[str, str] | li
     return create_planned(library, name, plan_experiment(variants, seeds, params=params, inputs=inputs, model=model))
 
 
-def new_xy_experiment(library: Library, name: str, prompt: int | str, x: str, y: str, seeds: list[int] | str = "1",
+def new_xy_experiment(library: Library, name: str, prompt: int | str, x: str, y: str | None = None, seeds: list[int] | str = "1",
                       *, params: GenerationParams | None = None, inputs: InputRequest | None = None,
                       model: str | None = None, templates_dir: str | None = None) -> dict[str, Any]:
     """Create an X/Y plot over two of cfg, steps, sampler, seed or a prompt field, stored as an experiment.
@@ -148,7 +160,7 @@ def new_xy_experiment(library: Library, name: str, prompt: int | str, x: str, y:
     :param name: the experiment's name.
     :param prompt: the saved prompt to vary (id or name).
     :param x: the X axis, e.g. "cfg=3,7,11", "sampler=Euler,DDIM", "style=watercolor,sketch", "seed=1-4".
-    :param y: the Y axis, as `x`.
+    :param y: the Y axis, as `x`, or None for a one-axis plot.
     :param seeds: the seeds when neither axis is seed.
     :param params: the shared `GenerationParams`; :param inputs: an `InputRequest`.
     :param model: the default model for `run_experiment`.
@@ -156,6 +168,23 @@ def new_xy_experiment(library: Library, name: str, prompt: int | str, x: str, y:
     """
     plan = plan_xy_experiment(prompt, x, y, seeds, params=params, inputs=inputs, model=model)
     return create_planned(library, name, plan, templates_dir)
+
+
+def delete_experiment(library: Library, name: str, with_images: bool = False) -> dict[str, Any]:
+    """Delete experiment NAME (or id) with its variants and votes, in one transaction; its prompts stay.
+
+    :param with_images: also delete its cells' generation rows and their ratings (needed when it has
+        any); the image files stay until `doctor --fix` quarantines those no row uses.
+    :returns: id, name, generations_deleted, votes_deleted, ratings_deleted.
+    """
+    return library.delete_experiment(name, with_generations=with_images)
+
+
+def rename_experiment(library: Library, name: str, new_name: str) -> dict[str, Any]:
+    """Rename experiment NAME (or id) to NEW_NAME; returns id, old_name, name."""
+    from ..experiments import rename_experiment as rename
+
+    return rename(library, name, new_name)
 
 
 def experiment_summary(experiment: dict[str, Any]) -> dict[str, Any]:
