@@ -464,27 +464,27 @@ def test_refiner_and_refiner_switch_as_xy_axes(models, isolated_library, saved_p
                              parse_axis("refiner=off,on"), [3], params, models["sdxl"])
         experiment = get_experiment(lib, "switch")
         assert [v["label"] for v in experiment["variants"]] == [
-            "refiner_switch0.4_refineroff", "refiner_switch0.8_refineroff",
-            "refiner_switch0.4_refineron", "refiner_switch0.8_refineron"]
+            "refiner switch 0.4 · refiner off", "refiner switch 0.8 · refiner off",
+            "refiner switch 0.4 · refiner on", "refiner switch 0.8 · refiner on"]
         run_experiment(lib, engine, "switch", batch_size=1)
         done = cells(lib, experiment)
         sha = {label: done[(label, 3)]["image_sha256"] for label, _seed in done}
-        assert sha["refiner_switch0.4_refineroff"] == sha["refiner_switch0.8_refineroff"]
-        assert len({sha["refiner_switch0.4_refineron"], sha["refiner_switch0.8_refineron"],
-                    sha["refiner_switch0.4_refineroff"]}) == 3
+        assert sha["refiner switch 0.4 · refiner off"] == sha["refiner switch 0.8 · refiner off"]
+        assert len({sha["refiner switch 0.4 · refiner on"], sha["refiner switch 0.8 · refiner on"],
+                    sha["refiner switch 0.4 · refiner off"]}) == 3
         switches = {label: lib.get_generation(done[(label, 3)]["id"])["params"].get("refiner", {}).get("switch")
                     for label in sha}
-        assert switches == {"refiner_switch0.4_refineroff": None, "refiner_switch0.8_refineroff": None,
-                            "refiner_switch0.4_refineron": 0.4, "refiner_switch0.8_refineron": 0.8}
+        assert switches == {"refiner switch 0.4 · refiner off": None, "refiner switch 0.8 · refiner off": None,
+                            "refiner switch 0.4 · refiner on": 0.4, "refiner switch 0.8 · refiner on": 0.8}
 
 
 REFINER_BAD = {
     "refiner override on an SD 1.x experiment": (
         ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner={sdxl-refiner}",
-         "--model", "{sd}"], "--refiner needs an SDXL base model"),
+         "--model", "{sd}"], "`refiner` needs an SDXL base model"),
     "refiner axis on an SD 1.x experiment": (
         ["ab", "xy", "e", "--prompt", "lighthouse", "--x", "refiner=off,{sdxl-refiner}", "--y", "seed=1-2",
-         "--model", "{sd}"], "--refiner needs an SDXL base model"),
+         "--model", "{sd}"], "`refiner` needs an SDXL base model"),
     "refiner=on without a refiner": (
         ["ab", "new", "e", "--variant", "A=lighthouse", "--variant", "B=lighthouse:refiner=on", "--model", "{sdxl}"],
         "`refiner=on` uses the experiment's refiner"),

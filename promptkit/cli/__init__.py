@@ -26,7 +26,12 @@ class PromptkitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PromptkitError as exc:
-            raise click.ClickException(name_flags(str(exc))) from None
+            keep: tuple[str, ...] = ()
+            if ctx.invoked_subcommand == "ab":  # variants and axes name settings as KEY=VALUE, not flags
+                from ..experiments.variants import OVERRIDABLE
+
+                keep = OVERRIDABLE
+            raise click.ClickException(name_flags(str(exc), keep)) from None
         except sqlite3.DatabaseError as exc:
             raise click.ClickException(f"library error: {exc}") from None
 

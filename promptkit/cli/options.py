@@ -23,10 +23,11 @@ FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "control_scale", "control_start", "control_end")}
 
 
-def name_flags(message: str) -> str:
+def name_flags(message: str, keep: tuple[str, ...] = ()) -> str:
     """MESSAGE with each internal parameter name (`batch_size`) replaced by its flag (--batch-size):
-    the CLI's errors speak of what the person typed; the Python API keeps its names."""
-    return re.sub(r"`([a-z_]+)`", lambda m: FLAGS.get(m[1], m[0]), message)
+    the CLI's errors speak of what the person typed; the Python API keeps its names. Names in KEEP
+    stay as they are (in `ab` commands a variant's `KEY=VALUE` override uses the parameter's name)."""
+    return re.sub(r"`([a-z_]+)`", lambda m: m[0] if m[1] in keep else FLAGS.get(m[1], m[0]), message)
 
 
 def json_option(func):
