@@ -68,3 +68,50 @@ def json_text(data):
     import json
 
     return json.dumps(data)
+
+
+def test_how_made_names_the_model_the_mode_and_each_inputs_key_value():
+    from promptkit.cards import how_made, how_made_text
+
+    plain = {"model": "/home/me/models/tiny-sd/", "params": {"family": "sd1", "mode": "txt2img"}}
+    assert how_made(plain) == ["tiny-sd (SD 1.x)", "txt2img"]
+    busy = {"model": "stabilityai/stable-diffusion-xl-base-1.0", "params": json_text({
+        "family": "sdxl", "mode": "img2img", "init_image": "a" * 64, "strength": 0.6,
+        "loras": [{"name": "style", "sha256": "b" * 64, "scale": 0.8, "path": "/home/me/loras/style.safetensors"}],
+        "controlnets": [{"model": "/home/me/cn/canny-xl", "module": "canny", "scale": 0.5}],
+        "refiner": {"model": "/home/me/models/refiner-xl", "switch": 0.8}})}
+    assert how_made(busy) == ["stabilityai/stable-diffusion-xl-base-1.0 (SDXL)", "img2img 0.6", "LoRA style:0.8",
+                              "ControlNet canny ×0.5", "refiner refiner-xl at 0.8"]
+    inpaint = {"model": "m.safetensors", "params": {"init_image": "a" * 64, "mask": "c" * 64, "strength": 0.75,
+                                                     "controlnets": [{"model": "/x/depth-net", "module": "none"}]}}
+    assert how_made_text(inpaint) == "m · inpaint 0.75 · ControlNet depth-net"
+    assert how_made({"model": None, "params": None}) == ["txt2img"]
+    assert "/home/me" not in how_made_text(busy)
+
+
+def test_image_cards_on_the_prompt_page_and_in_the_studio_say_how_the_image_was_made(sample_library,
+                                                                                    isolated_library):
+    from fastapi.testclient import TestClient
+
+    from promptkit.library import Library
+    from promptkit.web import create_app
+    from promptkit.web.studio import _image
+    from promptkit.pnginfo import encode_png
+    from sample_library import add_picture, draw_picture
+
+    with Library(isolated_library) as lib:
+        prompt = lib.get_prompt(lib.list_prompts()[0]["id"])
+        row = lib.get_generation(add_picture(lib, prompt, 77))
+        sha, file = lib.store_image(encode_png(draw_picture(78, 64), {
+            "positive": prompt["positive"], "negative": prompt["negative"], "seed": 78, "sampler": "Euler a",
+            "steps": 20, "cfg": 7.0, "width": 64, "height": 64, "noise_device": "cpu", "extra": {},
+            "model": "sample-painter"}))
+        row.update(image_sha256=sha, image_path=lib.relative_image_path(file), seed=78, params={
+            "family": "sdxl", "mode": "txt2img", "loras": [{"name": "ink", "sha256": "b" * 64, "scale": 0.7}]})
+        gen_id = lib.add_generation({k: v for k, v in row.items() if k not in ("id", "created_at")})
+        row = lib.get_generation(gen_id)
+    with TestClient(create_app(isolated_library), base_url="http://127.0.0.1:8765",
+                    headers={"Sec-Fetch-Site": "same-origin"}) as client:
+        html = client.get(f"/prompts/{prompt['id']}").text
+    assert "sample-painter (SDXL) · txt2img · LoRA ink:0.7" in html
+    assert _image(row)["made"] == "sample-painter (SDXL) · txt2img · LoRA ink:0.7"
