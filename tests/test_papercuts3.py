@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from promptkit.cli import main
@@ -13,8 +14,8 @@ from promptkit.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+def run(*args, ok=True, input=None):
+    result = CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
     if ok:
         assert result.exit_code == 0, result.output
     return result
@@ -115,3 +116,89 @@ def test_image_cards_on_the_prompt_page_and_in_the_studio_say_how_the_image_was_
         html = client.get(f"/prompts/{prompt['id']}").text
     assert "sample-painter (SDXL) · txt2img · LoRA ink:0.7" in html
     assert _image(row)["made"] == "sample-painter (SDXL) · txt2img · LoRA ink:0.7"
+
+
+def test_a_seeds_pairs_are_not_served_back_to_back_when_another_seed_has_one():
+    from itertools import combinations
+
+    from promptkit.experiments.votes import pick_candidate
+
+    candidates = [(seed, a, b) for seed in (1, 2, 3) for a, b in combinations("ABC", 2)]
+    served, last = [], None
+    while candidates:
+        pick = pick_candidate(candidates, last_seed=last)
+        candidates.remove(pick)
+        served.append(pick)
+        last = pick[0]
+    seeds = [pick[0] for pick in served]
+    assert all(x != y for x, y in zip(seeds, seeds[1:])), seeds
+    # a skipped pair still comes after every other, whatever its seed
+    assert pick_candidate([(1, "A", "B"), (1, "A", "C")], skipped={(1, frozenset("AB"))}, last_seed=1) == (1, "A", "C")
+    # one seed left: its pairs are served in turn
+    assert pick_candidate([(2, "A", "B")], last_seed=2) == (2, "A", "B")
+
+
+def test_the_side_by_side_image_has_both_images_under_their_keys():
+    from PIL import Image
+
+    from promptkit.service.experiments import SIDE_BY_SIDE_GAP, labelled_pair
+
+    left, right = Image.new("RGB", (64, 48), (255, 0, 0)), Image.new("RGB", (64, 48), (0, 0, 255))
+    sheet = labelled_pair(left, right)
+    band = sheet.height - 48
+    assert sheet.size == (64 + 64 + SIDE_BY_SIDE_GAP, 48 + band) and band > 0
+    assert sheet.crop((0, band, 64, band + 48)).getcolors() == [(64 * 48, (255, 0, 0))]
+    right_half = sheet.crop((64 + SIDE_BY_SIDE_GAP, band, sheet.width, sheet.height))
+    assert right_half.getcolors() == [(64 * 48, (0, 0, 255))]
+    labels = sheet.crop((0, 0, sheet.width, band))
+    assert len(labels.getcolors()) > 1  # the "1" and "2" are drawn in the band
+
+
+@pytest.fixture
+def three_variants(isolated_library, tiny_engine):
+    from promptkit.experiments import VariantSpec, create_experiment, run_experiment
+    from promptkit.library import Library
+    from promptkit.params import GenerationParams
+    from promptkit.templates import Fields, PromptBuilder
+
+    with Library(isolated_library) as library:
+        builder = PromptBuilder()
+        for name, style in (("A", "watercolor"), ("B", "cinematic"), ("C", "sketch")):
+            library.save_prompt(builder.render(Fields(subject="a fox", style=[style])), name=name)
+        create_experiment(library, "trio", [VariantSpec(x, x) for x in "ABC"], [1, 2],
+                          GenerationParams(steps=2, cfg=6.0, sampler="Euler"))
+        run_experiment(library, tiny_engine, "trio", batch_size=2)
+        yield library
+
+
+def test_scripted_voting_alternates_seeds_and_the_viewer_opens_a_labelled_pair(three_variants, monkeypatch):
+    import re
+
+    from PIL import Image
+
+    from promptkit.cli import ab as ab_cli
+    from promptkit.service.experiments import VotingSession
+
+    result = run("ab", "vote", "trio", "--no-view", input="1\n2\nt\n1\n2\n1\n")
+    seeds = [int(s) for s in re.findall(r"^pair \d+ of \d+ \(seed (\d+)\)", result.output, re.M)]
+    assert len(seeds) == 6 and all(x != y for x, y in zip(seeds, seeds[1:])), seeds
+    assert "6 votes recorded" in result.output
+
+    opened = []
+    monkeypatch.setattr(ab_cli.click, "launch", lambda path: opened.append(path) or 0)
+    viewer = ab_cli.PairViewer(three_variants, view=True, side_by_side=None)
+    viewer.view = True  # as on a terminal
+    run("ab", "undo", "trio")
+    viewer.show(VotingSession(three_variants, "trio").next())
+    assert len(opened) == 1 and Path(opened[0]).is_file()
+    with Image.open(opened[0]) as sheet:
+        assert sheet.width == 64 + 64 + 16 and sheet.height > 64
+
+
+def test_a_single_key_answers_on_a_terminal(monkeypatch):
+    from promptkit.cli import ab as ab_cli
+
+    keys = iter(["x", "T"])
+    monkeypatch.setattr(ab_cli.sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(ab_cli.click, "getchar", lambda: next(keys))
+    assert ab_cli._answer() == "t"
