@@ -15,8 +15,20 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 from pathlib import Path
 
 TINY_NOTE = "random-weight tiny Stable Diffusion pipeline made by `promptkit model tiny`: it draws noise, not pictures"
+TINY_WHAT = {"lora": "tiny LoRA", "controlnet": "tiny ControlNet", "sdxl-refiner": "tiny SDXL refiner pipeline",
+             "inpaint": "tiny inpainting pipeline", "sdxl": "tiny SDXL pipeline", "sd2": "tiny SD 2.x pipeline"}
 TINY_KINDS = ("sd", "sd2", "sdxl", "sdxl-refiner", "inpaint", "controlnet", "lora")
 TINY_BASES = ("sd", "sdxl")  # what a tiny ControlNet or LoRA is made for
+
+
+def tiny_note(kind: str = "sd", base: str = "sd") -> str:
+    """What `promptkit model tiny --kind KIND --for BASE` wrote, in words."""
+    if kind not in TINY_WHAT:
+        return TINY_NOTE
+    what = TINY_WHAT[kind]
+    if kind in ("lora", "controlnet"):
+        what += f" for the tiny {'SDXL' if base == 'sdxl' else 'SD 1.x'} pipeline"
+    return f"random-weight {what} made by `promptkit model tiny`: it draws noise, not pictures"
 
 
 def _quiet() -> None:
@@ -212,5 +224,5 @@ def write_tiny_pipeline(path: str | Path, kind: str = "sd", base: str = "sd") ->
     folder = Path(path).expanduser()
     model = build_tiny_controlnet(base) if kind == "controlnet" else build_tiny_pipeline(kind)
     model.save_pretrained(str(folder), safe_serialization=True)
-    (folder / "README.txt").write_text(TINY_NOTE + f" (kind {kind})\n", encoding="utf-8")
+    (folder / "README.txt").write_text(tiny_note(kind, base) + f" (kind {kind})\n", encoding="utf-8")
     return folder

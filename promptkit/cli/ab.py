@@ -123,23 +123,57 @@ def ab_seeds(ctx, name, seeds, as_json) -> None:
 
 
 ANSWERS = {"1": "left", "2": "right", "t": "tie"}
+KEYS = ("1", "2", "t", "s", "q")
 
 
-def _show_pair(lib, pair: dict[str, Any], side_by_side: str | None) -> None:
-    click.echo(f"\npair {pair['voted'] + 1} of {pair['total']} (seed {pair['seed']})")
-    click.echo(f"  1: {lib.path.parent / pair['left']['image_path']}")
-    click.echo(f"  2: {lib.path.parent / pair['right']['image_path']}")
-    if side_by_side:
-        service.side_by_side(lib, pair, side_by_side)
-        click.echo(f"  side by side: {side_by_side}")
+class PairViewer:
+    """Shows each pair where the terminal can: both paths always; when stdout is a terminal (and not under
+    --no-view) a side-by-side PNG, labelled 1 and 2, in a temporary folder, opened with the system viewer."""
+
+    def __init__(self, lib, view: bool, side_by_side: str | None) -> None:
+        self.lib, self.side_by_side = lib, side_by_side
+        self.view = view and sys.stdout.isatty()
+        self.folder: str | None = None
+
+    def show(self, pair: dict[str, Any]) -> None:
+        root = self.lib.path.parent
+        click.echo(f"\npair {pair['voted'] + 1} of {pair['total']} (seed {pair['seed']})")
+        click.echo(f"  1: {root / pair['left']['image_path']}")
+        click.echo(f"  2: {root / pair['right']['image_path']}")
+        file = self.side_by_side
+        if file is None and self.view:
+            import tempfile
+            from pathlib import Path
+
+            self.folder = self.folder or tempfile.mkdtemp(prefix="promptkit-vote-")
+            file = str(Path(self.folder) / f"pair-{pair['voted'] + 1}-seed-{pair['seed']}.png")
+        if file is not None:
+            service.side_by_side(self.lib, pair, file)
+            click.echo(f"  side by side: {file}")
+            if self.view:
+                click.launch(file)
 
 
-def _vote_interactively(lib, name: str, side_by_side: str | None) -> int:
+def _answer() -> str:
+    """One of KEYS: a single key press on a terminal (no Enter), else a line as a script writes it."""
+    if not sys.stdin.isatty():
+        return click.prompt("winner", type=click.Choice(list(KEYS)), show_choices=True)
+    click.echo(f"winner [{'/'.join(KEYS)}]: ", nl=False)
+    while True:
+        key = click.getchar().lower()
+        if key in KEYS:
+            click.echo(key)
+            return key
+        if key in ("\x03", "\x04"):  # Ctrl-C, Ctrl-D
+            raise click.Abort()
+
+
+def _vote_interactively(lib, name: str, viewer: PairViewer) -> int:
     """Offer pairs until every one is voted or the person quits; a skipped pair comes back at the end."""
     session = service.VotingSession(lib, name)
     while (pair := session.next()) is not None:
-        _show_pair(lib, pair, side_by_side)
-        answer = click.prompt("winner", type=click.Choice(["1", "2", "t", "s", "q"]), show_choices=True)
+        viewer.show(pair)
+        answer = _answer()
         if answer == "q":
             break
         if answer == "s":
@@ -157,10 +191,13 @@ def _vote_interactively(lib, name: str, side_by_side: str | None) -> int:
 @click.option("--right", default=None, help="Label shown on the right.")
 @click.option("--side-by-side", "side_by_side", type=click.Path(dir_okay=False), default=None,
               help="Also write each pair into this PNG, left and right, while voting interactively.")
+@click.option("--no-view", "no_view", is_flag=True,
+              help="Do not write each pair side by side into a temporary PNG nor open it in the image viewer.")
 @json_option
 @click.pass_context
-def ab_vote(ctx, name, seed, winner, left, right, side_by_side, as_json) -> None:
-    """Vote blind on pairs: on a terminal answer 1 / 2 / t(ie) / s(kip) / q(uit); or --seed S --winner LABEL."""
+def ab_vote(ctx, name, seed, winner, left, right, side_by_side, no_view, as_json) -> None:
+    """Vote blind on pairs: press 1 / 2 / t(ie) / s(kip) / q(uit) (one key, no Enter, on a terminal); each pair
+    opens side by side in the image viewer. For scripts: --seed S --winner LABEL."""
     from ..errors import BadParameter
 
     with open_library(ctx, create=False) as lib:
@@ -170,7 +207,7 @@ def ab_vote(ctx, name, seed, winner, left, right, side_by_side, as_json) -> None
             vote = service.vote(lib, name, seed, winner, left, right)
             emit(vote, as_json, f"vote recorded: seed {seed}, winner {winner}")
             return
-        cast = _vote_interactively(lib, name, side_by_side)
+        cast = _vote_interactively(lib, name, PairViewer(lib, not no_view, side_by_side))
     emit({"votes_cast": cast}, as_json, f"{cast} votes recorded; see `promptkit ab stats {name}`")
 
 

@@ -25,27 +25,39 @@ def model_tiny(path: str, kind: str, base: str, as_json: bool) -> None:
 
     A LoRA is one .safetensors file; everything else is a diffusers folder.
     """
-    from ..tinymodel import TINY_NOTE, write_tiny_pipeline
+    from ..tinymodel import tiny_note, write_tiny_pipeline
 
     folder = write_tiny_pipeline(path, kind=kind, base=base)
-    emit({"path": str(folder), "kind": kind}, as_json, f"wrote {folder} ({kind}): {TINY_NOTE}")
+    data = {"path": str(folder), "kind": kind}
+    if kind in ("lora", "controlnet"):
+        data["for"] = base
+    emit(data, as_json, f"wrote {folder} ({kind}): {tiny_note(kind, base)}")
 
 
 @model.command("info")
 @click.argument("model_ref")
 @json_option
 def model_info(model_ref: str, as_json: bool) -> None:
-    """Family (SD 1.x, SD 2.x, SDXL), pipeline class and native size of a local diffusers folder."""
-    from ..families import FAMILIES, detect_family
-    from ..params import check_model_ref
+    """Family (SD 1.x, SD 2.x, SDXL), pipeline class and native size of a local diffusers folder
+    (a pipeline or a ControlNet)."""
+    from ..families import FAMILIES, detect_controlnet, detect_family, family_label
+    from ..inputs.models import check_model_ref, is_controlnet_folder
 
+    if is_controlnet_folder(model_ref):
+        data = detect_controlnet(model_ref)
+        family = (f"for {family_label(data['family'])}" if data["family"]
+                  else f"family unknown (cross-attention width {data['cross_attention_dim']})")
+        emit(data, as_json, f"{model_ref}: ControlNet ({data['pipeline']}), {family}")
+        return
     if check_model_ref(model_ref, allow_pickle=True) != "folder":
         raise PromptkitError(f"`model info` reads a local diffusers folder; {model_ref!r} is not one")
-    data = detect_family(model_ref)
+    data = {"kind": "pipeline", **detect_family(model_ref)}
     data["default_size"] = FAMILIES[data["family"]]["size"]
+    size = data["native_size"] or data["default_size"]
+    note = "" if size == data["default_size"] else f" (family default {data['default_size']})"
     emit(data, as_json, f"{model_ref}: {FAMILIES[data['family']]['label']} ({data['pipeline']}), "
                         f"{data['prediction_type']}, inpainting: {'yes' if data['inpainting'] else 'no'}, "
-                        f"family default size {data['default_size']}")
+                        f"generates {size}×{size}{note}")
 
 
 COMMANDS = [model]

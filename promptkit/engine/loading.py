@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,36 @@ def first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+_NOT_CACHED = ("not fully cached", "cannot find an appropriate cached", "outgoing traffic has been disabled",
+               "offline mode is enabled", "local_files_only")
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
+
+
+def offline_message(model: str, exc: BaseException) -> str | None:
+    """One line for a hub id missing from the local cache while the hub is offline or out of reach, else None."""
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(str(item) for item in chain).lower()
+    names = " ".join(type(item).__name__ for item in chain)
+    if not (any(phrase in text for phrase in _NOT_CACHED)
+            or "LocalEntryNotFound" in names or "OfflineModeIsEnabled" in names):
+        return None
+    why = "the hub is offline (HF_HUB_OFFLINE=1)" if _hub_offline() else "the hub cannot be reached"
+    return (f"model {model!r} is not in the local Hugging Face cache and {why}; download it once with network "
+            f"access (e.g. `huggingface-cli download {model}`) or pass a local folder")
+
+
+def load_problem(what: str, model: str, exc: BaseException, hub: bool) -> ModelProblem:
+    """The one-line ModelProblem for a failed load of MODEL (a hub id when HUB)."""
+    message = offline_message(model, exc) if hub else None
+    return ModelProblem(message or f"could not load {what} {model!r}: {first_line(exc)}")
+
+
 def quiet_libraries() -> None:
     """diffusers and transformers report only errors and draw no progress bars."""
     from diffusers.utils import logging as diffusers_logging
@@ -66,7 +97,7 @@ def _load(model: str, options: EngineOptions, device: str, dtype: torch.dtype):
     except ModelProblem:
         raise
     except (OSError, ValueError, EnvironmentError) as exc:
-        raise ModelProblem(f"could not load model {model!r}: {first_line(exc)}") from None
+        raise load_problem("model", model, exc, kind == "hub") from None
 
 
 def single_file_pipeline_class(header: dict[str, Any], config: str | None = None) -> str:
@@ -119,7 +150,7 @@ def load_controlnet(model: str, dtype: torch.dtype, device: str):
             net = ControlNetModel.from_pretrained(str(Path(model).expanduser()) if local else model,
                                                   torch_dtype=dtype, use_safetensors=True, local_files_only=local)
     except (OSError, ValueError) as exc:
-        raise ModelProblem(f"could not load ControlNet {model!r}: {first_line(exc)}") from None
+        raise load_problem("ControlNet", model, exc, not local) from None
     return net.to(device)
 
 
@@ -138,7 +169,7 @@ def load_refiner(model: str, base, options: EngineOptions, dtype: torch.dtype, d
                 use_safetensors=True, local_files_only=kind == "folder",
                 text_encoder_2=base.text_encoder_2, vae=base.vae)
     except (OSError, ValueError) as exc:
-        raise ModelProblem(f"could not load refiner {model!r}: {first_line(exc)}") from None
+        raise load_problem("refiner", model, exc, kind == "hub") from None
     refiner.to(device)
     refiner.set_progress_bar_config(disable=True)
     return refiner

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 from collections.abc import Collection
 from typing import Any
 
@@ -86,11 +87,25 @@ def all_pairs(experiment: dict[str, Any]) -> list[tuple[str, str]]:
     return list(itertools.combinations([v["label"] for v in experiment["variants"]], 2))
 
 
+Candidate = tuple[int, str, str]  # (seed, label, label)
+
+
+def pick_candidate(candidates: list[Candidate], skipped: Collection[tuple[int, frozenset[str]]] = (),
+                   last_seed: int | None = None) -> Candidate:
+    """The pair to serve next: one not skipped before a skipped one; then one on another seed than LAST_SEED
+    (a seed's pairs are not served back to back while another seed has one left), from the seed with the most
+    pairs left (so the seeds take turns to the end); else (and with no LAST_SEED) the first in order."""
+    skipped = set(skipped)
+    left = Counter(seed for seed, *_ in candidates) if last_seed is not None else Counter()
+    return min(candidates, key=lambda c: ((c[0], frozenset(c[1:])) in skipped, c[0] == last_seed, -left[c[0]]))
+
+
 def next_pair(library: Library, name: str, rng: random.Random | None = None,
-              skip: Collection[tuple[int, frozenset[str]]] = ()) -> dict[str, Any] | None:
+              skip: Collection[tuple[int, frozenset[str]]] = (), last_seed: int | None = None) -> dict[str, Any] | None:
     """The next (seed, pair) to judge blind: fewest votes first, sides shuffled. None when all are voted.
 
     :param skip: (seed, {label, label}) pairs the judge passed over; offered last, after every other.
+    :param last_seed: the seed of the pair served last; a pair on another seed comes first when there is one.
     """
     rng = rng or random.Random()
     experiment = get_experiment(library, name)
@@ -108,8 +123,7 @@ def next_pair(library: Library, name: str, rng: random.Random | None = None,
                 if (a, seed) in done and (b, seed) in done)
     if not candidates:
         return None
-    skipped = set(skip)
-    seed, a, b = min(candidates, key=lambda c: (c[0], frozenset(c[1:])) in skipped)
+    seed, a, b = pick_candidate(candidates, skip, last_seed)
     left, right = (a, b) if rng.random() < 0.5 else (b, a)
     return {"experiment": experiment["name"], "seed": seed,
             "left": {"label": left, **done[(left, seed)]}, "right": {"label": right, **done[(right, seed)]},

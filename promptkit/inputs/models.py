@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from ..errors import ModelProblem
@@ -40,6 +41,18 @@ def check_model_ref(model: str, allow_pickle: bool = False) -> str:
             "stable-diffusion-v1-5/stable-diffusion-v1-5 (`promptkit model tiny PATH` makes an offline test model)"
         )
     return "hub"
+
+
+def is_controlnet_folder(model: str) -> bool:
+    """Whether MODEL is a diffusers ControlNet folder (a config.json naming a ControlNet class, no model_index.json)."""
+    path = Path(model).expanduser()
+    config = path / "config.json"
+    if not path.is_dir() or (path / "model_index.json").is_file() or not config.is_file():
+        return False
+    try:
+        return "ControlNet" in str(json.loads(config.read_text(encoding="utf-8")).get("_class_name", ""))
+    except (ValueError, OSError, AttributeError):
+        return False
 
 
 def resolve_model(model: str, allow_pickle: bool = False) -> str:

@@ -261,14 +261,16 @@ def pair_key(pair: dict[str, Any]) -> PairKey:
     return (pair["seed"], frozenset((pair["left"]["label"], pair["right"]["label"])))
 
 
-def next_pair(library: Library, name: str, skip: set[PairKey] | frozenset = frozenset()) -> dict[str, Any] | None:
+def next_pair(library: Library, name: str, skip: set[PairKey] | frozenset = frozenset(),
+              last_seed: int | None = None) -> dict[str, Any] | None:
     """The next pair to judge blind (fewest votes first, sides shuffled); None when every pair is voted.
 
     :param skip: pair keys (see `pair_key`) passed over; they are offered last, after every other.
+    :param last_seed: the seed served last: a pair on another seed comes first when one is left.
     """
     from ..experiments import next_pair as pick
 
-    return pick(library, name, skip=skip)
+    return pick(library, name, skip=skip, last_seed=last_seed)
 
 
 class VotingSession:
@@ -281,12 +283,16 @@ class VotingSession:
         self.library, self.name = library, name
         self.skipped: set[PairKey] = set()
         self.cast = 0
+        self.last_seed: int | None = None
 
     def next(self) -> dict[str, Any] | None:
-        """The next pair, or None when every pair is voted."""
-        pair = next_pair(self.library, self.name, skip=self.skipped)
+        """The next pair, or None when every pair is voted; with three or more variants, not on the seed
+        served last while another seed has a pair left."""
+        pair = next_pair(self.library, self.name, skip=self.skipped, last_seed=self.last_seed)
         if pair is not None and pair_key(pair) in self.skipped:
             self.skipped.clear()  # every pair left was skipped: start the round of skipped pairs again
+        if pair is not None:
+            self.last_seed = pair["seed"]
         return pair
 
     def skip(self, pair: dict[str, Any]) -> None:
@@ -365,14 +371,34 @@ def show_experiment(library: Library, name: str) -> dict[str, Any]:
     return data
 
 
+SIDE_BY_SIDE_GAP = 16
+
+
 def side_by_side(library: Library, pair: dict[str, Any], path: str | Path) -> None:
-    """Write PAIR's two images into one PNG at PATH, left and right."""
+    """Write PAIR's two images into one PNG at PATH, left and right, under the keys that pick them (1 and 2)."""
     from PIL import Image
 
     root = library.path.parent
     with Image.open(root / pair["left"]["image_path"]) as a, Image.open(root / pair["right"]["image_path"]) as b:
-        sheet = Image.new("RGB", (a.width + b.width + 16, max(a.height, b.height)), (24, 26, 31))
-        sheet.paste(a.convert("RGB"), (0, 0))
-        sheet.paste(b.convert("RGB"), (a.width + 16, 0))
-        sheet.save(path, format="PNG")
+        labelled_pair(a, b).save(path, format="PNG")
+
+
+def labelled_pair(left, right, labels: tuple[str, str] = ("1", "2"), gap: int = SIDE_BY_SIDE_GAP):
+    """LEFT and RIGHT (PIL images) side by side, GAP apart, under a band with each one's label centred above it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    band = max(20, min(48, max(left.height, right.height) // 8))
+    sheet = Image.new("RGB", (left.width + right.width + gap, band + max(left.height, right.height)), (24, 26, 31))
+    sheet.paste(left.convert("RGB"), (0, band))
+    sheet.paste(right.convert("RGB"), (left.width + gap, band))
+    draw = ImageDraw.Draw(sheet)
+    try:
+        font = ImageFont.load_default(size=int(band * 0.75))
+    except TypeError:  # Pillow before 10.1 has one bitmap size
+        font = ImageFont.load_default()
+    for text, x0, width in ((labels[0], 0, left.width), (labels[1], left.width + gap, right.width)):
+        box = draw.textbbox((0, 0), text, font=font)
+        draw.text((x0 + (width - box[2] - box[0]) / 2, (band - box[3] - box[1]) / 2), text, fill=(240, 240, 240),
+                  font=font)
+    return sheet
 

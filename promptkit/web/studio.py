@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from .. import studio
+from ..cards import how_made_text
 from ..experiments import VariantSpec, adopt_generations, create_experiment, get_experiment, missing_cells
 from ..errors import BadParameter, PromptkitError
 from ..library import MAX_ROW_ID
@@ -102,7 +103,8 @@ def _builder(request: Request) -> PromptBuilder:
 def _image(generation: dict[str, Any] | None) -> dict[str, Any] | None:
     if generation is None:
         return None
-    return {**generation, "url": image_url(generation), "thumb": image_url(generation, thumbnail=True)}
+    return {**generation, "url": image_url(generation), "thumb": image_url(generation, thumbnail=True),
+            "made": how_made_text(generation)}
 
 
 # -- the page ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from ..cards import how_made_text
 from .assets import static_url
 
 
@@ -68,7 +69,7 @@ environment = Environment(
     lstrip_blocks=True,
 )
 environment.filters.update(stars=stars_text, title=prompt_title, when=when)
-environment.globals.update(static=static_url, image_url=image_url)
+environment.globals.update(static=static_url, image_url=image_url, how_made=how_made_text)
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

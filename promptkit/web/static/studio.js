@@ -222,7 +222,7 @@
     return el("figure", { class: "studio-shot", "data-generation-id": String(image.id), "data-seed": String(image.seed) },
       el("a", { href: image.url, target: "_blank", rel: "noopener" },
         el("img", { src: image.url, alt: `Image ${image.id}, seed ${image.seed}` })),
-      el("figcaption", {}, caption));
+      el("figcaption", {}, caption, image.made ? el("span", { class: "made muted" }, image.made) : ""));
   }
 
   function showImages(job) {
