@@ -366,5 +366,21 @@ def reproduce(library: Library, engine, generation_id: int) -> dict[str, Any]:
     record.flags = image_flags(result.images[index])
     sha = hashlib.sha256(encode_png(result.images[index], record)).hexdigest()
     notes += _differences(gen, engine.describe())
-    return {"id": gen["id"], "stored_sha256": gen["image_sha256"], "new_sha256": sha,
-            "match": sha == gen["image_sha256"], "notes": notes}
+    match = sha == gen["image_sha256"]
+    pixels_match = match or _same_pixels(library.image_path(gen), result.images[index])
+    if pixels_match and not match:
+        notes.append("the pixels are identical; only the PNG's metadata differs (an image written by an older "
+                     "promptkit, whose chunks carried local paths)")
+    return {"id": gen["id"], "stored_sha256": gen["image_sha256"], "new_sha256": sha, "match": match,
+            "pixels_match": pixels_match, "notes": notes}
+
+
+def _same_pixels(stored_file, image) -> bool:
+    """Whether the stored PNG decodes to exactly IMAGE's pixels (False when it cannot be read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(stored_file) as stored:
+            return stored.convert("RGB").tobytes() == image.convert("RGB").tobytes() and stored.size == image.size
+    except OSError:
+        return False

@@ -82,6 +82,27 @@ def test_reproduce_matches_batch_member(isolated_library, tiny_engine, saved_pro
     assert result["new_sha256"] == batch[1]["image_sha256"]
 
 
+def test_reproduce_of_an_older_png_says_the_pixels_match(isolated_library, tiny_engine, saved_prompt):
+    """An image written before PNGs stopped carrying local paths: other bytes, the same pixels, said so."""
+    from io import BytesIO
+
+    from PIL import PngImagePlugin
+
+    made = _generate(isolated_library, tiny_engine, saved_prompt, [7])[0]
+    with Library(isolated_library) as lib:
+        with Image.open(made["image_path"]) as image:
+            info = PngImagePlugin.PngInfo()
+            info.add_text("parameters", "a lighthouse\nSteps: 3, Model: /home/someone/models/tiny-sd")
+            buffer = BytesIO()
+            image.save(buffer, format="PNG", pnginfo=info)
+        sha, file = lib.store_image(buffer.getvalue())
+        lib.db["generations"].update(made["id"], {"image_sha256": sha, "image_path": lib.relative_image_path(file)})
+        result = reproduce(lib, tiny_engine, made["id"])
+    assert not result["match"] and result["pixels_match"], result
+    assert any("pixels are identical" in note for note in result["notes"])
+    assert result["new_sha256"] == made["image_sha256"]
+
+
 def test_failure_mid_batch_leaves_no_row_without_its_file(isolated_library, tiny_engine, saved_prompt, monkeypatch):
     calls = {"n": 0}
     original = Library.store_image

@@ -116,7 +116,7 @@ def reproduce(library: Library, generation_id: int, engine_options: dict[str, An
 
     :param generation_id: the image to regenerate.
     :param engine_options: device, dtype and memory options (see `EngineOptions`).
-    :returns: match, stored_sha256, new_sha256 and notes.
+    :returns: match, pixels_match, stored_sha256, new_sha256 and notes.
     """
     from ..generation import reproduce as reproduce_generation
 
