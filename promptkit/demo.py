@@ -42,7 +42,7 @@ def run_demo(library: Library, model_dir: Path, say: Callable[[str], None] = pri
     for gen in outcome.generations:
         say(f"  generation {gen['id']}: seed {gen['seed']} -> {gen['image_path']}")
     stats = experiment_stats(library, name)
-    say(f"experiment {name!r}: {len(outcome.generations)} images; {stats['pairs'][0]['verdict']}")
+    say(f"experiment {name!r}: {len(outcome.generations)} images; {stats['pairs'][0]['verdict_text']}")
     say(f"next: `promptkit ab vote {name}`, `promptkit ab stats {name}`, "
         f"`promptkit ab sheet {name} -o {name}.png`, `promptkit search lighthouse`")
     return {"model": str(model_dir), "experiment": get_experiment(library, name)["name"], "seeds": DEMO_SEEDS,
