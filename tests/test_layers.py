@@ -70,3 +70,12 @@ def test_cli_commands_without_torch(args, tmp_path):
     modules = loaded_after(run_cli([[*db, "init"], [*db, *args]]))
     assert "promptkit.cli" in modules
     assert not modules & {"torch", "diffusers"}, f"promptkit {' '.join(args)} pulled in {sorted(modules & set(HEAVY))}"
+
+
+def test_build_without_save_opens_no_database_code(tmp_path):
+    """`build` renders and lints: it loads neither sqlite-utils nor numpy (they cost most of a cold start)."""
+    modules = loaded_after(run_cli([["--db", str(tmp_path / "library.db"), "build", "--subject", "a fox"]]))
+    assert "promptkit.templates" in modules
+    assert not modules & {"sqlite_utils", "numpy", "torch", "transformers"}, sorted(
+        modules & {"sqlite_utils", "numpy", "torch", "transformers"})
+    assert not (tmp_path / "library.db").exists()

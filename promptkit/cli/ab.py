@@ -7,12 +7,12 @@ from typing import Any
 
 import click
 
-from ..service import experiments as service
-from ..service.generation import run_spec
-from .options import (ProgressBar, batch_size_option, emit, engine_options, engine_options_dict, input_options,
+from .options import (lazy_module, ProgressBar, batch_size_option, emit, engine_options, engine_options_dict, input_options,
                       json_option, lora_dir_option, no_engine_option, open_library, params_from, pop_input_request,
                       quiet_option, report_outcome, sampling_options, saved_on_abort,
                       templates_option)
+
+service = lazy_module("promptkit.service.experiments")
 
 
 @click.group()
@@ -98,7 +98,7 @@ def ab_run(ctx, name, model, lora_dir, batch_size, quiet, profile, no_engine, as
         emit([], as_json, f"experiment {name!r} is complete: nothing to generate")
         return
     with saved_on_abort(ctx, f"run `promptkit ab run {name}` again to finish"), ProgressBar(quiet) as bar:
-        result = run_spec(spec, bar, use_engine=not no_engine)
+        result = service.run_spec(spec, bar, use_engine=not no_engine)
     emit(result["generations"], as_json, f"generated {len(result['generations'])} of {todo} missing images "
                                          f"for {name!r}")
     report_outcome(result, profile)

@@ -7,11 +7,12 @@ from typing import Any
 
 import click
 
-from ..service import generation as service
-from .options import (ProgressBar, batch_size_option, emit, engine_options, engine_options_dict, input_options,
+from .options import (lazy_module, ProgressBar, batch_size_option, emit, engine_options, engine_options_dict, input_options,
                       json_option, lora_dir_option, no_engine_option, open_library, params_from, pop_input_request,
                       print_generations, quiet_option, report_outcome, sampling_options, saved_on_abort,
                       templates_option)
+
+service = lazy_module("promptkit.service.generation")
 
 
 @click.command()

@@ -6,8 +6,9 @@ import sys
 
 import click
 
-from ..service import maintenance as service
-from .options import emit, json_option
+from .options import emit, json_option, lazy_module
+
+service = lazy_module("promptkit.service.maintenance")
 
 
 @click.command()

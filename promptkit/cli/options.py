@@ -6,14 +6,17 @@ Command modules import this module and the service layer, never each other or th
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import re
 import sys
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..library import Library
+if TYPE_CHECKING:
+    from ..library import Library
 
 
 # The Python API's parameter names, as errors name them (`batch_size`), and the flag a person typed.
@@ -28,6 +31,20 @@ def name_flags(message: str, keep: tuple[str, ...] = ()) -> str:
     the CLI's errors speak of what the person typed; the Python API keeps its names. Names in KEEP
     stay as they are (in `ab` commands a variant's `KEY=VALUE` override uses the parameter's name)."""
     return re.sub(r"`([a-z_]+)`", lambda m: m[0] if m[1] in keep else FLAGS.get(m[1], m[0]), message)
+
+
+def lazy_module(name: str) -> ModuleType:
+    """Module NAME, executed on its first attribute access (importlib's LazyLoader recipe), so that
+    `promptkit --help` and `build` do not import what other commands need (the library, sqlite-utils)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None, name
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def json_option(func):
@@ -53,6 +70,8 @@ def templates_option(func):
 
 def open_library(ctx: click.Context, create: bool = True) -> Library:
     """The library named by the global `--db` (or PROMPTKIT_DB, or ./library.db)."""
+    from ..library import Library
+
     return Library(ctx.obj["db"], create=create)
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..service.generation import resolve_model
 from .options import emit, engine_options, engine_options_dict, json_option
 
 
@@ -25,6 +24,8 @@ def worker_start(models, socket_path, **engine_flags) -> None:
     from ..worker import EngineWorker, default_socket_path, serve_engine
 
     path = Path(socket_path) if socket_path else default_socket_path()
+    from ..service.generation import resolve_model
+
     resolved = [resolve_model(m, engine_flags["allow_pickle"]) for m in models]
     engine = EngineWorker()
     for model in resolved:

@@ -14,6 +14,8 @@ A generation's rating is its latest rating (see `generations.py`).
 
 from __future__ import annotations
 
+import sys
+
 from ..hashing import file_sha256
 from .connection import (
     BUSY_TIMEOUT_MS,
@@ -29,10 +31,30 @@ from .connection import (
     user_tables,
     utc_now,
 )
-from .core import Library
-from .files import SHA256_HEX, images_dir_for
-from .generations import current_rating_sql
-from .migrations import KNOWN_MIGRATIONS, applied_migration_names, migration_names, migrations, schema_columns
+# Loaded on first use (PEP 562), so that `from promptkit.library import SEARCH_RANK_LIMIT` or
+# `default_db_path` does not import sqlite-utils (and numpy): `promptkit build` starts without them.
+_LAZY = {
+    "Library": ".core", "SHA256_HEX": ".files", "images_dir_for": ".files",
+    "current_rating_sql": ".generations", "KNOWN_MIGRATIONS": ".migrations",
+    "applied_migration_names": ".migrations", "migration_names": ".migrations", "migrations": ".migrations",
+    "schema_columns": ".migrations",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    # Importing the submodule `migrations.py` bound the package's `migrations` to that module; the
+    # package's `migrations` is the migration set it defines, as before.
+    module = sys.modules.get(f"{__name__}.migrations")
+    if module is not None:
+        globals()["migrations"] = module.migrations
+    return value
+
 
 __all__ = [
     "BUSY_TIMEOUT_MS", "DEFAULT_DB", "KNOWN_MIGRATIONS", "Library", "MAX_ROW_ID", "SEARCH_RANK_LIMIT", "SHA256_HEX",

@@ -11,7 +11,6 @@ import os
 import sqlite3
 from pathlib import Path
 
-from sqlite_utils.migrations import Migrations
 
 DEFAULT_DB = "library.db"
 BUSY_TIMEOUT_MS = 10_000
@@ -61,6 +60,8 @@ def connect_read_only(path: str | os.PathLike) -> sqlite3.Connection:
 
 def user_tables(conn: sqlite3.Connection) -> list[str]:
     """Tables other than SQLite's own and the migrations record."""
+    from sqlite_utils.migrations import Migrations
+
     rows = conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
         "AND name != ? ORDER BY name",

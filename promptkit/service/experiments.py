@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from ..experiments import VariantSpec
 from ..errors import BadParameter
-from ..library import Library
 from .generation import Progress, job_spec, resolve_model, run_spec
 
 if TYPE_CHECKING:
+    from ..library import Library
     from ..inputs import InputRequest, PreparedInputs
     from ..params import GenerationParams
 

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import PromptkitError
-from ..library import Library
 
 if TYPE_CHECKING:
+    from ..library import Library
     from ..engine import Engine
     from ..inputs import InputRequest
     from ..params import GenerationParams

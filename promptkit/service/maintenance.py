@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..library import Library
-
 if TYPE_CHECKING:
     from ..doctor import DoctorReport
+    from ..library import Library
     from ..pngimport import PngPrompt
     from ..portable import ExportFolder
 
@@ -20,6 +19,8 @@ def open_library(path: str | os.PathLike | None = None, create: bool = True) -> 
     :param create: False refuses a library that does not exist yet.
     Use it as a context manager: `with open_library("library.db") as lib: ...`.
     """
+    from ..library import Library
+
     return Library(path, create=create)
 
 

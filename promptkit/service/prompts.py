@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..library import Library
 
 if TYPE_CHECKING:
+    from ..library import Library
     from ..templates import Fields
 
 
