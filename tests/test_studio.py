@@ -129,6 +129,18 @@ def test_bad_values_are_refused_before_anything_is_saved(client, tiny_model, iso
         assert lib.count_prompts() == 0
 
 
+def test_errors_on_the_page_name_the_field_not_the_parameter(client, tiny_model):
+    """issue 18 #14: the studio's error names the field a person filled in ("Steps"), not `steps`."""
+    from promptkit.web.app import name_fields
+
+    response = client.post("/api/studio/generate", json={"fields": {"subject": "x"}, "model": tiny_model,
+                                                         "seeds": [1], "settings": {"width": 100}})
+    detail = response.json()["detail"]
+    assert response.status_code == 400 and "\u201cSize (width)\u201d" in detail and "`width`" not in detail, detail
+    assert name_fields("`steps` must be at most 1000 but is 5000") == "\u201cSteps\u201d must be at most 1000 but is 5000"
+    assert name_fields("`unknown_thing` stays") == "`unknown_thing` stays"
+
+
 def test_generate_iterate_and_make_an_ab_test(client, tiny_model, isolated_library):
     first, job = _generate(client, tiny_model, {"subject": "a fox", "style": ["watercolor"]})
     assert first["created"] and first["parent_id"] is None and job["comparison"] is None

@@ -7,6 +7,7 @@ To add pages (the A/B experiment review and results, for instance), write a modu
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from pathlib import Path
 from typing import Iterable
@@ -104,11 +105,25 @@ def _without_library_folder(message: str, library_path) -> str:
     return message
 
 
+# The API's parameter names, as errors name them (`steps`), and the studio field a person filled in.
+PAGE_FIELDS = {"steps": "Steps", "cfg": "CFG", "sampler": "Sampler", "seeds": "Seeds", "width": "Size (width)",
+               "height": "Size (height)", "model": "Model", "subject": "Subject", "action": "Action",
+               "environment": "Environment", "style": "Style", "quality": "Quality", "negative": "Negative",
+               "negative_preset": "Negative preset", "template": "Template"}
+
+
+def name_fields(message: str) -> str:
+    """MESSAGE with each parameter name (`steps`) replaced by the page's field label ("Steps")."""
+    return re.sub(r"`([a-z_]+)`", lambda m: f"\u201c{PAGE_FIELDS[m[1]]}\u201d" if m[1] in PAGE_FIELDS else m[0],
+                  message)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PromptkitError)
     async def promptkit_error(request: Request, exc: PromptkitError) -> Response:
         status = next((code for kind, code in STATUS_FOR_ERROR.items() if isinstance(exc, kind)), 400)
-        return error_response(request, status, _without_library_folder(str(exc), request.app.state.library_path))
+        message = name_fields(_without_library_folder(str(exc), request.app.state.library_path))
+        return error_response(request, status, message)
 
     @app.exception_handler(sqlite3.OperationalError)
     async def library_busy(request: Request, exc: sqlite3.OperationalError) -> Response:
