@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .families import family_label
+from .inputs.stored import params_dict
 from .records import GenerationInputs, public_model_name, recorded_inputs
 
 
@@ -16,20 +16,10 @@ def _number(value: Any) -> str:
         return str(value)
 
 
-def _params(generation: dict[str, Any]) -> dict[str, Any]:
-    params = generation.get("params")
-    if isinstance(params, str):
-        try:
-            params = json.loads(params or "{}")
-        except ValueError:
-            params = {}
-    return params if isinstance(params, dict) else {}
-
-
 def how_made(generation: dict[str, Any]) -> list[str]:
     """The parts of a generation row's card line: model (family), mode with its strength, each LoRA as
     name:scale, each ControlNet by module (and scale when not 1), the refiner with its switch."""
-    params = _params(generation)
+    params = params_dict(generation.get("params"))
     inputs = GenerationInputs.from_extra(recorded_inputs(params))
     parts: list[str] = []
     model = public_model_name(generation.get("model") or "")

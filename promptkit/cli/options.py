@@ -8,12 +8,13 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import re
 import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from ..errors import rename_parameters
 
 if TYPE_CHECKING:
     from ..library import Library
@@ -30,7 +31,7 @@ def name_flags(message: str, keep: tuple[str, ...] = ()) -> str:
     """MESSAGE with each internal parameter name (`batch_size`) replaced by its flag (--batch-size):
     the CLI's errors speak of what the person typed; the Python API keeps its names. Names in KEEP
     stay as they are (in `ab` commands a variant's `KEY=VALUE` override uses the parameter's name)."""
-    return re.sub(r"`([a-z_]+)`", lambda m: m[0] if m[1] in keep else FLAGS.get(m[1], m[0]), message)
+    return rename_parameters(message, {name: flag for name, flag in FLAGS.items() if name not in keep})
 
 
 def lazy_module(name: str) -> ModuleType:

@@ -54,13 +54,17 @@ class GenerationRows:
             table.insert(record)
             return int(table.last_pk)
 
-    def get_generation(self, generation_id: int) -> dict[str, Any]:
+    def _row_by_id(self, table: str, row_id: int, what: str) -> dict[str, Any]:
+        """TABLE's row ROW_ID as a dict; NotFound names WHAT when there is none."""
         row = None
-        if is_row_id(int(generation_id)):
-            row = self.db.execute("SELECT * FROM generations WHERE id = ?", [int(generation_id)]).fetchone()
+        if is_row_id(int(row_id)):
+            row = self.db.execute(f"SELECT * FROM {table} WHERE id = ?", [int(row_id)]).fetchone()
         if row is None:
-            raise NotFound(f"no generation with id {generation_id} in {str(self.path)!r}")
-        return decode(self._row_dict("generations", row), GENERATION_JSON)
+            raise NotFound(f"no {what} with id {row_id} in {str(self.path)!r}")
+        return self._row_dict(table, row)
+
+    def get_generation(self, generation_id: int) -> dict[str, Any]:
+        return decode(self._row_by_id("generations", generation_id, "generation"), GENERATION_JSON)
 
     def newest_generation_id(self) -> int:
         """The highest generation id so far (0 in an empty library)."""
@@ -136,12 +140,7 @@ class GenerationRows:
         return [self._row_dict("ratings", r) for r in rows]
 
     def get_rating(self, rating_id: int) -> dict[str, Any]:
-        row = None
-        if is_row_id(int(rating_id)):
-            row = self.db.execute("SELECT * FROM ratings WHERE id = ?", [int(rating_id)]).fetchone()
-        if row is None:
-            raise NotFound(f"no rating with id {rating_id} in {str(self.path)!r}")
-        return self._row_dict("ratings", row)
+        return self._row_by_id("ratings", rating_id, "rating")
 
     def generation_image(self, generation_id: int) -> Path:
         """A generation's PNG, found by its sha256 inside the images folder. The review page serves

@@ -7,7 +7,6 @@ To add pages (the A/B experiment review and results, for instance), write a modu
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 from pathlib import Path
 from typing import Iterable
@@ -19,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import __version__
-from ..errors import BadParameter, LibraryProblem, NotFound, PromptkitError
+from ..errors import BadParameter, LibraryProblem, NotFound, PromptkitError, rename_parameters
 from ..library import Library
 from ..studio import StudioEngine
 from ..templates import PromptBuilder
@@ -114,8 +113,7 @@ PAGE_FIELDS = {"steps": "Steps", "cfg": "CFG", "sampler": "Sampler", "seeds": "S
 
 def name_fields(message: str) -> str:
     """MESSAGE with each parameter name (`steps`) replaced by the page's field label ("Steps")."""
-    return re.sub(r"`([a-z_]+)`", lambda m: f"\u201c{PAGE_FIELDS[m[1]]}\u201d" if m[1] in PAGE_FIELDS else m[0],
-                  message)
+    return rename_parameters(message, {name: f"\u201c{label}\u201d" for name, label in PAGE_FIELDS.items()})
 
 
 def _install_error_handlers(app: FastAPI) -> None:
