@@ -1,16 +1,124 @@
-"""Model families (SD 1.x, SD 2.x, SDXL): how to tell them apart and their native sizes (no torch)."""
+"""Model families: the table every part of promptkit reads (builder, lint, engine, studio, README), and how to
+tell the families apart from a folder's JSON configs (no torch).
+
+The table is data: one `Family` per family. The facts in it were checked against each pipeline's `__call__`
+signature in diffusers 0.42.1 (defaults for steps, guidance and `max_sequence_length`) and the families' model
+cards (distilled variants' steps and guidance). `FAMILIES` keeps the older dict view ("label", "size",
+"context_dim") that existing callers read.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+
+@dataclass(frozen=True)
+class Encoder:
+    """One text encoder: its role, tokenizer kind and the tokens it reads (past them, the text is cut)."""
+
+    name: str            # "clip-l", "clip-g", "t5", "qwen3", "qwen2.5-vl", "clip"
+    tokenizer: str       # "clip-bpe", "t5-unigram", "qwen-bpe"
+    max_tokens: int
+    note: str = ""       # e.g. "pooled vector only" for FLUX.1's CLIP
+
+
+@dataclass(frozen=True)
+class Family:
+    key: str
+    label: str
+    pipelines: dict[str, str]          # mode ("txt2img", "img2img", "inpaint", "fill") -> diffusers class name
+    encoders: tuple[Encoder, ...]
+    guidance: str                      # "cfg" | "embedded" | "true_cfg" | "distilled"
+    guidance_arg: str                  # the __call__ argument an X/Y guidance axis sets
+    default_guidance: float
+    default_steps: int
+    default_size: int
+    negative_prompt: str               # "always" | "never" | "true_cfg" (only when true_cfg_scale > 1) | "cfg" (only when guidance > 1)
+    a1111_weights: bool                # whether (word:1.2) means anything to the encoder
+    prompt_style: str                  # "tags" | "sentences": which packaged template is the default
+    schedulers: tuple[str, ...]        # scheduler classes a person may choose
+    lora: bool
+    controlnet: bool
+    context_dim: int | None = None     # cross-attention width (UNet families only)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. schnell / turbo / distilled defaults
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest window among the encoders (what the family reads at most)."""
+        return max(encoder.max_tokens for encoder in self.encoders)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["encoders"] = [asdict(encoder) for encoder in self.encoders]
+        data["schedulers"] = list(self.schedulers)
+        return data
+
+
+_CLIP_L = Encoder("clip-l", "clip-bpe", 77)
+_SD_SAMPLERS = ("euler", "euler_a", "dpm++_2m", "dpm++_2m_karras", "ddim", "pndm", "lms", "heun", "unipc")
+_FLOW = ("FlowMatchEulerDiscreteScheduler",)
+
+TABLE: tuple[Family, ...] = (
+    Family("sd1", "SD 1.x", {"txt2img": "StableDiffusionPipeline", "img2img": "StableDiffusionImg2ImgPipeline",
+                             "inpaint": "StableDiffusionInpaintPipeline"},
+           (_CLIP_L,), "cfg", "guidance_scale", 7.5, 30, 512, "cfg", True, "tags", _SD_SAMPLERS, True, True,
+           context_dim=768),
+    Family("sd2", "SD 2.x", {"txt2img": "StableDiffusionPipeline", "img2img": "StableDiffusionImg2ImgPipeline",
+                             "inpaint": "StableDiffusionInpaintPipeline"},
+           (Encoder("openclip-h", "clip-bpe", 77),), "cfg", "guidance_scale", 7.5, 30, 768, "cfg", True, "tags",
+           _SD_SAMPLERS, True, True, context_dim=1024),
+    Family("sdxl", "SDXL", {"txt2img": "StableDiffusionXLPipeline", "img2img": "StableDiffusionXLImg2ImgPipeline",
+                            "inpaint": "StableDiffusionXLInpaintPipeline"},
+           (_CLIP_L, Encoder("clip-g", "clip-bpe", 77)), "cfg", "guidance_scale", 7.0, 30, 1024, "cfg", True, "tags",
+           _SD_SAMPLERS, True, True, context_dim=2048),
+    Family("sd3", "SD 3.5", {"txt2img": "StableDiffusion3Pipeline", "img2img": "StableDiffusion3Img2ImgPipeline",
+                             "inpaint": "StableDiffusion3InpaintPipeline"},
+           (_CLIP_L, Encoder("clip-g", "clip-bpe", 77), Encoder("t5", "t5-unigram", 256)),
+           "cfg", "guidance_scale", 7.0, 28, 1024, "cfg", False, "sentences", _FLOW, True, True),
+    Family("flux", "FLUX.1", {"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline",
+                              "inpaint": "FluxInpaintPipeline", "fill": "FluxFillPipeline"},
+           (Encoder("clip-l", "clip-bpe", 77, "pooled vector only"), Encoder("t5", "t5-unigram", 512)),
+           "embedded", "guidance_scale", 3.5, 28, 1024, "true_cfg", False, "sentences", _FLOW, True, True,
+           variants={"schnell": {"guidance": 0.0, "steps": 4, "max_tokens": 256}}),
+    Family("flux2-klein", "FLUX.2 klein", {"txt2img": "Flux2KleinPipeline", "inpaint": "Flux2KleinInpaintPipeline"},
+           (Encoder("qwen3", "qwen-bpe", 512),), "distilled", "guidance_scale", 1.0, 4, 1024, "never", False,
+           "sentences", _FLOW, True, False,
+           variants={"base": {"guidance": 4.0, "steps": 50}, "distilled": {"guidance": 1.0, "steps": 4}}),
+    Family("zimage", "Z-Image", {"txt2img": "ZImagePipeline", "img2img": "ZImageImg2ImgPipeline",
+                                 "inpaint": "ZImageInpaintPipeline"},
+           (Encoder("qwen3", "qwen-bpe", 512),), "cfg", "guidance_scale", 5.0, 50, 1024, "cfg", False, "sentences",
+           _FLOW, True, True, variants={"turbo": {"guidance": 0.0, "steps": 8}}),
+    Family("qwenimage", "Qwen-Image", {"txt2img": "QwenImagePipeline", "img2img": "QwenImageImg2ImgPipeline",
+                                       "inpaint": "QwenImageInpaintPipeline"},
+           (Encoder("qwen2.5-vl", "qwen-bpe", 512),), "true_cfg", "true_cfg_scale", 4.0, 50, 1024, "true_cfg",
+           False, "sentences", _FLOW, True, True),
+    Family("chroma", "Chroma", {"txt2img": "ChromaPipeline", "img2img": "ChromaImg2ImgPipeline",
+                                "inpaint": "ChromaInpaintPipeline"},
+           (Encoder("t5", "t5-unigram", 512),), "cfg", "guidance_scale", 5.0, 35, 1024, "cfg", False, "sentences",
+           _FLOW, True, False),
+)
+
+BY_KEY: dict[str, Family] = {family.key: family for family in TABLE}
+UNET_FAMILIES = ("sd1", "sd2", "sdxl")
+
+#: The older dict view: family -> {"label", "size", "context_dim"}.
 FAMILIES: dict[str, dict[str, Any]] = {
-    "sd1": {"label": "SD 1.x", "size": 512, "context_dim": 768},
-    "sd2": {"label": "SD 2.x", "size": 768, "context_dim": 1024},
-    "sdxl": {"label": "SDXL", "size": 1024, "context_dim": 2048},
+    family.key: {"label": family.label, "size": family.default_size, "context_dim": family.context_dim}
+    for family in TABLE
 }
+
+#: model_index.json `_class_name` (any mode) -> family key, for detection.
+PIPELINE_FAMILY: dict[str, str] = {
+    cls: family.key for family in TABLE if family.key not in UNET_FAMILIES for cls in family.pipelines.values()
+}
+
+
+def get_family(key: str) -> Family:
+    """The table's entry for KEY (KeyError for an unknown key: callers name the flag)."""
+    return BY_KEY[key]
 
 
 def family_from_config(pipeline_class: str, context_dim: int | None, prediction_type: str | None,
@@ -29,7 +137,7 @@ def family_label(family: str) -> str:
 
 def family_for_context_dim(dim: int | None) -> str | None:
     """The family whose cross-attention width is DIM (for naming a LoRA's family in messages)."""
-    return next((name for name, info in FAMILIES.items() if info["context_dim"] == dim), None)
+    return next((name for name, info in FAMILIES.items() if dim is not None and info["context_dim"] == dim), None)
 
 
 def _reader(folder: str | Path):

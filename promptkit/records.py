@@ -341,7 +341,8 @@ def recorded_inputs(params: dict[str, Any] | str | None) -> dict[str, Any]:
 # -- one generated image ----------------------------------------------------------------
 
 # The row's own columns besides what the record holds: where it is stored and how it was made.
-ROW_FACTS = ("prompt_id", "experiment_id", "variant", "image_sha256", "image_path", "seconds", "created_at")
+ROW_FACTS = ("prompt_id", "experiment_id", "variant", "image_sha256", "image_path", "seconds", "created_at",
+             "source_metadata")
 
 
 @dataclass
@@ -360,6 +361,8 @@ class GenerationRecord:
     device: str | None = None
     dtype: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    source: str = "promptkit"      # the tool that made the image ("promptkit", "a1111", "comfyui", ...)
+    reproducible: bool = True      # False where `reproduce` cannot promise the same pixels
 
     def public(self) -> "GenerationRecord":
         """This record as a PNG carries it: models by name, LoRAs without paths or library state."""
@@ -387,7 +390,10 @@ class GenerationRecord:
                    batch=self.batch.to_dict(), params=params)
         row.update({key: facts.get(key) for key in ROW_FACTS[3:5]})
         row.update(device=self.device, dtype=self.dtype, versions=dict(self.versions))
-        row.update({key: facts.get(key) for key in ROW_FACTS[5:]})
+        row.update({key: facts.get(key) for key in ROW_FACTS[5:7]})
+        row.update(source=self.source, reproducible=int(bool(self.reproducible)))
+        if facts.get("source_metadata") is not None:
+            row["source_metadata"] = facts["source_metadata"]
         return row
 
     @classmethod
@@ -410,6 +416,8 @@ class GenerationRecord:
             mode=params.get("mode", "txt2img"), prompt_mode=params.get("prompt_mode", "plain"),
             flags=list(params.get("flags") or []), device=row.get("device"), dtype=row.get("dtype"),
             versions=decoded("versions") or {},
+            source=row.get("source") or "promptkit",
+            reproducible=row.get("reproducible") != 0,
         )
 
     # -- the PNG chunks ---------------------------------------------------------------

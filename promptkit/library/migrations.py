@@ -211,6 +211,18 @@ def m006_rating_notes_search(db: sqlite_utils.Database) -> None:
     conn.execute("INSERT INTO ratings_fts (ratings_fts) VALUES ('rebuild')")
 
 
+@migrations(name="m007_generation_provenance")
+def m007_generation_provenance(db: sqlite_utils.Database) -> None:
+    # Not every image is promptkit's own: imported images (A1111, ComfyUI, ...), ComfyUI's
+    # Save to Library node and `track(pipe)` calls whose generator state is unknown. `source`
+    # names the tool that made the image, `source_metadata` keeps its metadata verbatim, and
+    # `reproducible` is 0 where `reproduce` cannot promise the same pixels.
+    conn = db.conn
+    conn.execute("ALTER TABLE generations ADD COLUMN source TEXT NOT NULL DEFAULT 'promptkit'")
+    conn.execute("ALTER TABLE generations ADD COLUMN source_metadata TEXT")
+    conn.execute("ALTER TABLE generations ADD COLUMN reproducible INTEGER NOT NULL DEFAULT 1")
+
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]
 
 
