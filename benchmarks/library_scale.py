@@ -241,6 +241,12 @@ def _generation_rows(rng: random.Random, prompt_count: int, generation_count: in
                    round(rng.uniform(1.5, 6.0), 3), created_at)
 
 
+def _insert(conn, table: str, count: int) -> str:
+    """INSERT naming TABLE's first COUNT columns: later migrations add columns with defaults at the end."""
+    columns = [row[1] for row in conn.execute(f"PRAGMA table_info([{table}])")][:count]
+    return f"INSERT INTO [{table}] ({', '.join(columns)}) VALUES ({', '.join('?' * count)})"
+
+
 def build_library(path: Path, prompt_count: int, generation_count: int, seed: int = 0) -> BuildReport:
     """Fill a new library at PATH; rows go in with executemany, one transaction per table."""
     from promptkit.library import SEARCH_RANK_LIMIT, Library
@@ -253,7 +259,7 @@ def build_library(path: Path, prompt_count: int, generation_count: int, seed: in
         conn = library.conn
         conn.execute("PRAGMA cache_size=-262144")  # 256 MiB for the build: random sha256 keys touch the whole index
         with library.write():
-            conn.executemany("INSERT INTO prompts VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            conn.executemany(_insert(conn, "prompts", 12),
                              (vocabulary.prompt_row(n, _timestamp(start, n * 300)) for n in range(1, prompt_count + 1)))
         prompts_done = time.perf_counter()
         # One experiment per 50 prompts: two prompts as variants A and B.
@@ -268,9 +274,9 @@ def build_library(path: Path, prompt_count: int, generation_count: int, seed: in
         with library.write():
             conn.executemany("INSERT INTO experiments (id, name, seeds, params, model, created_at) VALUES (?,?,?,?,?,?)",
                              experiments)
-            conn.executemany("INSERT INTO variants VALUES (?,?,?,?)", variants)
+            conn.executemany(_insert(conn, "variants", 4), variants)
         with library.write():
-            conn.executemany(f"INSERT INTO generations VALUES ({','.join('?' * 22)})",
+            conn.executemany(_insert(conn, "generations", 22),
                              _generation_rows(rng, prompt_count, generation_count, start, experiment_of_prompt))
         generations_done = time.perf_counter()
         # About one image in twenty gets rated.
