@@ -1,16 +1,17 @@
 """promptkit's ComfyUI node pack, to drop into ComfyUI: `ln -s "$PWD/comfyui" ComfyUI/custom_nodes/promptkit`.
 
-ComfyUI imports this folder as a package; the nodes live in `promptkit/comfy/`. When ComfyUI's Python has
-no promptkit installed (`pip install -e .` in it is the other way), the checkout this folder sits in is put
-on the path.
+ComfyUI imports this folder as a package; the nodes live in `promptkit/comfy/`. The promptkit of the
+checkout this folder sits in is used (put first on the path), so the nodes match the checkout even when
+ComfyUI's Python has another promptkit installed; a copy of this folder outside a checkout uses the
+installed promptkit (`pip install promptkit` into ComfyUI's Python).
 """
 
-import importlib.util
 import os
 import sys
 
-if importlib.util.find_spec("promptkit") is None:
-    sys.path.append(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+if os.path.isfile(os.path.join(_CHECKOUT, "promptkit", "comfy", "__init__.py")) and _CHECKOUT not in sys.path:
+    sys.path.insert(0, _CHECKOUT)
 
 from promptkit.comfy import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
 

@@ -85,9 +85,15 @@ def pil_images(images: Any) -> list[Any]:
 
 def _comfy_versions() -> dict[str, str]:
     """ComfyUI's version when this runs inside it (its `comfyui_version` module), else nothing."""
+    import importlib
     import sys
 
     module = sys.modules.get("comfyui_version")
+    if module is None and "folder_paths" in sys.modules:  # inside ComfyUI: its root is on the path
+        try:
+            module = importlib.import_module("comfyui_version")
+        except ImportError:
+            module = None
     version = getattr(module, "__version__", None) if module is not None else None
     return {"comfyui": str(version)} if version else {}
 
