@@ -276,6 +276,8 @@ def test_ab_variant_fills_the_cells_the_review_page_pairs(pack, isolated_library
         save.save(**{**args, "variant": "B", "seed": 2})
     with pytest.raises(PromptkitError, match="cfg 7.0 but the variant sets 9"):
         save.save(**{**args, "variant": "B", "seed": 2, **_text_of(isolated_library, "fox-b")})
+    with pytest.raises(PromptkitError, match="experiment seeds go from 0 to 4294967295"):
+        save.save(**{**args, "seed": 2**33})
     with pytest.raises(PromptkitError, match="no variant 'C'"):
         classes["PromptkitABVariant"]().variant("foxes", "C", 1)
 

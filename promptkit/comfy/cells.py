@@ -40,8 +40,13 @@ def check_cell(library: Library, experiment: str, variant: str, settings: ComfyS
 
     if not (str(experiment).strip() and str(variant).strip()):
         raise BadParameter("an experiment's cell needs both the experiment and the variant (experiment, variant)")
+    from ..params import MAX_SEED
+
     found = variant_prompt(library, experiment, variant)
     name, label, row = found["experiment"]["name"], found["label"], found["prompt"]
+    if int(settings.seed) > MAX_SEED:
+        raise BadParameter(f"experiment seeds go from 0 to {MAX_SEED}, as `promptkit ab run` uses them, but this one is "
+                           f"{settings.seed} (seed)")
     if len(pictures) != 1:
         raise BadParameter(f"a cell of experiment {name!r} takes one image per seed, not a batch of "
                            f"{len(pictures)} (images)")

@@ -18,7 +18,10 @@ CATEGORY = "promptkit"
 MAX_SEED = 2**63 - 1  # the library's largest (SQLite's integers); ComfyUI's KSampler goes to 2**64 - 1
 LIBRARY_INPUT = ("STRING", {"default": "", "tooltip": "The promptkit library file (library.db). Empty: "
                                                       "$PROMPTKIT_DB, else library.db in ComfyUI's folder."})
-SEED_INPUT = ("INT", {"default": 1, "min": 0, "max": MAX_SEED, "control_after_generate": True})
+SEED_INPUT = ("INT", {"default": 1, "min": 0, "max": MAX_SEED, "tooltip": "The seed the sampler used."})
+# An experiment's seeds are promptkit's too (`ab run` fills the other cells): its range, 0 to 2**32 - 1.
+VARIANT_SEED_INPUT = ("INT", {"default": 1, "min": 0, "max": 2**32 - 1, "tooltip": "One of the experiment's seeds "
+                                                                                  "(a new one is added to them)."})
 
 
 def _library(path: str, create: bool = True):
@@ -130,7 +133,7 @@ class ABVariant:
         return {"required": {
             "experiment": ("STRING", {"default": "", "tooltip": "The experiment's name (promptkit ab new)."}),
             "variant": ("STRING", {"default": "A", "tooltip": "The variant's label."}),
-            "seed": SEED_INPUT,
+            "seed": VARIANT_SEED_INPUT,
             "library": LIBRARY_INPUT,
         }}
 
