@@ -207,6 +207,8 @@ def test_save_to_library_writes_rows_promptkit_show_displays_and_reproduce_decli
     assert prompt["template"] == "default" and prompt["fields"]["style"] == ["watercolor"]  # Build Prompt's
     assert "Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 5, Size: 48x32" in parameters
     assert "Model: sd15-pruned" in parameters and "a red fox" in parameters and "promptkit" in chunks
+    again = run_workflow(build_and_save(seed=6, batch=1), classes_of(pack))["3"]["ui"]["promptkit"]
+    assert again[0]["prompt_id"] == prompt["id"]  # the same text is filed under the same prompt
     shown = cli("show", str(prompt["id"]))
     assert shown.returncode == 0, shown.stderr
     for row in rows:

@@ -161,19 +161,20 @@ def save_images(library: Library, images: Any, settings: ComfySettings, *, exper
     stored = [library.store_image(encode_png(picture, record)) for picture, record in zip(pictures, records)]
     metadata = None if graph is None else json.dumps(graph, sort_keys=True, ensure_ascii=False, default=str)
 
+    filed: dict[str, int] = {}
+
     def make_rows() -> list[dict[str, Any]]:
-        prompt_id = row["id"] if row is not None else _store_prompt(library, text)
+        # Looked up again under the write lock: two saves of one new text store one prompt.
+        found = row or library.prompt_with_text(text.positive, text.negative)
+        filed["prompt_id"] = found["id"] if found is not None else _store_prompt(library, text)
         if cell:
             claim_cell(library, cell, int(settings.seed))
-        return [record.to_row(prompt_id=prompt_id, experiment_id=cell["experiment"]["id"] if cell else None,
+        return [record.to_row(prompt_id=filed["prompt_id"], experiment_id=cell["experiment"]["id"] if cell else None,
                               variant=cell["label"] if cell else None, image_sha256=sha,
                               image_path=library.relative_image_path(file), created_at=utc_now(),
                               source_metadata=metadata)
                 for record, (sha, file) in zip(records, stored)]
 
     ids = library.add_generations(make_rows)
-    saved = []
-    for gen_id, record, (sha, file) in zip(ids, records, stored):
-        saved.append({"id": gen_id, "prompt_id": library.get_generation(gen_id)["prompt_id"], "seed": record.seed,
-                      "image_path": str(file), "image_sha256": sha})
-    return saved
+    return [{"id": gen_id, "prompt_id": filed["prompt_id"], "seed": record.seed, "image_path": str(file),
+             "image_sha256": sha} for gen_id, record, (sha, file) in zip(ids, records, stored)]
