@@ -12,7 +12,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import BadParameter, LibraryProblem, NotFound
 from .connection import utc_now
@@ -53,6 +53,12 @@ class GenerationRows:
             table = db["generations"]
             table.insert(record)
             return int(table.last_pk)
+
+    def add_generations(self, make_rows: Callable[[], list[dict[str, Any]]]) -> list[int]:
+        """Insert the rows MAKE_ROWS() returns in one BEGIN IMMEDIATE transaction, together with whatever
+        MAKE_ROWS writes first (the prompt they belong to): one failure and nothing is written."""
+        with self.write():
+            return [self.add_generation(row) for row in make_rows()]
 
     def _row_by_id(self, table: str, row_id: int, what: str) -> dict[str, Any]:
         """TABLE's row ROW_ID as a dict; NotFound names WHAT when there is none."""

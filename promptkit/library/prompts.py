@@ -112,6 +112,12 @@ class PromptRows:
                                  "ORDER BY id", [positive, negative, template])
         return [self._row_dict("prompts", row) for row in rows]
 
+    def prompt_with_text(self, positive: str, negative: str) -> dict[str, Any] | None:
+        """The oldest prompt with exactly this positive and negative text, whatever its template; None if none."""
+        row = self.conn.execute("SELECT * FROM prompts WHERE positive = ? AND negative = ? ORDER BY id LIMIT 1",
+                                [positive, negative]).fetchone()
+        return None if row is None else decode(self._row_dict("prompts", row), PROMPT_JSON)
+
     def search(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
         """Full-text search over name, positive, negative, tags and notes, best match first.
 

@@ -111,16 +111,25 @@ def generate(library: Library, prompt: int | str, model: str, seeds: list[int] |
     return run_spec(spec, progress, use_engine)
 
 
+class NotReproducible(PromptkitError):
+    """A generation promptkit did not make itself (ComfyUI's, an unknown generator state): no regeneration."""
+
+
 def reproduce(library: Library, generation_id: int, engine_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Regenerate a stored image from the library alone and compare its sha256.
 
     :param generation_id: the image to regenerate.
     :param engine_options: device, dtype and memory options (see `EngineOptions`).
     :returns: match, pixels_match, stored_sha256, new_sha256 and notes.
+    :raises NotReproducible: for an image stored as not reproducible (made in ComfyUI, say).
     """
     from ..generation import reproduce as reproduce_generation
 
     gen = library.get_generation(generation_id)
+    if gen.get("reproducible") == 0:
+        raise NotReproducible(f"generation {generation_id} was made in {gen.get('source') or 'another tool'}, not by "
+                              "promptkit: it cannot be regenerated (its prompt and settings are in `promptkit show "
+                              f"{gen['prompt_id']}`)")
     engine = make_engine(gen["model"], engine_options)
     return reproduce_generation(library, engine, generation_id)
 
