@@ -120,12 +120,11 @@ def negative_ignored(family: str | Family, guidance: float | None = None, true_c
     if fam.negative_prompt == "true_cfg":
         value = _true_cfg_value(fam, guidance, true_cfg)
         if value <= 1:
-            return (f"{fam.label} reads the negative prompt only with true CFG above 1 (`true_cfg_scale` is "
-                    f"{value:g})")
+            return f"{fam.label} reads the negative prompt only with true CFG above 1 (true_cfg_scale is {value:g})"
         return None
     value = float(guidance if guidance is not None else fam.default_guidance)
     if value <= 1:
-        return f"{fam.label} reads the negative prompt only with guidance above 1 (`cfg` is {value:g})"
+        return f"{fam.label} reads the negative prompt only with guidance above 1 ({fam.guidance_arg} is {value:g})"
     return None
 
 

@@ -21,7 +21,7 @@ from .families import Encoder, Family
 
 ENCODER_LABELS = {"clip-l": "CLIP-L", "clip-g": "CLIP-G", "openclip-h": "OpenCLIP-H", "clip": "CLIP", "t5": "T5",
                   "qwen3": "Qwen3", "qwen2.5-vl": "Qwen2.5-VL"}
-APPROXIMATION = "approximate count (no local tokenizer: about a token per word, one per punctuation mark)"
+APPROXIMATION = "approximate: no local tokenizer; about a token per word and one per punctuation mark"
 _PIECE = re.compile(r"\w+|[^\w\s]")
 
 
