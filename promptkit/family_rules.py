@@ -5,15 +5,16 @@ its default template. The CLI, the Python API and the web page all call these (n
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 from .errors import BadParameter
-from .families import BY_KEY, TABLE, Family
+from .families import BY_KEY, PIPELINE_FAMILY, TABLE, Family
 
-__all__ = ["FLOW_SAMPLERS", "check_family_options", "default_template", "family_for", "family_of",
-           "guess_family_from_name", "guidance_label", "negative_ignored"]
+__all__ = ["FLOW_SAMPLERS", "check_family_options", "check_generation_options", "default_template", "family_for",
+           "family_of", "guess_family_from_name", "guidance_label", "negative_ignored"]
 
 #: Sampler names a flow-matching family takes: its one scheduler, by the names front-ends use for it
 #: (ComfyUI and Forge write "euler" for FLUX, Z-Image, Qwen-Image and Chroma).
@@ -47,12 +48,22 @@ def guess_family_from_name(model: str) -> str | None:
     return next((key for hint, key in _NAME_HINTS if hint in name), None)
 
 
+def _pipeline_class(folder: Path) -> str:
+    try:
+        return str(json.loads((folder / "model_index.json").read_text(encoding="utf-8")).get("_class_name", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
 def _detected(model: str) -> str | None:
     """The family a local model folder's configs say, or a hub id's name suggests; None when unknown."""
     from . import families
 
     path = Path(model).expanduser()
     if path.is_dir():
+        pipeline = _pipeline_class(path)
+        if pipeline in PIPELINE_FAMILY:  # the transformer families: their pipeline class says it
+            return PIPELINE_FAMILY[pipeline]
         try:
             key = families.detect_family(path).get("family")
         except (OSError, ValueError):
@@ -70,12 +81,17 @@ def _detected(model: str) -> str | None:
     return guess_family_from_name(model)
 
 
-def family_for(model: str | None = None, family: str | Family | None = None) -> Family | None:
+def family_for(model: str | None = None, family: str | Family | None = None, by_name: bool = True) -> Family | None:
     """The family to follow: FAMILY (`--family`) when given, else the one MODEL is detected as; None when
     neither says (callers then keep the SD 1.x behaviour). A `--family` that contradicts a model folder's
-    own configs is refused."""
+    own configs is refused.
+
+    :param by_name: also guess a hub id's family from its name (lint does; refusals go by configs only).
+    """
     chosen = family_of(family)
     detected = _detected(model) if model else None
+    if detected is not None and not by_name and not Path(str(model)).expanduser().exists():
+        detected = None
     if chosen is not None and detected is not None and detected != chosen.key and Path(str(model)).exists():
         raise BadParameter(f"`family` {chosen.key} does not match the model: {model} is "
                            f"{BY_KEY[detected].label} ({detected}); leave --family out")
@@ -161,13 +177,14 @@ def _check_sequence_length(fam: Family, value: int) -> None:
 
 def check_family_options(family: str | Family | None, *, sampler: str | None = None,
                          true_cfg_scale: float | None = None, strength: float | None = None,
-                         mask: Any = None, max_sequence_length: int | None = None) -> None:
+                         mask: Any = None, max_sequence_length: int | None = None, init_image: Any = None) -> None:
     """Refuse, in one line naming the option, what FAMILY cannot take. None means "not given".
 
     :param sampler: a sampler the person chose (not the default filled in for them).
     :param true_cfg_scale: `--true-cfg`: only families with true CFG (FLUX.1, Qwen-Image).
     :param strength: img2img strength; needs an img2img pipeline (or, with MASK, an inpainting one).
     :param max_sequence_length: the T5/LLM window; only families with such an encoder.
+    :param init_image: an init image (img2img, or inpainting with MASK): the family needs that pipeline.
     """
     fam = family_of(family)
     if fam is None:
@@ -181,11 +198,35 @@ def check_family_options(family: str | Family | None, *, sampler: str | None = N
                                f"has {guidance_label(fam)}: use `cfg`")
         if not 0 < float(true_cfg_scale) <= 100:
             raise BadParameter(f"`true_cfg_scale` must be above 0 and at most 100 but is {true_cfg_scale}")
-    if strength is not None:
+    if strength is not None or init_image:
         mode = "inpaint" if mask else "img2img"
         if mode not in fam.pipelines and not (mask and "fill" in fam.pipelines):
-            has = ", ".join(fam.pipelines)
-            raise BadParameter(f"`strength` needs an {'inpainting' if mask else 'img2img'} pipeline, which "
-                               f"{fam.label} has none of in diffusers (it has: {has})")
+            flag = "strength" if strength is not None else ("mask" if mask else "init_image")
+            raise BadParameter(f"`{flag}` needs an {'inpainting' if mask else 'img2img'} pipeline, which "
+                               f"{fam.label} does not have in diffusers (it has: {', '.join(fam.pipelines)})")
     if max_sequence_length is not None:
         _check_sequence_length(fam, max_sequence_length)
+
+
+def check_generation_options(model: str, params: Any = None, inputs: Any = None, *, sampler: str | None = None,
+                             true_cfg_scale: float | None = None, max_sequence_length: int | None = None) -> None:
+    """`check_family_options` for a generation request on MODEL (a local folder or file: its detected family;
+    a hub id is not guessed at). PARAMS (`GenerationParams`) gives the sampler when it is not the default
+    filled in for the person; INPUTS (`InputRequest`) the strength and mask; the keyword arguments win.
+    """
+    from .params import DEFAULT_SAMPLER
+
+    fam = family_for(model, by_name=False)
+    if fam is None:
+        return
+    if sampler is None and params is not None and getattr(params, "sampler", DEFAULT_SAMPLER) != DEFAULT_SAMPLER:
+        sampler = params.sampler
+    extra = getattr(params, "extra", None) or {}
+    check_family_options(
+        fam, sampler=sampler,
+        true_cfg_scale=true_cfg_scale if true_cfg_scale is not None else getattr(inputs, "true_cfg_scale", None),
+        strength=getattr(inputs, "strength", None) if inputs is not None else extra.get("strength"),
+        mask=getattr(inputs, "mask", None) if inputs is not None else extra.get("mask"),
+        init_image=getattr(inputs, "init_image", None) if inputs is not None else extra.get("init_image"),
+        max_sequence_length=(max_sequence_length if max_sequence_length is not None
+                             else getattr(inputs, "max_sequence_length", None)))

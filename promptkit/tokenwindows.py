@@ -88,7 +88,10 @@ def encoder_tokenizer(encoder: Encoder, index: int, model: str | None):
 
 
 def _word_start(text: str, start: int) -> int:
-    """Back up from START to the start of the word it is in."""
+    """Back up from START to the start of the word it is in (a token that begins with the space before its
+    word, as T5's and Qwen's do, starts at that word)."""
+    while start < len(text) and text[start].isspace():
+        start += 1
     while start > 0 and not text[start - 1].isspace() and text[start - 1] not in ",.;":
         start -= 1
     return start
