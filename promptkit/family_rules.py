@@ -14,7 +14,7 @@ from .errors import BadParameter
 from .families import BY_KEY, PIPELINE_FAMILY, TABLE, Family
 
 __all__ = ["FLOW_SAMPLERS", "check_family_options", "check_generation_options", "default_template", "family_for",
-           "family_of", "guess_family_from_name", "guidance_label", "negative_ignored"]
+           "family_of", "family_summary", "guess_family_from_name", "guidance_label", "negative_ignored"]
 
 #: Sampler names a flow-matching family takes: its one scheduler, by the names front-ends use for it
 #: (ComfyUI and Forge write "euler" for FLUX, Z-Image, Qwen-Image and Chroma).
@@ -230,3 +230,24 @@ def check_generation_options(model: str, params: Any = None, inputs: Any = None,
         init_image=getattr(inputs, "init_image", None) if inputs is not None else extra.get("init_image"),
         max_sequence_length=(max_sequence_length if max_sequence_length is not None
                              else getattr(inputs, "max_sequence_length", None)))
+
+
+def family_summary(family: str | Family, guidance: float | None = None,
+                   true_cfg: float | None = None) -> dict[str, Any]:
+    """What a face needs to follow FAMILY: its guidance control's label and default, whether the negative
+    prompt is read at these settings, each encoder's window, the default template and the samplers it takes."""
+    fam = family_of(family)
+    assert fam is not None
+    from .tokenwindows import ENCODER_LABELS
+
+    flow = fam.key not in ("sd1", "sd2", "sdxl")
+    return {"key": fam.key, "label": fam.label, "guidance_label": guidance_label(fam), "guidance": fam.guidance,
+            "guidance_arg": fam.guidance_arg, "default_guidance": fam.default_guidance,
+            "default_steps": fam.default_steps, "default_size": fam.default_size,
+            "negative_prompt": fam.negative_prompt, "negative_ignored": negative_ignored(fam, guidance, true_cfg),
+            "true_cfg": fam.negative_prompt == "true_cfg" and fam.guidance_arg != "true_cfg_scale",
+            "max_sequence_length": any(e.tokenizer != "clip-bpe" for e in fam.encoders),
+            "a1111_weights": fam.a1111_weights, "default_template": default_template(fam),
+            "samplers": ["Euler"] if flow else None,
+            "encoders": [{"name": e.name, "label": ENCODER_LABELS.get(e.name, e.name), "max_tokens": e.max_tokens,
+                          "window": e.window, "note": e.note} for e in fam.encoders]}

@@ -268,3 +268,57 @@ def test_console_script_lint_uses_this_checkout():
     out = subprocess.run([sys.executable, "-m", "promptkit", "lint", "a fox", "--family", "flux", "--json"],
                          capture_output=True, text=True, env=env, check=True).stdout
     assert json.loads(out)["family"] == "flux"
+
+
+# -- the studio follows the family --------------------------------------------------------------
+
+
+@pytest.fixture
+def page(isolated_library):
+    from fastapi.testclient import TestClient
+
+    from promptkit.library import Library
+    from promptkit.web import create_app
+
+    Library(isolated_library).close()
+    with TestClient(create_app(isolated_library), base_url="http://127.0.0.1:8765",
+                    headers={"Sec-Fetch-Site": "same-origin"}) as client:
+        yield client
+
+
+def _preview(page, **body):
+    answer = page.post("/api/studio/preview", json={"fields": {"subject": "a (red:1.2) fox", "negative": ["blurry"]},
+                                                    **body})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_studio_preview_follows_the_family(page, flux_folder):
+    flux = _preview(page, template=None, family="flux")
+    assert flux["template"] == "sentence" and flux["positive"].startswith("A (red:1.2) fox.")
+    family = flux["family"]
+    assert family["guidance_label"] == "Guidance" and family["true_cfg"] and family["samplers"] == ["Euler"]
+    assert family["negative_ignored"] and [e["window"] for e in family["encoders"]] == [75, 511]
+    assert [w["label"] for w in flux["lint"]["encoders"]["positive"]] == ["CLIP-L", "T5"]
+    assert _preview(page, template=None, family="flux", true_cfg=4)["family"]["negative_ignored"] is None
+    assert _preview(page, template=None, model=flux_folder)["family"]["key"] == "flux"
+    plain = _preview(page, template="default")
+    assert plain["family"] is None and plain["template"] == "default"
+    assert _preview(page, family="qwenimage")["family"]["guidance_label"] == "True CFG"
+    html = page.get("/studio").text
+    assert 'id="setting-family"' in html and 'value="flux2-klein"' in html and 'id="label-cfg"' in html
+
+
+@pytest.mark.parametrize("model, settings, label", [
+    ("flux", {"sampler": "DPM++ 2M"}, "\u201cSampler\u201d"), ("sd15", {"true_cfg": 3}, "\u201cTrue CFG\u201d"),
+])
+def test_studio_generate_refuses_what_the_family_cannot_take(page, isolated_library, flux_folder, sd15_folder, model,
+                                                             settings, label):
+    from promptkit.library import Library
+
+    folder = {"flux": flux_folder, "sd15": sd15_folder}[model]
+    answer = page.post("/api/studio/generate", json={"fields": {"subject": "a fox"}, "model": folder, "seeds": [1],
+                                                     "settings": settings})
+    assert answer.status_code == 400 and label in answer.text, answer.text
+    with Library(isolated_library) as library:
+        assert library.list_prompts(10) == []  # nothing saved
