@@ -20,7 +20,7 @@ from ..cards import how_made_text
 from ..experiments import VariantSpec, adopt_generations, create_experiment, get_experiment, missing_cells
 from ..errors import BadParameter, PromptkitError
 from ..families import TABLE
-from ..family_rules import check_generation_options
+from ..family_rules import check_generation_options, default_template, family_for
 from ..library import MAX_ROW_ID
 from ..params import DEFAULT_SAMPLER, SAMPLERS, GenerationParams, resolve_model
 from ..templates import DEFAULT_NEGATIVE_PRESET, DEFAULT_TEMPLATE, Fields, PromptBuilder
@@ -208,8 +208,9 @@ def generate(request: Request, body: GenerateRequest) -> dict[str, Any]:
     check_generation_options(model, params, true_cfg_scale=body.settings.true_cfg)
     # 2. Save the prompt, then queue the job
     with open_library(request) as library:
-        prompt, created = studio.save_for_generation(library, _builder(request), body.fields.to_fields(),
-                                                     body.template, body.parent_id)
+        template = body.template or default_template(family_for(model, body.family or None))
+        prompt, created = studio.save_for_generation(library, _builder(request), body.fields.to_fields(), template,
+                                                     body.parent_id)
         parent_id = prompt["parent_id"]  # compared side by side with its parent, when it has one
         job = request.app.state.studio.submit_generation(library, model, prompt, parent_id, params.to_dict(), seeds)
     return {"job_id": job.id, "prompt_id": prompt["id"], "created": created, "parent_id": parent_id,
