@@ -22,6 +22,7 @@ from .families import Encoder, Family
 ENCODER_LABELS = {"clip-l": "CLIP-L", "clip-g": "CLIP-G", "openclip-h": "OpenCLIP-H", "clip": "CLIP", "t5": "T5",
                   "qwen3": "Qwen3", "qwen2.5-vl": "Qwen2.5-VL"}
 APPROXIMATION = "approximate: no local tokenizer; about a token per word and one per punctuation mark"
+CHAT_OPENING = "<|im_start|>user\n"  # Qwen's chat template before the prompt (FLUX.2 klein, Z-Image)
 _PIECE = re.compile(r"\w+|[^\w\s]")
 
 
@@ -113,8 +114,9 @@ def _approximate(text: str, window: int) -> tuple[int, int | None]:
     return count, cut
 
 
-def count_window(encoder: Encoder, tokenizer, description: str, text: str, window: int | None = None) -> EncoderWindow:
-    """TEXT's tokens for ENCODER and what falls past WINDOW (default: the encoder's own)."""
+def count_window(encoder: Encoder, tokenizer, description: str, text: str, window: int | None = None,
+                 max_tokens: int | None = None) -> EncoderWindow:
+    """TEXT's tokens for ENCODER and what falls past WINDOW (default: the encoder's own) of MAX_TOKENS."""
     limit = window if window is not None else encoder.window
     if tokenizer is None:
         count, cut = _approximate(text, limit)
@@ -126,8 +128,8 @@ def count_window(encoder: Encoder, tokenizer, description: str, text: str, windo
     if cut is not None:
         overflow = text[_word_start(text, cut):].strip()
         first = _first_word(overflow)
-    reserved = encoder.max_tokens - encoder.window
-    return EncoderWindow(encoder.name, ENCODER_LABELS.get(encoder.name, encoder.name), limit + reserved, limit,
+    return EncoderWindow(encoder.name, ENCODER_LABELS.get(encoder.name, encoder.name),
+                         max_tokens or encoder.max_tokens, limit,
                          count, overflow, first, exact, description, encoder.note)
 
 
@@ -141,8 +143,18 @@ def family_windows(family: Family, text: str, model: str | None = None,
     found = []
     for index, encoder in enumerate(family.encoders):
         tokenizer, description = encoder_tokenizer(encoder, index, model)
-        window = None
+        longest = encoder.max_tokens
         if max_sequence_length is not None and encoder.tokenizer != "clip-bpe":
-            window = max(1, max_sequence_length - (encoder.max_tokens - encoder.window))
-        found.append(count_window(encoder, tokenizer, description, text, window))
+            longest = max_sequence_length
+        window = max(1, longest - _reserved(encoder, tokenizer))
+        found.append(count_window(encoder, tokenizer, description, text, window, longest))
     return found
+
+
+def _reserved(encoder: Encoder, tokenizer) -> int:
+    """The window's tokens the pipeline takes before the prompt: for a chat-templated LLM encoder, what the
+    model's own tokenizer makes of the template's opening (`<|im_start|>user\n`), else the table's count."""
+    reserved = encoder.max_tokens - encoder.window
+    if tokenizer is None or encoder.tokenizer != "qwen-bpe" or reserved == 0:
+        return reserved
+    return len(tokenizer.encode(CHAT_OPENING, add_special_tokens=False).ids)

@@ -46,7 +46,7 @@ def _qwen_tokenizer():
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=3000, special_tokens=["<|im_start|>", "<|im_end|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator([LONG] * 3, trainer)
+    tokenizer.train_from_iterator([LONG] * 3 + ["user\n"] * 3, trainer)
     return tokenizer
 
 
@@ -146,7 +146,7 @@ def test_qwen_window_less_its_chat_template_with_its_own_tokenizer(zimage_folder
     report = lint_prompt(LONG, "", model=zimage_folder)
     (qwen,) = report.encoders["positive"]
     assert report.family == "zimage" and qwen.exact and qwen.count == 600
-    assert (qwen.window, qwen.first_cut) == (509, WORDS[509])
+    assert (qwen.window, qwen.first_cut) == (509, WORDS[509])  # <|im_start|>, user, \n: 3 of the 512
 
 
 def test_without_a_tokenizer_the_count_is_an_approximation_that_says_so():
