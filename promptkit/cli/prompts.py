@@ -118,7 +118,8 @@ def build(ctx, subject, action, environment, style, quality, negative, negative_
     from ..templates import check_fields_given, parse_extras, parse_weights
 
     if guided:
-        fields = _guided_fields(templates_dir, template or "default", model, extras, weights)
+        template = template or service.template_for(model, family)
+        fields = _guided_fields(templates_dir, template, model, extras, weights)
         if save_name is None:
             save_name = click.prompt("Save as (a name; Enter for none)", default="", show_default=False) or ""
     else:

@@ -66,6 +66,14 @@ def make_fields(subject: str = "", action: str = "", environment: str = "", styl
                   extras=dict(extras or {}), weights=dict(weights or {}))
 
 
+def template_for(model: str | None = None, family: str | None = None) -> str:
+    """The template a prompt for MODEL (or FAMILY) starts from: `sentence` for families whose encoder reads
+    sentences, else `default`."""
+    from ..family_rules import default_template, family_for
+
+    return default_template(family_for(model, family))
+
+
 def token_summary(report: Any) -> dict[str, Any]:
     """A lint report's token counts as `build --json` gives them: the longest window's counts, and per
     encoder (family, encoders) when a family other than SD 1.x/2.x/SDXL was followed."""
