@@ -14,7 +14,7 @@ from .errors import BadParameter
 from .families import BY_KEY, PIPELINE_FAMILY, TABLE, Family
 
 __all__ = ["FLOW_SAMPLERS", "check_family_options", "check_generation_options", "default_template", "family_for",
-           "family_of", "family_summary", "guess_family_from_name", "guidance_label", "negative_ignored"]
+           "family_of", "family_summary", "guess_family_from_name", "guidance_label", "negative_ignored", "variant_for"]
 
 #: Sampler names a flow-matching family takes: its one scheduler, by the names front-ends use for it
 #: (ComfyUI and Forge write "euler" for FLUX, Z-Image, Qwen-Image and Chroma).
@@ -96,6 +96,19 @@ def family_for(model: str | None = None, family: str | Family | None = None, by_
         raise BadParameter(f"`family` {chosen.key} does not match the model: {model} is "
                            f"{BY_KEY[detected].label} ({detected}); leave --family out")
     return chosen or (BY_KEY[detected] if detected else None)
+
+
+def variant_for(family: str | Family, model: str | None) -> tuple[str | None, dict[str, Any]]:
+    """The table's variant MODEL's name says ("FLUX.1-schnell" -> schnell, "Z-Image-Turbo" -> turbo) and its
+    defaults (guidance, steps, max_tokens); (None, {}) when the name says none."""
+    fam = family_of(family)
+    if fam is None or not model:
+        return None, {}
+    name = Path(str(model).rstrip("/")).name.lower()
+    for key, values in fam.variants.items():
+        if re.search(rf"(^|[^a-z]){re.escape(key)}([^a-z]|$)", name):
+            return key, dict(values)
+    return None, {}
 
 
 def default_template(family: str | Family | None) -> str:
@@ -232,18 +245,22 @@ def check_generation_options(model: str, params: Any = None, inputs: Any = None,
                              else getattr(inputs, "max_sequence_length", None)))
 
 
-def family_summary(family: str | Family, guidance: float | None = None,
-                   true_cfg: float | None = None) -> dict[str, Any]:
+def family_summary(family: str | Family, guidance: float | None = None, true_cfg: float | None = None,
+                   model: str | None = None) -> dict[str, Any]:
     """What a face needs to follow FAMILY: its guidance control's label and default, whether the negative
-    prompt is read at these settings, each encoder's window, the default template and the samplers it takes."""
+    prompt is read at these settings, each encoder's window, the default template and the samplers it takes.
+    A variant MODEL's name says (FLUX.1 schnell, Z-Image Turbo) brings its own defaults."""
     fam = family_of(family)
     assert fam is not None
     from .tokenwindows import ENCODER_LABELS
 
+    variant, defaults = variant_for(fam, model)
+    default_guidance = defaults.get("guidance", fam.default_guidance)
+    guidance = guidance if guidance is not None else default_guidance
     flow = fam.key not in ("sd1", "sd2", "sdxl")
-    return {"key": fam.key, "label": fam.label, "guidance_label": guidance_label(fam), "guidance": fam.guidance,
-            "guidance_arg": fam.guidance_arg, "default_guidance": fam.default_guidance,
-            "default_steps": fam.default_steps, "default_size": fam.default_size,
+    return {"key": fam.key, "label": fam.label, "variant": variant, "guidance_label": guidance_label(fam),
+            "guidance": fam.guidance, "guidance_arg": fam.guidance_arg, "default_guidance": default_guidance,
+            "default_steps": defaults.get("steps", fam.default_steps), "default_size": fam.default_size,
             "negative_prompt": fam.negative_prompt, "negative_ignored": negative_ignored(fam, guidance, true_cfg),
             "true_cfg": fam.negative_prompt == "true_cfg" and fam.guidance_arg != "true_cfg_scale",
             "max_sequence_length": any(e.tokenizer != "clip-bpe" for e in fam.encoders),

@@ -207,6 +207,12 @@ def lint_prompt(positive: str, negative: str, model: str | None = None, notes: l
     from .family_rules import family_for
 
     fam = family_for(model, family)
+    if fam is not None:  # a variant named by the model (FLUX.1 schnell, Z-Image Turbo) has its own defaults
+        from .family_rules import variant_for
+
+        defaults = variant_for(fam, model)[1]
+        guidance = guidance if guidance is not None else defaults.get("guidance")
+        max_sequence_length = max_sequence_length or defaults.get("max_tokens")
     if fam is not None and fam.key not in UNET_KEYS:
         from .lint_families import lint_family_prompt
 

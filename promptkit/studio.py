@@ -46,7 +46,7 @@ def preview(builder: PromptBuilder, fields: Fields, template: str | None, model:
     report = lint_prompt(prompt.positive, prompt.negative, model=model, notes=prompt.notes,
                          family=fam.key if fam else None, guidance=guidance, true_cfg=true_cfg)
     return {"error": None, "positive": prompt.positive, "negative": prompt.negative, "lint": report.to_dict(),
-            "template": prompt.template, "family": family_summary(fam, guidance, true_cfg) if fam else None}
+            "template": prompt.template, "family": family_summary(fam, guidance, true_cfg, model) if fam else None}
 
 
 def _same_prompt(saved: dict[str, Any], prompt: Prompt) -> bool:

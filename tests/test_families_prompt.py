@@ -322,3 +322,11 @@ def test_studio_generate_refuses_what_the_family_cannot_take(page, isolated_libr
     assert answer.status_code == 400 and label in answer.text, answer.text
     with Library(isolated_library) as library:
         assert library.list_prompts(10) == []  # nothing saved
+
+
+def test_a_variant_named_by_the_model_brings_its_defaults():
+    schnell = lint_prompt(LONG, "blurry", model="black-forest-labs/FLUX.1-schnell")
+    assert schnell.family == "flux" and schnell.encoders["positive"][1].window == 255
+    turbo = lint_prompt("a fox", "blurry", model="Tongyi-MAI/Z-Image-Turbo")
+    assert any("guidance above 1" in m for m in turbo.warnings)  # Turbo runs at guidance 0
+    assert not lint_prompt("a fox", "blurry", model="Tongyi-MAI/Z-Image").warnings
