@@ -66,8 +66,9 @@ def _auto_tokenizer(folder: str):
     except Exception:  # noqa: BLE001 - an unreadable folder is counted approximately
         return None
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        backend.post_processor = None  # counts without the markers, as for CLIP
+    if backend is None or not backend.encode("a photo", add_special_tokens=False).ids:
+        return None  # no usable vocabulary (a folder without its files): counted approximately
+    backend.post_processor = None  # counts without the markers, as for CLIP
     return backend
 
 

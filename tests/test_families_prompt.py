@@ -330,3 +330,14 @@ def test_a_variant_named_by_the_model_brings_its_defaults():
     turbo = lint_prompt("a fox", "blurry", model="Tongyi-MAI/Z-Image-Turbo")
     assert any("guidance above 1" in m for m in turbo.warnings)  # Turbo runs at guidance 0
     assert not lint_prompt("a fox", "blurry", model="Tongyi-MAI/Z-Image").warnings
+
+
+def test_a_folder_without_tokenizer_json_is_read_by_transformers(tmp_path):
+    """vocab.json + merges.txt only: transformers' AutoTokenizer builds the fast tokenizer lint counts with."""
+    root = Path(_model_folder(tmp_path / "zimage", "ZImagePipeline"))
+    (root / "tokenizer").mkdir()
+    _qwen_tokenizer().model.save(str(root / "tokenizer"))
+    (root / "tokenizer" / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "Qwen2Tokenizer"}))
+    (qwen,) = lint_prompt(LONG, "", model=str(root)).encoders["positive"]
+    assert qwen.exact and qwen.count == 600 and "tokenizer of" in qwen.tokenizer
+    assert qwen.first_cut == WORDS[qwen.window] and qwen.window < 512
