@@ -214,6 +214,7 @@ def test_the_page_follows_the_chosen_family(page):
     assert page.input_value("#field-template") == "sentence"
     assert not page.is_visible("#negative-block") and page.is_visible("#negative-ignored")
     assert page.is_visible("#true-cfg-setting") and page.input_value("#setting-sampler") == "Euler"
+    assert (page.input_value("#setting-cfg"), page.input_value("#setting-steps")) == ("3.5", "28")  # FLUX.1's
     assert "T5" in page.inner_text("#positive-encoders") and "/ 511" in page.inner_text("#positive-encoders")
     page.fill("#setting-true-cfg", "4")
     page.dispatch_event("#setting-true-cfg", "change")

@@ -166,8 +166,32 @@
     }));
   }
 
+  // Switching family moves CFG and steps to the new family's defaults, unless you had changed them; a
+  // new page for a flow-matching model starts from its defaults (an SD page keeps the form's own).
+  let shownFamily;
+  let familyDefaults = null;
+
+  function adoptDefaults(family) {
+    const key = family ? family.key : null;
+    if (shownFamily === key) return false;
+    const first = shownFamily === undefined;
+    shownFamily = key;
+    const cfg = $("#setting-cfg");
+    const steps = $("#setting-steps");
+    const current = { cfg: Number(cfg.value), steps: Number(steps.value) };
+    const before = familyDefaults || current;
+    const keep = !family || (first && (!family.samplers || form.dataset.promptId));
+    familyDefaults = keep ? current : { cfg: family.default_guidance, steps: family.default_steps };
+    if (keep) return false;
+    if (current.steps === before.steps) steps.value = family.default_steps;
+    if (current.cfg !== before.cfg || current.cfg === family.default_guidance) return false;
+    cfg.value = family.default_guidance;
+    return true;
+  }
+
   // The page follows the family: its guidance label, true CFG, the samplers it takes, the negative prompt.
   function applyFamily(family) {
+    if (adoptDefaults(family)) schedulePreview(); // the negative prompt may be read at the new guidance
     $("#label-cfg").textContent = family ? family.guidance_label : "CFG";
     $("#true-cfg-setting").hidden = !(family && family.true_cfg);
     const ignored = family ? family.negative_ignored : null;
