@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 
+_RESERVED = {"clip-bpe": 2, "t5-unigram": 1, "qwen-bpe": 3}
+
+
 @dataclass(frozen=True)
 class Encoder:
     """One text encoder: its role, tokenizer kind and the tokens it reads (past them, the text is cut)."""
@@ -23,6 +26,16 @@ class Encoder:
     tokenizer: str       # "clip-bpe", "t5-unigram", "qwen-bpe"
     max_tokens: int
     note: str = ""       # e.g. "pooled vector only" for FLUX.1's CLIP
+    # Tokens of the window the pipeline itself takes before or after the prompt: CLIP's start and end
+    # markers (2), T5's end marker (1), Qwen3's chat-template opening `<|im_start|>user\n` (3);
+    # None: by tokenizer kind. Qwen-Image drops its template's opening before cutting (0).
+    reserved: int | None = None
+
+    @property
+    def window(self) -> int:
+        """The prompt's own tokens that fit: max_tokens less what the pipeline adds."""
+        reserved = self.reserved if self.reserved is not None else _RESERVED.get(self.tokenizer, 0)
+        return self.max_tokens - reserved
 
 
 @dataclass(frozen=True)
@@ -93,7 +106,7 @@ TABLE: tuple[Family, ...] = (
            _FLOW, True, True, variants={"turbo": {"guidance": 0.0, "steps": 8}}),
     Family("qwenimage", "Qwen-Image", {"txt2img": "QwenImagePipeline", "img2img": "QwenImageImg2ImgPipeline",
                                        "inpaint": "QwenImageInpaintPipeline"},
-           (Encoder("qwen2.5-vl", "qwen-bpe", 512),), "true_cfg", "true_cfg_scale", 4.0, 50, 1024, "true_cfg",
+           (Encoder("qwen2.5-vl", "qwen-bpe", 512, reserved=0),), "true_cfg", "true_cfg_scale", 4.0, 50, 1024, "true_cfg",
            False, "sentences", _FLOW, True, True),
     Family("chroma", "Chroma", {"txt2img": "ChromaPipeline", "img2img": "ChromaImg2ImgPipeline",
                                 "inpaint": "ChromaInpaintPipeline"},

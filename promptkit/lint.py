@@ -1,4 +1,5 @@
-"""Prompt lint: CLIP token counts, words past the 77-token window, duplicates, contradictions.
+"""Prompt lint: token counts per text encoder, words past each encoder's window, duplicates, contradictions,
+and what a model family does with weights and the negative prompt.
 
 Findings have a level: an error, a warning (the prompt may not do what was meant) or a note
 (how the prompt will be encoded). Token counts use `tokenizers` directly (`cliptoken`), never
@@ -19,6 +20,7 @@ from .cliptoken import BUNDLED_BPE, bundled_tokenizer, bundled_vocab_and_merges,
 
 __all__ = ["BUNDLED_BPE", "CLIP_WINDOW", "Finding", "LintReport", "TokenReport", "contradictions",
            "lint_prompt", "lint_tokenizer", "load_tokenizer", "token_report"]
+UNET_KEYS = ("sd1", "sd2", "sdxl")  # CLIP-only families: A1111's long and weighted modes apply
 
 CLIP_WINDOW = 77  # tokens, including the start and end markers
 BUNDLED_NAME = "bundled CLIP ViT-L/14 BPE vocabulary (SD 1.x/2.x/SDXL)"
@@ -47,6 +49,8 @@ class LintReport:
     positive: TokenReport | None
     negative: TokenReport | None
     findings: list[Finding] = field(default_factory=list)
+    family: str | None = None  # the family key followed (None: SD 1.x rules, no family known)
+    encoders: dict[str, list[Any]] = field(default_factory=dict)  # "positive"/"negative" -> EncoderWindow list
 
     def messages(self, level: str) -> list[str]:
         return [f.message for f in self.findings if f.level == level]
@@ -67,12 +71,16 @@ class LintReport:
         def tok(r: TokenReport | None) -> dict[str, Any] | None:
             return None if r is None else {"count": r.count, "limit": r.limit, "overflow": r.overflow_text}
 
-        return {
+        data = {
             "tokenizer": self.tokenizer,
             "positive": tok(self.positive),
             "negative": tok(self.negative),
             "findings": [f.to_dict() for f in self.findings],
         }
+        if self.family is not None:
+            data["family"] = self.family
+            data["encoders"] = {side: [w.to_dict() for w in windows] for side, windows in self.encoders.items()}
+        return data
 
 
 def _bundled_tokenizer_files() -> Path:
@@ -185,9 +193,51 @@ def _token_findings(tokenizer, positive: str, negative: str):
     return reports, findings
 
 
-def lint_prompt(positive: str, negative: str, model: str | None = None, notes: list[str] | None = None) -> LintReport:
+def lint_prompt(positive: str, negative: str, model: str | None = None, notes: list[str] | None = None, *,
+                family: str | None = None, guidance: float | None = None, true_cfg: float | None = None,
+                max_sequence_length: int | None = None) -> LintReport:
     """Token counts, overflow, terms in both prompts, the encoding mode, and NOTES (the builder's:
-    duplicate terms dropped), each finding once and with its level."""
+    duplicate terms dropped), each finding once and with its level.
+
+    :param family: the family key (`--family`) when MODEL does not say it; SD 1.x rules when neither does.
+    :param guidance: the guidance value (`--cfg`), for whether the negative prompt is read; None: the default.
+    :param true_cfg: `true_cfg_scale` (`--true-cfg`), for FLUX.1 and Qwen-Image.
+    :param max_sequence_length: the T5/LLM window asked for, else the family's.
+    """
+    from .family_rules import family_for
+
+    fam = family_for(model, family)
+    if fam is not None:  # a variant named by the model (FLUX.1 schnell, Z-Image Turbo) has its own defaults
+        from .family_rules import variant_for
+
+        defaults = variant_for(fam, model)[1]
+        guidance = guidance if guidance is not None else defaults.get("guidance")
+        max_sequence_length = max_sequence_length or defaults.get("max_tokens")
+    if fam is not None and fam.key not in UNET_KEYS:
+        from .lint_families import lint_family_prompt
+
+        report = lint_family_prompt(fam, positive, negative, model, guidance, true_cfg, max_sequence_length)
+        report.findings[:0] = [Finding("note", message) for message in dict.fromkeys(notes or [])]
+        report.findings += [Finding("warning", f"{term!r} is in both the positive and the negative prompt")
+                            for term in contradictions(positive, negative)]
+        return report
+    report = _lint_clip_prompt(positive, negative, model, notes)
+    if fam is not None:
+        report.family = fam.key
+        _negative_finding(report, fam, negative, guidance, true_cfg)
+    return report
+
+
+def _negative_finding(report: LintReport, fam, negative: str, guidance, true_cfg) -> None:
+    from .family_rules import negative_ignored
+
+    reason = negative_ignored(fam, guidance, true_cfg) if negative.strip() else None
+    if reason:
+        report.findings.append(Finding("warning", f"the negative prompt is ignored: {reason}"))
+
+
+def _lint_clip_prompt(positive: str, negative: str, model: str | None, notes: list[str] | None) -> LintReport:
+    """SD 1.x, 2.x and SDXL: one 77-token CLIP window, A1111's long and weighted modes."""
     from .weighting import is_weighted
 
     findings = [Finding("note", message) for message in dict.fromkeys(notes or [])]

@@ -31,14 +31,22 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def preview(builder: PromptBuilder, fields: Fields, template: str, model: str | None = None) -> dict[str, Any]:
-    """The rendered prompts and their lint, or `error` (one line) when the template cannot render."""
+def preview(builder: PromptBuilder, fields: Fields, template: str | None, model: str | None = None, *,
+            family: str | None = None, guidance: float | None = None, true_cfg: float | None = None) -> dict[str, Any]:
+    """The rendered prompts and their lint for the model's family (or FAMILY), with what the page needs to
+    follow that family (`family`: guidance label, encoders' windows, whether the negative is read); `error`
+    (one line) when the template cannot render. TEMPLATE None: the family's default template."""
+    from .family_rules import default_template, family_for, family_summary
+
     try:
-        prompt = builder.render(fields, template)
+        fam = family_for(model, family)
+        prompt = builder.render(fields, template or default_template(fam))
     except PromptkitError as exc:
-        return {"error": one_line(exc), "positive": None, "negative": None, "lint": None}
-    report = lint_prompt(prompt.positive, prompt.negative, model=model, notes=prompt.notes)
-    return {"error": None, "positive": prompt.positive, "negative": prompt.negative, "lint": report.to_dict()}
+        return {"error": one_line(exc), "positive": None, "negative": None, "lint": None, "family": None}
+    report = lint_prompt(prompt.positive, prompt.negative, model=model, notes=prompt.notes,
+                         family=fam.key if fam else None, guidance=guidance, true_cfg=true_cfg)
+    return {"error": None, "positive": prompt.positive, "negative": prompt.negative, "lint": report.to_dict(),
+            "template": prompt.template, "family": family_summary(fam, guidance, true_cfg, model) if fam else None}
 
 
 def _same_prompt(saved: dict[str, Any], prompt: Prompt) -> bool:

@@ -53,6 +53,11 @@ class Preset:
     description: str
     positive: str = ""
     negative: str = ""
+    phrase: str = ""  # the positive terms as a phrase, for the sentence template ("" : the terms themselves)
+
+    @property
+    def phrase_form(self) -> str:
+        return self.phrase or self.positive
 
 
 @dataclass
@@ -154,6 +159,18 @@ def weight_text(value: Any, weight: Any) -> str:
     return f"({escape_attention(text.strip())}:{format(number, '.4f').rstrip('0').rstrip('.')})"
 
 
+def sentence_text(text: Any) -> str:
+    """TEXT as a sentence: stripped, its first letter capitalised, a full stop added when it has no end mark
+    ("" stays ""); the packaged `sentence` template's filter."""
+    text = " ".join(str(text or "").split())
+    if not text:
+        return ""
+    first = next((i for i, ch in enumerate(text) if ch.isalpha()), None)
+    if first is not None:
+        text = text[:first] + text[first].upper() + text[first + 1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
 def normalise_terms(text: str) -> tuple[str, list[str]]:
     """Join comma-separated terms cleanly; return the text and the duplicate terms dropped.
 
@@ -192,6 +209,7 @@ class PromptBuilder:
             keep_trailing_newline=False,
         )
         self.env.filters["weight"] = weight_text
+        self.env.filters["sentence"] = sentence_text
         self._presets: dict[str, dict[str, Preset]] | None = None
 
     # -- presets --------------------------------------------------------
@@ -231,6 +249,7 @@ class PromptBuilder:
                             description=str(entry.get("description", "")),
                             positive=str(entry.get("positive", "")),
                             negative=str(entry.get("negative", "")),
+                            phrase=str(entry.get("phrase", "")),
                         )
                 except (ValueError, KeyError, TypeError) as exc:
                     raise TemplateProblem(f"preset file {str(path)!r} is not valid: {exc}") from None
@@ -355,10 +374,12 @@ class PromptBuilder:
             "style": ", ".join(p.positive for p in styles),
             "style_names": list(fields.style),
             "quality": ", ".join(p.positive for p in qualities),
+            "style_phrase": ", ".join(p.phrase_form for p in styles),
+            "quality_phrase": ", ".join(p.phrase_form for p in qualities),
             "negative": ", ".join(part for part in negative_parts if part),
         }
         for key, weight in fields.weights.items():
-            if key not in context or key == "style_names":
+            if key not in context or key in ("style_names", "style_phrase", "quality_phrase"):
                 raise TemplateProblem(f"--weight {key}: no such field; weight one of {', '.join(STANDARD_FIELDS)} "
                                       "or a --set field")
             try:

@@ -119,3 +119,27 @@ def lora_tags(text: str) -> list[tuple[str, float]]:
         except ValueError:
             raise BadParameter(f"<lora:{name}:{scale}> has a scale that is not a number: {scale!r}") from None
     return found
+
+
+def strip_weights(text: str) -> str:
+    """TEXT as a T5 or LLM encoder should read it: A1111 weight markup (`(word:1.2)`, `(word)`, `[word]`,
+    nested), `BREAK` and `<lora:…>` tags removed, never sent as literal brackets. Only A1111's escaped
+    brackets (`\\(`) stay, as the literal characters they stand for. Plain text comes back unchanged.
+
+    `strip_weights("(a red fox:1.3) in [deep] snow")` is `"a red fox in deep snow"`.
+    """
+    text = strip_lora_tags(text)
+    if not re.search(r"[()\[\]\\]|\bBREAK\b", text):
+        return text
+    parts: list[str] = []
+    for match in _ATTENTION_RE.finditer(text):
+        token = match.group(0)
+        if token.startswith("\\") and len(token) == 2:
+            parts.append(token[1])  # an escaped bracket: the literal character
+        elif token in ("(", "[", ")", "]", "\\") or match.group(1) is not None:
+            parts.append(" " if token in ("(", "[") else "")
+        else:
+            parts.append(_BREAK_RE.sub(", ", token))
+    stripped = " ".join("".join(parts).split())
+    stripped = re.sub(r"\s+([,.;:!?])", r"\1", stripped)  # "(fox:1.2) , snow" -> "fox, snow"
+    return re.sub(r",(\s*,)+", ",", stripped).strip().strip(",").strip()

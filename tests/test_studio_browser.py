@@ -200,3 +200,24 @@ def test_the_studio_at_phone_width(phone):
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     screenshot(page, "studio-phone", full_page=False)
+
+
+def test_the_page_follows_the_chosen_family(page):
+    page.goto("/studio")
+    page.get_by_label("Subject", exact=True).fill("a red fox in the snow")
+    page.wait_for_function("() => document.querySelector('#rendered-positive').textContent.includes('a red fox')")
+    assert page.inner_text("#label-cfg") == "CFG" and page.is_visible("#negative-block")
+    page.fill("#setting-model", "black-forest-labs/FLUX.1-dev")  # a hub id: its family by name
+    page.dispatch_event("#setting-model", "change")
+    page.wait_for_function("() => document.querySelector('#label-cfg').textContent === 'Guidance'")
+    page.wait_for_function("() => document.querySelector('#rendered-positive').textContent.startsWith('A red fox')")
+    assert page.input_value("#field-template") == "sentence"
+    assert not page.is_visible("#negative-block") and page.is_visible("#negative-ignored")
+    assert page.is_visible("#true-cfg-setting") and page.input_value("#setting-sampler") == "Euler"
+    assert (page.input_value("#setting-cfg"), page.input_value("#setting-steps")) == ("3.5", "28")  # FLUX.1's
+    assert "T5" in page.inner_text("#positive-encoders") and "/ 511" in page.inner_text("#positive-encoders")
+    page.fill("#setting-true-cfg", "4")
+    page.dispatch_event("#setting-true-cfg", "change")
+    page.wait_for_function("() => !document.querySelector('#negative-block').hidden")
+    page.select_option("#setting-family", "qwenimage")
+    page.wait_for_function("() => document.querySelector('#label-cfg').textContent === 'True CFG'")

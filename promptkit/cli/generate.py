@@ -21,6 +21,11 @@ service = lazy_module("promptkit.service.generation")
               help="Diffusers folder, .safetensors file or hub id (env: PROMPTKIT_MODEL).")
 @click.option("--seeds", default="1-4", show_default=True, help="List 1,2,3, range 1-8, or random:N.")
 @sampling_options
+@click.option("--true-cfg", "true_cfg_scale", type=float, default=None,
+              help="FLUX.1 and Qwen-Image: true CFG; above 1 the negative prompt is read (twice the compute).")
+@click.option("--max-sequence-length", type=int, default=None,
+              help="T5/LLM families: the text encoder's window in tokens (default: the family's; see "
+                   "`promptkit families`).")
 @batch_size_option
 @input_options
 @engine_options
@@ -29,15 +34,19 @@ service = lazy_module("promptkit.service.generation")
 @no_engine_option
 @json_option
 @click.pass_context
-def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, batch_size, noise_device, quiet,
-             profile, no_engine, as_json, **engine_flags) -> None:
+def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, true_cfg_scale, max_sequence_length,
+             batch_size, noise_device, quiet, profile, no_engine, as_json, **engine_flags) -> None:
     """Generate images of a saved PROMPT (id or name) on fixed seeds; store every image.
 
     Runs on the warm engine (`promptkit worker start`) when one is up, else in this process.
     """
+    from ..family_rules import check_generation_options
     from ..params import parse_batch_size, parse_seeds
 
     request = pop_input_request(engine_flags)
+    request.true_cfg_scale, request.max_sequence_length = true_cfg_scale, max_sequence_length
+    chosen = ctx.get_parameter_source("sampler") not in (click.core.ParameterSource.DEFAULT, None)
+    check_generation_options(model, inputs=request, sampler=sampler if chosen else None)
     params = params_from(steps, cfg, sampler, width, height, noise_device)
     seed_list, batch_size = parse_seeds(seeds), parse_batch_size(batch_size)
     with saved_on_abort(ctx, f"`promptkit show {prompt}` lists them"), open_library(ctx) as lib, \

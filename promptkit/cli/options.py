@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "steps", "cfg", "sampler", "width", "height", "noise_device", "batch_size", "seeds", "model", "init_image",
     "strength", "mask", "mask_blur", "lora_dir", "refiner", "refiner_switch", "control_image", "control_module",
-    "control_scale", "control_start", "control_end")}
+    "control_scale", "control_start", "control_end", "family", "max_sequence_length")}
+FLAGS["true_cfg_scale"] = "--true-cfg"
 
 
 def name_flags(message: str, keep: tuple[str, ...] = ()) -> str:

@@ -11,6 +11,11 @@ from ..library import SEARCH_RANK_LIMIT
 from ..service import prompts as service
 from .options import emit, json_option, open_library, templates_option
 
+family_option = click.option(
+    "--family", default=None, metavar="KEY",
+    help="The model family to lint for when no --model says it: sd1, sd2, sdxl, sd3, flux, flux2-klein, zimage, "
+         "qwenimage, chroma (see `promptkit families`).")
+
 
 @click.command()
 @json_option
@@ -56,11 +61,23 @@ def _guided_fields(templates_dir, template, model, extras, weights):
     return fields
 
 
+def _print_tokens(tokens: dict[str, Any]) -> None:
+    """One line per encoder of the family: tokens of each prompt against its window."""
+    for side in ("positive", "negative"):
+        for window in tokens["encoders"].get(side, []):
+            about = "" if window["exact"] else "~"
+            past = f", past from {window['first_cut']!r}" if window["first_cut"] else ""
+            click.echo(f"tokens:   {side} {window['label']}: {about}{window['count']}/{window['limit']}{past} "
+                       f"({window['tokenizer']})")
+
+
 def _print_built(built: service.BuiltPrompt, save_name: str | None) -> None:
     click.echo(f"positive: {built.positive}")
     click.echo(f"negative: {built.negative}")
     tokens = built.tokens
-    if built.tokenizer:
+    if tokens.get("encoders"):
+        _print_tokens(tokens)
+    elif built.tokenizer:
         click.echo(f"tokens:   {tokens['positive']} positive, {tokens['negative']} negative "
                    f"(window {tokens['limit']}; {built.tokenizer})")
     else:
@@ -79,7 +96,9 @@ def _print_built(built: service.BuiltPrompt, save_name: str | None) -> None:
 @click.option("--quality", multiple=True, help="Quality preset name (repeatable).")
 @click.option("--negative", multiple=True, help="Your own negative terms (repeatable).")
 @click.option("--negative-preset", default="standard", show_default=True, help="Negative preset ('none' for none).")
-@click.option("--template", default="default", show_default=True, help="Template NAME (the file NAME.j2).")
+@click.option("--template", default=None,
+              help="Template NAME (the file NAME.j2); default: `sentence` for families that read sentences "
+                   "(SD 3.5, FLUX, Z-Image, Qwen-Image, Chroma), else `default`.")
 @click.option("--set", "extras", multiple=True, metavar="KEY=VALUE", help="Extra field for the template.")
 @click.option("--weight", "weights", multiple=True, metavar="FIELD=WEIGHT",
               help="Weight a field A1111-style, e.g. subject=1.3 -> (a fox:1.3) (repeatable; 0 < WEIGHT <= 2).")
@@ -88,16 +107,18 @@ def _print_built(built: service.BuiltPrompt, save_name: str | None) -> None:
 @click.option("--tag", "tags", multiple=True, help="Tag to store with --save (repeatable).")
 @click.option("--model", default=None, help="Use this model's own tokenizer for token counts "
                                              "(with --guided: also generate with it after saving).")
+@family_option
 @click.option("--guided", is_flag=True, help="Ask for each field in turn on the terminal.")
 @templates_option
 @json_option
 @click.pass_context
 def build(ctx, subject, action, environment, style, quality, negative, negative_preset, template, extras,
-          weights, save_name, parent, tags, model, guided, templates_dir, as_json) -> None:
+          weights, save_name, parent, tags, model, family, guided, templates_dir, as_json) -> None:
     """Render a prompt from fields and check it (tokens, overflow, duplicates, contradictions)."""
     from ..templates import check_fields_given, parse_extras, parse_weights
 
     if guided:
+        template = template or service.template_for(model, family)
         fields = _guided_fields(templates_dir, template, model, extras, weights)
         if save_name is None:
             save_name = click.prompt("Save as (a name; Enter for none)", default="", show_default=False) or ""
@@ -105,7 +126,7 @@ def build(ctx, subject, action, environment, style, quality, negative, negative_
         fields = service.make_fields(subject, action, environment, style, quality, negative, negative_preset,
                                      parse_extras(extras), parse_weights(weights))
         check_fields_given(fields)
-    built = service.render_prompt(fields, template, model=model, templates_dir=templates_dir)
+    built = service.render_prompt(fields, template, model=model, templates_dir=templates_dir, family=family)
     if save_name is not None or parent is not None:  # else no library is opened, or created
         with open_library(ctx) as lib:
             service.save_prompt(lib, built, save_name, parent, tags)
@@ -115,6 +136,35 @@ def build(ctx, subject, action, environment, style, quality, negative, negative_
     _print_built(built, save_name)
     if guided and model and built.id is not None:
         ctx.invoke(ctx.parent.command.get_command(ctx, "generate"), prompt=str(built.id), model=model)
+
+
+@click.command("lint")
+@click.argument("positive")
+@click.option("--negative", default="", help="The negative prompt, as written.")
+@click.option("--model", default=None, help="Follow this model's family; a local folder's own tokenizers count.")
+@family_option
+@click.option("--cfg", "guidance", type=float, default=None,
+              help="The guidance you will generate with (default: the family's), for whether the negative is read.")
+@click.option("--true-cfg", "true_cfg", type=float, default=None, help="true_cfg_scale (FLUX.1, Qwen-Image).")
+@click.option("--max-sequence-length", type=int, default=None, help="The T5/LLM window (default: the family's).")
+@json_option
+def lint(positive, negative, model, family, guidance, true_cfg, max_sequence_length, as_json) -> None:
+    """Check a prompt as written: tokens per text encoder of the family and the words past each window,
+    A1111 weights the family cannot use, a negative prompt it ignores, terms in both prompts."""
+    data = service.lint_text(positive, negative, model=model, family=family, guidance=guidance, true_cfg=true_cfg,
+                             max_sequence_length=max_sequence_length)
+    if as_json:
+        emit(data, True)
+        return
+    tokens = data["tokens"]
+    click.echo(f"family:   {data['family'] or 'unknown (SD 1.x rules; give --family or --model)'}")
+    if tokens.get("encoders"):
+        _print_tokens(tokens)
+    elif tokens["tokenizer"]:
+        click.echo(f"tokens:   {tokens['positive']} positive, {tokens['negative']} negative "
+                   f"(window {tokens['limit']}; {tokens['tokenizer']})")
+    for finding in data["findings"]:
+        click.echo(f"{finding['level'] + ':':<9} {finding['message']}")
 
 
 @click.command()
@@ -233,4 +283,4 @@ def history_command(ctx, prompt, as_json) -> None:
     walk(tree["descendants"], base + 1)
 
 
-COMMANDS = [init, presets, list_templates, build, rate, search, list_prompts, delete, show, history_command]
+COMMANDS = [init, presets, list_templates, build, lint, rate, search, list_prompts, delete, show, history_command]

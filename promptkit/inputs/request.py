@@ -48,6 +48,8 @@ class InputRequest:
     control_ends: list[float] = field(default_factory=list)
     refiner: str | None = None
     refiner_switch: float | None = None
+    true_cfg_scale: float | None = None  # FLUX.1, Qwen-Image: true CFG (reads the negative prompt above 1)
+    max_sequence_length: int | None = None  # the T5/LLM window, for the families that have one
 
 
 @dataclass
@@ -112,6 +114,10 @@ def prepare_inputs(request: InputRequest, positive: str = "") -> PreparedInputs:
         # engine, `iterate` and `reproduce` find it from any folder.
         extra["refiner"] = {"model": resolve_model(request.refiner),
                             "switch": float(request.refiner_switch if request.refiner_switch is not None else 0.8)}
+    # 5. family-specific values, checked against the model's family by family_rules.check_generation_options
+    for key in ("true_cfg_scale", "max_sequence_length"):
+        if getattr(request, key) is not None:
+            extra[key] = getattr(request, key)
     check_extra(extra)
     return PreparedInputs(extra=extra, images=images)
 

@@ -88,6 +88,7 @@ def generate(library: Library, prompt: int | str, model: str, seeds: list[int] |
     :param use_engine: run on the warm engine when one is up.
     :returns: the job's outcome; "generations" lists the stored rows (id, seed, image_path, ...).
     """
+    from ..family_rules import check_generation_options
     from ..inputs import InputRequest, prepare_inputs
     from ..params import GenerationParams, parse_batch_size, parse_seeds
 
@@ -98,6 +99,7 @@ def generate(library: Library, prompt: int | str, model: str, seeds: list[int] |
     prompt_row = library.get_prompt(prompt)
     model = resolve_model(model, engine_options.get("allow_pickle", False))
     # Check every input, then the model's family against LoRAs and ControlNets, before writing anything.
+    check_generation_options(model, params, inputs)
     prepared = prepare_inputs(inputs or InputRequest(), prompt_row["positive"])
     if prepared.extra:
         # The loaded model vets the inputs (its family, its UNet): the warm engine's when one is up.

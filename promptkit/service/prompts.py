@@ -42,7 +42,7 @@ def presets(kind: str | None = None, templates_dir: str | None = None) -> list[d
     from ..templates import PromptBuilder
 
     return [{"kind": p.kind, "name": p.name, "description": p.description, "positive": p.positive,
-             "negative": p.negative} for p in PromptBuilder(templates_dir).presets(kind)]
+             "negative": p.negative, "phrase": p.phrase_form} for p in PromptBuilder(templates_dir).presets(kind)]
 
 
 def templates(templates_dir: str | None = None) -> list[dict[str, Any]]:
@@ -66,28 +66,76 @@ def make_fields(subject: str = "", action: str = "", environment: str = "", styl
                   extras=dict(extras or {}), weights=dict(weights or {}))
 
 
-def render_prompt(fields: Fields | None = None, template: str = "default", *, model: str | None = None,
-                  templates_dir: str | None = None, **field_values: Any) -> BuiltPrompt:
+def template_for(model: str | None = None, family: str | None = None) -> str:
+    """The template a prompt for MODEL (or FAMILY) starts from: `sentence` for families whose encoder reads
+    sentences, else `default`."""
+    from ..family_rules import default_template, family_for
+
+    return default_template(family_for(model, family))
+
+
+def token_summary(report: Any) -> dict[str, Any]:
+    """A lint report's token counts as `build --json` gives them: the longest window's counts, and per
+    encoder (family, encoders) when a family other than SD 1.x/2.x/SDXL was followed."""
+    tokens = {"positive": report.positive.count if report.positive else None,
+              "negative": report.negative.count if report.negative else None,
+              "limit": report.positive.limit if report.positive else None, "tokenizer": report.tokenizer}
+    if report.family is not None:
+        tokens["family"] = report.family
+    if report.encoders:
+        tokens["encoders"] = {side: [w.to_dict() for w in windows] for side, windows in report.encoders.items()}
+    return tokens
+
+
+def render_prompt(fields: Fields | None = None, template: str | None = None, *, model: str | None = None,
+                  templates_dir: str | None = None, family: str | None = None, guidance: float | None = None,
+                  true_cfg: float | None = None, max_sequence_length: int | None = None,
+                  **field_values: Any) -> BuiltPrompt:
     """Render a prompt from fields and check it (tokens, overflow, duplicates, contradictions); store nothing.
 
     :param fields: a `Fields`; or pass subject=, action=, environment=, style=[...], quality=[...],
         negative=[...], negative_preset=, extras={...}, weights={...} as keywords.
-    :param template: the template NAME (the file NAME.j2).
-    :param model: count tokens with this model's own tokenizer.
+    :param template: the template NAME (the file NAME.j2); None: the family's default (`sentence` for
+        families whose encoder reads sentences, else `default`).
+    :param model: count tokens with this model's own tokenizer(s) and follow its family.
     :param templates_dir: the person's template folder, searched before the packaged one.
+    :param family: the family key (`promptkit families`) when no model says it.
+    :param guidance: the guidance value to lint the negative prompt against (None: the family's default).
+    :param true_cfg: `true_cfg_scale`, for FLUX.1 and Qwen-Image.
+    :param max_sequence_length: the T5/LLM window, else the family's.
     """
+    from ..family_rules import default_template, family_for
     from ..lint import lint_prompt
     from ..templates import PromptBuilder
 
+    fam = family_for(model, family)
     builder = PromptBuilder(templates_dir)
-    prompt = builder.render(fields if fields is not None else make_fields(**field_values), template)
-    report = lint_prompt(prompt.positive, prompt.negative, model=model, notes=prompt.notes)
-    tokens = {"positive": report.positive.count if report.positive else None,
-              "negative": report.negative.count if report.negative else None,
-              "limit": report.positive.limit if report.positive else None, "tokenizer": report.tokenizer}
+    prompt = builder.render(fields if fields is not None else make_fields(**field_values),
+                            template or default_template(fam))
+    report = lint_prompt(prompt.positive, prompt.negative, model=model, notes=prompt.notes, family=fam and fam.key,
+                         guidance=guidance, true_cfg=true_cfg, max_sequence_length=max_sequence_length)
     return BuiltPrompt(positive=prompt.positive, negative=prompt.negative, template=prompt.template,
-                       template_digest=prompt.template_digest, tokens=tokens, findings=list(report.findings),
-                       tokenizer=report.tokenizer, rendered=prompt)
+                       template_digest=prompt.template_digest, tokens=token_summary(report),
+                       findings=list(report.findings), tokenizer=report.tokenizer, rendered=prompt)
+
+
+def lint_text(positive: str, negative: str = "", *, model: str | None = None, family: str | None = None,
+              guidance: float | None = None, true_cfg: float | None = None,
+              max_sequence_length: int | None = None) -> dict[str, Any]:
+    """Lint a prompt pair as written (no template): tokens per encoder of the family, the words past each
+    window, weights the family cannot use, a negative prompt it ignores, terms in both prompts.
+
+    :param model: a local model folder (its family and own tokenizers) or a hub id (its family by name).
+    :param family: the family key when no model says it; SD 1.x rules when neither does.
+    """
+    from ..family_rules import family_for
+    from ..lint import lint_prompt
+
+    fam = family_for(model, family)
+    report = lint_prompt(positive, negative, model=model, family=fam and fam.key, guidance=guidance,
+                         true_cfg=true_cfg, max_sequence_length=max_sequence_length)
+    return {"family": fam.key if fam else None, "positive": positive, "negative": negative,
+            "tokens": token_summary(report), "findings": [f.to_dict() for f in report.findings]}
 
 
 def save_prompt(library: Library, built: BuiltPrompt, name: str | None = None, parent: int | str | None = None,
@@ -101,16 +149,18 @@ def save_prompt(library: Library, built: BuiltPrompt, name: str | None = None, p
     return built.id
 
 
-def build_prompt(library: Library | None = None, fields: Fields | None = None, *, template: str = "default",
+def build_prompt(library: Library | None = None, fields: Fields | None = None, *, template: str | None = None,
                  save: str | None = None, parent: int | str | None = None, tags: list[str] | tuple = (),
-                 model: str | None = None, templates_dir: str | None = None, **field_values: Any) -> BuiltPrompt:
+                 model: str | None = None, templates_dir: str | None = None, family: str | None = None,
+                 **field_values: Any) -> BuiltPrompt:
     """Render a prompt (see `render_prompt`) and, with `save` or `parent`, store it in LIBRARY.
 
     :param save: store the prompt under this name ("" stores it without a name; None does not store it).
     :param parent: the prompt id or name this one was iterated from (stores it too).
     :param tags: tags stored with the prompt.
+    :param family: the family key when no model says it (its default template, its lint).
     """
-    built = render_prompt(fields, template, model=model, templates_dir=templates_dir, **field_values)
+    built = render_prompt(fields, template, model=model, templates_dir=templates_dir, family=family, **field_values)
     if save is not None or parent is not None:
         if library is None:
             raise TypeError("build_prompt needs a library to save the prompt in")

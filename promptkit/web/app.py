@@ -108,7 +108,8 @@ def _without_library_folder(message: str, library_path) -> str:
 PAGE_FIELDS = {"steps": "Steps", "cfg": "CFG", "sampler": "Sampler", "seeds": "Seeds", "width": "Size (width)",
                "height": "Size (height)", "model": "Model", "subject": "Subject", "action": "Action",
                "environment": "Environment", "style": "Style", "quality": "Quality", "negative": "Negative",
-               "negative_preset": "Negative preset", "template": "Template"}
+               "negative_preset": "Negative preset", "template": "Template", "family": "Family",
+               "true_cfg_scale": "True CFG", "max_sequence_length": "Max sequence length"}
 
 
 def name_fields(message: str) -> str:

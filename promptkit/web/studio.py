@@ -19,6 +19,8 @@ from .. import studio
 from ..cards import how_made_text
 from ..experiments import VariantSpec, adopt_generations, create_experiment, get_experiment, missing_cells
 from ..errors import BadParameter, PromptkitError
+from ..families import TABLE
+from ..family_rules import check_generation_options, default_template, family_for
 from ..library import MAX_ROW_ID
 from ..params import DEFAULT_SAMPLER, SAMPLERS, GenerationParams, resolve_model
 from ..templates import DEFAULT_NEGATIVE_PRESET, DEFAULT_TEMPLATE, Fields, PromptBuilder
@@ -59,9 +61,12 @@ class StudioFields(BaseModel):
 
 class PreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    template: Name = DEFAULT_TEMPLATE
+    template: Name | None = DEFAULT_TEMPLATE  # None: the family's default template
     fields: StudioFields
     model: Annotated[str, Field(max_length=1000)] | None = None
+    family: Name | None = Field(None, description="The family key when the model does not say it.")
+    cfg: float | None = Field(None, ge=0, le=100, description="Guidance, for whether the negative prompt is read.")
+    true_cfg: float | None = Field(None, gt=0, le=100, description="true_cfg_scale (FLUX.1, Qwen-Image).")
 
 
 class Settings(BaseModel):
@@ -73,10 +78,12 @@ class Settings(BaseModel):
     cfg: float = Field(7.0, ge=0, le=100)
     width: int | None = Field(None, ge=8, le=8192)
     height: int | None = Field(None, ge=8, le=8192)
+    true_cfg: float | None = Field(None, gt=0, le=100)  # FLUX.1: true CFG, reads the negative prompt above 1
 
     def to_params(self) -> GenerationParams:
+        extra = {"true_cfg_scale": self.true_cfg} if self.true_cfg is not None else {}
         return GenerationParams(sampler=self.sampler, steps=self.steps, cfg=self.cfg, width=self.width,
-                                height=self.height)
+                                height=self.height, extra=extra)
 
 
 class GenerateRequest(PreviewRequest):
@@ -151,7 +158,8 @@ def _studio_page(request: Request, prompt_id: int | None) -> HTMLResponse:
         for image in images:
             image["thumb"] = image_url(image, thumbnail=True)
     return render(request, "studio.html", title="Studio", current_nav="/studio", start=start, presets=presets,
-                  templates=_template_choices(builder), samplers=list(SAMPLERS), in_library=in_library)
+                  templates=_template_choices(builder), samplers=list(SAMPLERS), in_library=in_library,
+                  families=[{"key": f.key, "label": f.label} for f in TABLE])
 
 
 @page_router.get("/studio", response_class=HTMLResponse)
@@ -173,9 +181,10 @@ def preview(request: Request, body: PreviewRequest) -> dict[str, Any]:
     """The rendered positive and negative prompt with token counts and lint; a template error is
     `error` (one line), not a failed request."""
     model = body.model or request.app.state.default_model
-    result = studio.preview(_builder(request), body.fields.to_fields(), body.template, model=model)
+    result = studio.preview(_builder(request), body.fields.to_fields(), body.template, model=model,
+                            family=body.family or None, guidance=body.cfg, true_cfg=body.true_cfg)
     try:
-        result["template_fields"] = _builder(request).declared_fields(body.template)
+        result["template_fields"] = _builder(request).declared_fields(result.get("template") or body.template)
     except PromptkitError:
         result["template_fields"] = []
     return result
@@ -196,10 +205,12 @@ def generate(request: Request, body: GenerateRequest) -> dict[str, Any]:
     model = resolve_model(body.model.strip(), allow_pickle=False)
     seeds = studio.parse_seed_list(body.seeds)
     params = body.settings.to_params()
+    check_generation_options(model, params, true_cfg_scale=body.settings.true_cfg)
     # 2. Save the prompt, then queue the job
     with open_library(request) as library:
-        prompt, created = studio.save_for_generation(library, _builder(request), body.fields.to_fields(),
-                                                     body.template, body.parent_id)
+        template = body.template or default_template(family_for(model, body.family or None))
+        prompt, created = studio.save_for_generation(library, _builder(request), body.fields.to_fields(), template,
+                                                     body.parent_id)
         parent_id = prompt["parent_id"]  # compared side by side with its parent, when it has one
         job = request.app.state.studio.submit_generation(library, model, prompt, parent_id, params.to_dict(), seeds)
     return {"job_id": job.id, "prompt_id": prompt["id"], "created": created, "parent_id": parent_id,

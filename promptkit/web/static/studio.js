@@ -27,10 +27,23 @@
     return extras;
   }
 
+  // Until a template is picked, the family's default one is used (sentences for T5 and LLM families).
+  let templateChosen = Boolean(form.dataset.promptId);
+
+  function optionalNumber(selector) {
+    const input = $(selector);
+    if (!input || input.closest("[hidden]") || input.value.trim() === "") return null;
+    const value = Number(input.value);
+    return Number.isFinite(value) ? value : null;
+  }
+
   function collect() {
     return {
-      template: $("#field-template").value,
+      template: templateChosen ? $("#field-template").value : null,
       model: $("#setting-model").value.trim() || null,
+      family: $("#setting-family").value || null,
+      cfg: optionalNumber("#setting-cfg"),
+      true_cfg: optionalNumber("#setting-true-cfg"),
       fields: {
         subject: $("#field-subject").value,
         action: $("#field-action").value,
@@ -81,7 +94,7 @@
       height = Number(match[2]);
     }
     return { sampler: $("#setting-sampler").value, steps: Number($("#setting-steps").value),
-             cfg: Number($("#setting-cfg").value), width, height };
+             cfg: Number($("#setting-cfg").value), width, height, true_cfg: optionalNumber("#setting-true-cfg") };
   }
 
   // -- template extras -----------------------------------------------------
@@ -133,13 +146,68 @@
     previewTimer = setTimeout(runPreview, PREVIEW_DELAY_MS);
   }
 
-  function showPrompt(box, text, overflow) {
+  function showPrompt(box, text, overflow, limit) {
     box.replaceChildren();
     if (!text) { box.append(el("span", { class: "muted" }, "(empty)")); return; }
     const at = overflow ? text.lastIndexOf(overflow) : -1;
     if (at < 0) { box.append(text); return; }
     box.append(text.slice(0, at));
-    box.append(el("mark", { class: "past-window", title: "Past the 77-token window" }, text.slice(at)));
+    box.append(el("mark", { class: "past-window", title: `Past the ${limit || 75}-token window` }, text.slice(at)));
+  }
+
+  // Tokens per text encoder of the family (CLIP-L 17/75 · T5 ~22/511), each with its first cut word.
+  function showEncoders(which, windows) {
+    const list = $(`#${which}-encoders`);
+    list.replaceChildren(...(windows || []).map((w) => {
+      const over = w.count > w.limit;
+      const text = `${w.label} ${w.exact ? "" : "~"}${w.count} / ${w.limit}` + (over ? ` · cut from “${w.first_cut}”` : "");
+      return el("li", { class: `encoder-window${over ? " over" : ""}`, "data-encoder": w.encoder,
+                        title: `${w.tokenizer}${w.note ? "; " + w.note : ""}` }, text);
+    }));
+  }
+
+  // Switching family moves CFG and steps to the new family's defaults, unless you had changed them; a
+  // new page for a flow-matching model starts from its defaults (an SD page keeps the form's own).
+  let shownFamily;
+  let familyDefaults = null;
+
+  function adoptDefaults(family) {
+    const key = family ? family.key : null;
+    if (shownFamily === key) return false;
+    const first = shownFamily === undefined;
+    shownFamily = key;
+    const cfg = $("#setting-cfg");
+    const steps = $("#setting-steps");
+    const current = { cfg: Number(cfg.value), steps: Number(steps.value) };
+    const before = familyDefaults || current;
+    const keep = !family || (first && (!family.samplers || form.dataset.promptId));
+    familyDefaults = keep ? current : { cfg: family.default_guidance, steps: family.default_steps };
+    if (keep) return false;
+    if (current.steps === before.steps) steps.value = family.default_steps;
+    if (current.cfg !== before.cfg || current.cfg === family.default_guidance) return false;
+    cfg.value = family.default_guidance;
+    return true;
+  }
+
+  // The page follows the family: its guidance label, true CFG, the samplers it takes, the negative prompt.
+  function applyFamily(family) {
+    if (adoptDefaults(family)) schedulePreview(); // the negative prompt may be read at the new guidance
+    $("#label-cfg").textContent = family ? family.guidance_label : "CFG";
+    $("#true-cfg-setting").hidden = !(family && family.true_cfg);
+    const ignored = family ? family.negative_ignored : null;
+    $("#negative-block").hidden = Boolean(ignored);
+    $("#negative-fields").hidden = Boolean(ignored);
+    const note = $("#negative-ignored");
+    note.hidden = !ignored;
+    note.textContent = ignored ? `Negative prompt ignored: ${ignored}.` : "";
+    const allowed = family && family.samplers ? new Set(family.samplers) : null;
+    const sampler = $("#setting-sampler");
+    for (const option of sampler.options) option.disabled = Boolean(allowed) && !allowed.has(option.value);
+    if (allowed && !allowed.has(sampler.value)) sampler.value = family.samplers[0];
+    $("#family-line").textContent = family
+      ? `${family.label}: ${family.encoders.map((e) => `${e.label} ${e.window}`).join(" + ")} tokens · `
+        + `${family.guidance_label} ${family.default_guidance} · ${family.default_steps} steps`
+      : "";
   }
 
   function showTokens(which, report) {
@@ -166,10 +234,17 @@
     showError(result.error);
     if (result.error) return;
     const lint = result.lint || {};
-    showPrompt($("#rendered-positive"), result.positive, lint.positive && lint.positive.overflow);
-    showPrompt($("#rendered-negative"), result.negative, lint.negative && lint.negative.overflow);
+    if (!templateChosen && result.template && result.template !== $("#field-template").value) {
+      $("#field-template").value = result.template;
+      showExtras();
+    }
+    applyFamily(result.family);
+    showPrompt($("#rendered-positive"), result.positive, lint.positive && lint.positive.overflow, lint.positive && lint.positive.limit);
+    showPrompt($("#rendered-negative"), result.negative, lint.negative && lint.negative.overflow, lint.negative && lint.negative.limit);
     showTokens("positive", lint.positive);
     showTokens("negative", lint.negative);
+    showEncoders("positive", lint.encoders && lint.encoders.positive);
+    showEncoders("negative", lint.encoders && lint.encoders.negative);
     const list = $("#lint");
     list.replaceChildren(...(lint.findings || []).map((finding) => el("li", { class: `finding ${finding.level}` },
       el("span", { class: "level" }, finding.level), " ", finding.message)));
@@ -193,8 +268,9 @@
     }
     schedulePreview();
   });
-  $("#field-template").addEventListener("change", () => { showExtras(); schedulePreview(); });
+  $("#field-template").addEventListener("change", () => { templateChosen = true; showExtras(); schedulePreview(); });
   $("#setting-model").addEventListener("change", schedulePreview);
+  for (const id of ["#setting-family", "#setting-cfg", "#setting-true-cfg"]) $(id).addEventListener("change", schedulePreview);
 
   // -- seeds -------------------------------------------------------------------
 
