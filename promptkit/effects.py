@@ -250,3 +250,35 @@ def filter_candidates(terms: Sequence[str], indicators: Mapping[str, Sequence[in
         return candidates
     keep = set(pairs_for_term(j, [(a, b) for _seed, a, b in candidates], indicators))
     return [c for c in candidates if (c[1], c[2]) in keep] or candidates
+
+
+# -- a matrix experiment's record and votes ------------------------------------------------
+
+
+def decisive_comparisons(votes: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(winner, loser) of each decisive vote (ties left out), from votes with left, right, winner labels."""
+    return [(v["winner"], v["right"] if v["winner"] == v["left"] else v["left"])
+            for v in votes if v["winner"] in (v["left"], v["right"])]
+
+
+def terms_table(record: Mapping[str, Any], votes: Sequence[Mapping[str, Any]],
+                stars: Mapping[str, Mapping[int, float]] | None = None) -> list[dict[str, Any]]:
+    """`ab stats`' `terms` for a matrix (RECORD: its terms and per-label indicators), best first.
+
+    Each row: term, effect, low, high, votes, state (helps/hurts/no_effect/undecided), state_text,
+    sequence, and `stars` (the star difference it makes, with a 95% interval) when cells are rated.
+    """
+    rows = effects_from_votes(record["terms"], record["indicators"], decisive_comparisons(votes))
+    by_stars = star_effects(record["terms"], record["indicators"], stars or {}) or []
+    for row, star in zip(rows, by_stars):
+        row["stars"] = {k: star[k] for k in ("stars", "low", "high", "ratings")}
+    letters = {text: letter for letter, text in record.get("letters", {}).items()}
+    for row in rows:
+        row["letter"] = letters.get(row["term"])
+    return rank_terms(rows)
+
+
+def matrix_candidates(record: Mapping[str, Any], votes: Sequence[Mapping[str, Any]],
+                      candidates: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+    """The next-pair strategy for a matrix experiment: `filter_candidates` on its record and votes."""
+    return filter_candidates(record["terms"], record["indicators"], decisive_comparisons(votes), candidates)
