@@ -282,3 +282,23 @@ def matrix_candidates(record: Mapping[str, Any], votes: Sequence[Mapping[str, An
                       candidates: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
     """The next-pair strategy for a matrix experiment: `filter_candidates` on its record and votes."""
     return filter_candidates(record["terms"], record["indicators"], decisive_comparisons(votes), candidates)
+
+
+def terms_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The ranked effect table as text lines (what `ab stats` prints for a matrix)."""
+    if not rows:
+        return []
+    width = max(len(r["term"]) for r in rows)
+    lines = [f"  term effects (win probability against the same prompt without it; 95% interval; state "
+             f"from an asymptotic confidence sequence, α = {ALPHA} over all terms):"]
+    for rank, r in enumerate(rows, 1):
+        name = f"{r.get('letter') + ' ' if r.get('letter') else ''}{r['term']}"
+        if r["effect"] is None:
+            lines.append(f"  #{rank} {name:<{width + 2}}  no votes yet")
+            continue
+        line = (f"  #{rank} {name:<{width + 2}}  {r['effect']:.0%} ({r['low']:.0%}–{r['high']:.0%}), "
+                f"{r['votes']} votes — {r['state_text']}")
+        if r.get("stars"):
+            line += f"; stars {r['stars']['stars']:+.2f} ({r['stars']['low']:+.2f} to {r['stars']['high']:+.2f})"
+        lines.append(line)
+    return lines

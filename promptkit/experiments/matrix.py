@@ -171,14 +171,24 @@ def render_variant(builder, base: dict[str, Any], terms: list[dict[str, Any]]):
     return prompt
 
 
+def expand_terms(term_texts: list[str], wildcards: str | None = None) -> list[str]:
+    """Each --term, with a wildcard term (`{golden hour|blue hour}`, `__lighting__`) expanded into one term per option."""
+    from ..wildcards import expand, has_wildcards
+
+    out = []
+    for text in term_texts:
+        out += [e.text for e in expand(text, wildcards=wildcards, flag="--term")] if has_wildcards(text) else [text]
+    return out
+
+
 def plan_matrix(library: Library, prompt_ref: str, term_texts: list[str], pairs_only: bool = False,
-                templates_dir: str | None = None) -> dict[str, Any]:
+                templates_dir: str | None = None, wildcards: str | None = None) -> dict[str, Any]:
     """Check and render every variant of a matrix; reads only. Returns base, terms, design and variants."""
     from ..templates import PromptBuilder
 
     base = library.get_prompt(prompt_ref)
     known = tuple((base.get("fields") or {}).get("extras") or {})
-    terms = [parse_term(t, known) for t in term_texts]
+    terms = [parse_term(t, known) for t in expand_terms(term_texts, wildcards)]
     names = [term_name(t).lower() for t in terms]
     if len(set(names)) != len(names):
         raise BadParameter(f"--term {next(n for n in names if names.count(n) > 1)!r} is given twice")
@@ -241,3 +251,55 @@ def term_tokens(plan: dict[str, Any], model: str | None = None) -> list[dict[str
         out.append({"term": term_name(term), "tokens": token_report(tokenizer, term["text"]).count + 1,
                     "cut_off_in": cut, "limit": next(iter(reports.values())).limit, "tokenizer": tokenizer_name})
     return out
+
+
+# -- wildcard variants: one variant per expansion -------------------------------------------
+
+
+def _choice_label(text: str, taken: set[str]) -> str:
+    label = " ".join(re.sub(r"[:=,]+", " ", text).split())[:60].strip() or "variant"
+    if label.lower() == "tie":
+        label = "tie variant"
+    unique, n = label, 2
+    while unique in taken:
+        unique, n = f"{label} #{n}", n + 1
+    taken.add(unique)
+    return unique
+
+
+def plan_wildcard_variants(library: Library, prompt_ref: str, text: str, *, wildcards: str | None = None,
+                           mode: str = "combinatorial", count: int | None = None, seed: int = 0,
+                           templates_dir: str | None = None) -> dict[str, Any]:
+    """The variants of a wildcard experiment: TEXT (`FIELD=TEXT` or free text, with wildcards) expanded,
+    each expansion added to the base prompt as a matrix term is. Reads only."""
+    from ..templates import PromptBuilder
+    from ..wildcards import expand
+
+    base = library.get_prompt(prompt_ref)
+    known = tuple((base.get("fields") or {}).get("extras") or {})
+    head = parse_term(text, known)
+    expansions = expand(head["text"], wildcards=wildcards, mode=mode, count=count, seed=seed, flag="--text")
+    if len(expansions) < 2:
+        raise BadParameter(f"--text {text!r} expands to {len(expansions)} variant; an experiment needs two or more")
+    builder, taken, variants = PromptBuilder(templates_dir), set(), []
+    for exp in expansions:
+        term = {"field": head["field"], "text": exp.text}
+        label = _choice_label(" · ".join(c["chose"] for c in exp.choices[:2]) or exp.text, taken)
+        variants.append({"label": label, "prompt": render_variant(builder, base, [term]), **exp.to_dict()})
+    return {"base": base, "text": text, "mode": mode, "seed": seed, "variants": variants}
+
+
+def create_wildcard_experiment(library: Library, name: str, plan: dict[str, Any], seeds: list[int],
+                               params: GenerationParams, model: str | None = None,
+                               extra: dict[str, Any] | None = None) -> int:
+    """Store a planned wildcard experiment; each variant's choices go in the experiment's `wildcards` record."""
+    record = {"text": plan["text"], "mode": plan["mode"], "seed": plan["seed"],
+              "variants": {v["label"]: {"text": v["text"], "choices": v["choices"]} for v in plan["variants"]}}
+
+    def create(prompt_ids: list[int]) -> int:
+        specs = [VariantSpec(v["label"], str(pid)) for v, pid in zip(plan["variants"], prompt_ids)]
+        return create_experiment(library, name, specs, seeds, params, model,
+                                 extra={**(extra or {}), "wildcards": record})
+
+    return library.create_experiment_with_prompts(plan["base"]["id"], [v["prompt"] for v in plan["variants"]],
+                                                  ["wildcards", name], create)

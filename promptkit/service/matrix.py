@@ -14,18 +14,21 @@ if TYPE_CHECKING:
 
 
 def plan_matrix(library: Library, prompt: int | str, terms: list[str], *, pairs_only: bool = False,
-                templates_dir: str | None = None, model: str | None = None) -> dict[str, Any]:
+                templates_dir: str | None = None, model: str | None = None,
+                wildcards: str | None = None) -> dict[str, Any]:
     """Render every variant of a matrix and say which design it is; stores nothing.
 
     :param prompt: the saved base prompt (id or name).
     :param terms: "golden hour" (added at the end of the prompt) or "FIELD=TEXT" ("environment=golden hour",
         "style=cinematic": added to that field of the template).
     :param pairs_only: the base and each term alone, instead of the combinations.
+    :param wildcards: the wildcard folder for `__name__` in a term; a term with `{a|b}` or `__name__`
+        becomes one term per expansion.
     :returns: base, terms, design (kind, text, generators, resolution, aliases), variants, tokens (per term).
     """
     from ..experiments.matrix import plan_matrix as plan, term_tokens
 
-    planned = plan(library, str(prompt), list(terms), pairs_only, templates_dir)
+    planned = plan(library, str(prompt), list(terms), pairs_only, templates_dir, wildcards)
     planned["tokens"] = term_tokens(planned, model)
     return planned
 
@@ -34,7 +37,7 @@ def new_matrix_experiment(library: Library, name: str, prompt: int | str, terms:
                           seeds: list[int] | str = "1-8", *, pairs_only: bool = False,
                           params: GenerationParams | None = None, inputs: InputRequest | None = None,
                           model: str | None = None, templates_dir: str | None = None,
-                          **settings: Any) -> dict[str, Any]:
+                          wildcards: str | None = None, **settings: Any) -> dict[str, Any]:
     """Create matrix experiment NAME: the base prompt with the terms switched on and off, all on the same seeds.
 
     Up to 4 terms every combination (2^k variants); 5 to 15 terms a 16-variant fractional factorial
@@ -45,31 +48,79 @@ def new_matrix_experiment(library: Library, name: str, prompt: int | str, terms:
     :param terms: see `plan_matrix`. :param seeds: a list, or "1,2,3", "1-8", "random:N".
     :param params: the shared `GenerationParams` (or its fields as keywords: steps=10, ...).
     :param inputs: an `InputRequest` shared by every variant. :param model: the default model for `run_experiment`.
+    :param wildcards: the wildcard folder (see `plan_matrix`).
     :returns: the experiment (id, name, seeds, params, model, variants) with `design`, `terms`
         (term, letter, tokens, cut_off_in) and `letters`.
     """
-    from ..experiments import check_experiment_name, get_experiment
+    from ..experiments import get_experiment
     from ..experiments.matrix import create_matrix_experiment
-    from ..experiments.variants import ExperimentProblem
-    from ..errors import BadParameter
-    from ..params import GenerationParams
 
-    if params is None:
-        params = GenerationParams(**settings)
     # 1. Check everything before anything is written
+    seed_list = _check_new(library, name, seeds, model)
+    planned = plan_matrix(library, prompt, terms, pairs_only=pairs_only, templates_dir=templates_dir, model=model,
+                          wildcards=wildcards)
+    # 2. Store the input images, then the variant prompts and the experiment in one transaction
+    params, extra = _store_inputs(library, name, params, inputs, settings)
+    create_matrix_experiment(library, name, planned, seed_list, params, model, extra=extra)
+    return _matrix_summary(get_experiment(library, name), planned)
+
+
+def _check_new(library: Library, name: str, seeds: list[int] | str, model: str | None) -> list[int]:
+    from ..errors import BadParameter
+    from ..experiments import check_experiment_name
+
     check_experiment_name(name)
     seed_list = _seed_list(seeds)
     if not seed_list or len(set(seed_list)) != len(seed_list):
         raise BadParameter("--seeds needs at least one seed, none repeated")
     _check_model(model)
-    planned = plan_matrix(library, prompt, terms, pairs_only=pairs_only, templates_dir=templates_dir, model=model)
+    return seed_list
+
+
+def _store_inputs(library: Library, name: str, params: GenerationParams | None, inputs: InputRequest | None,
+                  settings: dict[str, Any]) -> tuple[GenerationParams, dict[str, Any] | None]:
+    """The checked parameters with the input images stored (after the name is checked free)."""
+    from ..experiments.variants import ExperimentProblem
+    from ..params import GenerationParams
+
     if library.experiment_exists(name):
         raise ExperimentProblem(f"an experiment named {name!r} already exists; choose another name")
-    params, prepared, request = _prepare(params, inputs)
-    # 2. Store the input images, then the variant prompts and the experiment in one transaction
+    params, prepared, request = _prepare(params if params is not None else GenerationParams(**settings), inputs)
     params.extra = prepared.store(library)
-    create_matrix_experiment(library, name, planned, seed_list, params, model, extra=_lora_dir_record(request.lora_dir))
-    return _matrix_summary(get_experiment(library, name), planned)
+    return params, _lora_dir_record(request.lora_dir)
+
+
+def new_wildcard_experiment(library: Library, name: str, prompt: int | str, text: str,
+                            seeds: list[int] | str = "1-8", *, wildcards: str | None = None,
+                            mode: str = "combinatorial", count: int | None = None, seed: int = 0,
+                            params: GenerationParams | None = None, inputs: InputRequest | None = None,
+                            model: str | None = None, templates_dir: str | None = None,
+                            **settings: Any) -> dict[str, Any]:
+    """Create experiment NAME with one variant per expansion of wildcard TEXT added to the base prompt.
+
+    :param text: `{red|green|blue} light`, `{2$$a|b|c}`, `__colors__` (a line of colors.txt in WILDCARDS),
+        optionally `FIELD=…` to add it to a template field.
+    :param mode: "combinatorial" (every expansion, at most 64) or "random" (COUNT drawn with SEED).
+    :returns: the experiment with `wildcards`: per variant label its text and the choices it made.
+    """
+    from ..experiments import get_experiment
+    from ..experiments.matrix import create_wildcard_experiment, plan_wildcard_variants
+
+    seed_list = _check_new(library, name, seeds, model)
+    planned = plan_wildcard_variants(library, str(prompt), text, wildcards=wildcards, mode=mode, count=count,
+                                     seed=seed, templates_dir=templates_dir)
+    params, extra = _store_inputs(library, name, params, inputs, settings)
+    create_wildcard_experiment(library, name, planned, seed_list, params, model, extra=extra)
+    experiment = get_experiment(library, name)
+    return {**experiment_summary(experiment), "wildcards": experiment["params"]["wildcards"]}
+
+
+def expand_wildcards(text: str, *, wildcards: str | None = None, mode: str = "combinatorial",
+                     count: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """TEXT's expansions, each with the choices it made ({"text", "choices": [{"from", "chose"}]}); writes nothing."""
+    from ..wildcards import expand
+
+    return [e.to_dict() for e in expand(text, wildcards=wildcards, mode=mode, count=count, seed=seed, flag="--text")]
 
 
 def _matrix_summary(experiment: dict[str, Any], planned: dict[str, Any]) -> dict[str, Any]:
