@@ -117,9 +117,9 @@ def test_three_term_matrix_runs_resumes_after_sigkill_takes_votes_and_prints_eff
                                                                                     isolated_library):
     db = isolated_library
     out = cli("ab", "matrix", "m3", "--prompt", "lighthouse", "--term", "golden hour", "--term", "style=bokeh",
-              "--term", "environment=misty harbour", "--seeds", "1-3", "--steps", "2", "--sampler", "Euler",
+              "--term", "environment=misty harbour", "--seeds", "1-2", "--steps", "2", "--sampler", "Euler", "--width", "32", "--height", "32",
               "--model", tiny_model)
-    assert "8 variants × 3 seeds" in out and "full factorial 2^3" in out and "A: golden hour" in out
+    assert "8 variants × 2 seeds" in out and "full factorial 2^3" in out and "A: golden hour" in out
     # SIGKILL once the run has written an image, then resume to exactly one image per cell
     proc = _start_run(db, "m3")
     deadline = time.time() + 120
@@ -129,10 +129,9 @@ def test_three_term_matrix_runs_resumes_after_sigkill_takes_votes_and_prints_eff
         proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()
-    assert 0 < _cells(db)[0] <= 24
-    proc = _start_run(db, "m3")
-    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
-    assert _cells(db) == (24, 24)
+    assert 0 < _cells(db)[0] <= 16
+    cli("ab", "run", "m3", "--quiet", "--no-engine", "--batch-size", "4")  # resume, in this process
+    assert _cells(db) == (16, 16)
 
     # Scripted votes (one per pair and seed) from a voter who likes golden hour (A), dislikes bokeh (B),
     # ignores C
@@ -145,7 +144,7 @@ def test_three_term_matrix_runs_resumes_after_sigkill_takes_votes_and_prints_eff
         first = promptkit.next_pair(lib, "m3")
         # the matrix strategy: with no votes, a pair that differs in one term only
         assert sum(x != y for x, y in zip(ind[first["left"]["label"]], ind[first["right"]["label"]])) == 1
-        for seed in (1, 2, 3):
+        for seed in (1, 2):
             for a, b in itertools.combinations(list(ind), 2):
                 p = 1 / (1 + np.exp(-(np.array(ind[a]) - np.array(ind[b])) @ beta))
                 promptkit.vote(lib, "m3", seed, a if rng.random() < p else b, a, b)
@@ -160,4 +159,4 @@ def test_three_term_matrix_runs_resumes_after_sigkill_takes_votes_and_prints_eff
         assert {"term", "effect", "low", "high", "votes", "state"} <= set(t)
         assert t["state"] in ("helps", "hurts", "no_effect", "undecided") and t["low"] <= t["effect"] <= t["high"]
     assert terms["golden hour"]["effect"] > 0.5 > terms["style=bokeh"]["effect"]
-    assert terms["golden hour"]["votes"] == 3 * 16  # the decisive votes on pairs that differ in it
+    assert terms["golden hour"]["votes"] == 2 * 16  # the decisive votes on pairs that differ in it
