@@ -284,7 +284,7 @@ def plan_wildcard_variants(library: Library, prompt_ref: str, text: str, *, wild
     builder, taken, variants = PromptBuilder(templates_dir), set(), []
     for exp in expansions:
         term = {"field": head["field"], "text": exp.text}
-        label = _choice_label(" · ".join(c["chose"] for c in exp.choices[:2]) or exp.text, taken)
+        label = _choice_label(exp.text, taken)
         variants.append({"label": label, "prompt": render_variant(builder, base, [term]), **exp.to_dict()})
     return {"base": base, "text": text, "mode": mode, "seed": seed, "variants": variants}
 

@@ -117,7 +117,12 @@ def new_wildcard_experiment(library: Library, name: str, prompt: int | str, text
 
 def expand_wildcards(text: str, *, wildcards: str | None = None, mode: str = "combinatorial",
                      count: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
-    """TEXT's expansions, each with the choices it made ({"text", "choices": [{"from", "chose"}]}); writes nothing."""
+    """TEXT's expansions, each with the choices it made ({"text", "choices": [{"from", "chose"}]}); writes nothing.
+
+    :param text: wildcard text: {a|b}, {2$$a|b|c}, {1-2$$ and $$a|b}, __name__.
+    :param wildcards: the folder __name__ reads NAME.txt from (nothing outside it).
+    :param mode: "combinatorial" (every expansion, at most 64) or "random" (COUNT drawn with SEED).
+    """
     from ..wildcards import expand
 
     return [e.to_dict() for e in expand(text, wildcards=wildcards, mode=mode, count=count, seed=seed, flag="--text")]
@@ -136,6 +141,7 @@ def _matrix_summary(experiment: dict[str, Any], planned: dict[str, Any]) -> dict
 def matrix_effects(library: Library, name: str) -> dict[str, Any]:
     """Each term's effect in matrix experiment NAME, best first: what `ab stats` shows as `terms`.
 
+    :param name: the matrix experiment's name or id.
     :returns: experiment, votes, design (its text says what it confounds), letters and terms: per term
         `term`, `effect` (win probability against its absence), `low`, `high` (95%), `votes`, `state`
         (helps, hurts, no_effect, undecided) and, when cells are rated, `stars`.
