@@ -112,3 +112,26 @@ def test_star_effects_recover_the_stars_a_term_adds():
 @pytest.mark.parametrize("n", [10, 100, 1000])
 def test_sequence_is_wider_than_the_fixed_interval(n):
     assert effects.cs_half_width(1.0, n, 0.05) > effects.Z95
+
+
+def test_terms_table_and_its_text():
+    record = {"terms": TERMS, "letters": dict(zip("ABC", TERMS)), "indicators": FULL}
+    empty = effects.terms_table(record, [])
+    assert [r["letter"] for r in empty] == ["A", "B", "C"]
+    assert all("no votes yet" in line for line in effects.terms_lines(empty)[1:])
+    rng = np.random.default_rng(9)
+    votes = [{"left": w, "right": loser, "winner": w} for w, loser in simulate_votes(rng, 300)]
+    votes.append({"left": "A", "right": "B", "winner": "tie"})  # ties do not count
+    stars = {label: {s: 3.0 + bits[0] + 0.1 * s for s in range(3)} for label, bits in FULL.items()}
+    stars["base"][0] += 0.5
+    rows = effects.terms_table(record, votes, stars)
+    assert rows[0]["term"] == "golden hour" and rows[0]["stars"]["stars"] > 0.5
+    assert sum(r["votes"] for r in rows) >= 300
+    lines = effects.terms_lines(rows)
+    assert lines[1].startswith("  #1 A golden hour") and "stars +" in lines[1]
+
+
+def test_pairs_only_design_chooser_compares_against_the_base():
+    pairs_only = {"base": (0, 0, 0), "A": (1, 0, 0), "B": (0, 1, 0), "C": (0, 0, 1)}
+    pair = effects.choose_term_pair(TERMS, pairs_only, [])
+    assert "base" in (pair["a"], pair["b"])
