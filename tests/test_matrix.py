@@ -160,3 +160,15 @@ def test_three_term_matrix_runs_resumes_after_sigkill_takes_votes_and_prints_eff
         assert t["state"] in ("helps", "hurts", "no_effect", "undecided") and t["low"] <= t["effect"] <= t["high"]
     assert terms["golden hour"]["effect"] > 0.5 > terms["style=bokeh"]["effect"]
     assert terms["golden hour"]["votes"] == 2 * 16  # the decisive votes on pairs that differ in it
+
+
+def test_dry_run_prints_the_design_and_tokens_and_stores_nothing(saved_prompt, isolated_library):
+    out = cli("ab", "matrix", "five", "--prompt", "lighthouse", "--term", "golden hour", "--term", "bokeh",
+              "--term", "8k", "--term", "by greg rutkowski", "--term", "trending on artstation", "--dry-run")
+    assert "16 variants (dry run: nothing stored)" in out and "resolution V" in out and "E = −ABCD" in out
+    assert "D: by greg rutkowski (5 tokens)" in out
+    data = json.loads(cli("ab", "matrix", "five", "--prompt", "lighthouse", "--term", "8k", "--pairs-only",
+                          "--dry-run", "--json"))
+    assert data["design"]["kind"] == "pairs" and [v["label"] for v in data["variants"]] == ["base", "A"]
+    with Library(isolated_library) as lib:
+        assert lib.db.execute("SELECT count(*) FROM experiments").fetchone()[0] == 0

@@ -16,15 +16,32 @@ wildcards_option = click.option(
     help="Wildcard folder: __name__ reads one line of NAME.txt there (never a file outside it).")
 
 
-def _print_matrix(data: dict[str, Any]) -> None:
-    click.echo(f"matrix {data['name']!r}: {len(data['variants'])} variants × {len(data['seeds'])} seeds")
+def _print_matrix(data: dict[str, Any], stored: bool = True) -> None:
+    click.echo(f"matrix {data['name']!r}: {len(data['variants'])} variants"
+               + (f" × {len(data['seeds'])} seeds" if stored else " (dry run: nothing stored)"))
     click.echo(f"  design: {data['design']['text']}")
     for term in data["terms"]:
         cut = (f"; PAST THE {term['limit']}-TOKEN WINDOW in {', '.join(term['cut_off_in'])} — a term that is cut "
                "off cannot help" if term["cut_off_in"] else "")
         click.echo(f"  {term['letter']}: {term['term']} ({term['tokens']} tokens{cut})")
+    if not stored:
+        return
     click.echo(f"run it with `promptkit ab run {data['name']}`, vote with `promptkit ab vote {data['name']}`, "
                f"read the effects with `promptkit ab stats {data['name']}`")
+
+
+def _print_plan(planned: dict[str, Any], name: str, as_json: bool) -> None:
+    variants = [{"label": v["label"], "positive": v["prompt"].positive if v["prompt"] else planned["base"]["positive"]}
+                for v in planned["variants"]]
+    data = {"name": name, "design": {k: v for k, v in planned["design"].items() if k != "runs"},
+            "terms": planned["tokens"], "variants": variants,
+            "seeds": []}
+    if as_json:
+        emit(data, True)
+        return
+    _print_matrix({**data, "seeds": ["—"]}, stored=False)
+    for v in variants:
+        click.echo(f"  {v['label']}: {v['positive']}")
 
 
 @click.command("matrix")
@@ -38,13 +55,15 @@ def _print_matrix(data: dict[str, Any]) -> None:
 @click.option("--pairs-only", is_flag=True,
               help="The base and each term alone (one at a time) instead of the combinations.")
 @wildcards_option
+@click.option("--dry-run", is_flag=True, help="Print the design, the variants' prompts and each term's tokens; "
+                                              "store nothing.")
 @sampling_options
 @input_options
 @click.option("--model", default=None, envvar="PROMPTKIT_MODEL", help="Default model for `ab run`.")
 @templates_option
 @json_option
 @click.pass_context
-def ab_matrix(ctx, name, prompt_ref, terms, seeds, pairs_only, wildcards_dir, steps, cfg, sampler, width, height,
+def ab_matrix(ctx, name, prompt_ref, terms, seeds, pairs_only, wildcards_dir, dry_run, steps, cfg, sampler, width, height,
               noise_device, model, templates_dir, as_json, **input_flags) -> None:
     """Create a prompt matrix NAME: the base prompt with each --term on and off, all on the same seeds.
 
@@ -55,6 +74,12 @@ def ab_matrix(ctx, name, prompt_ref, terms, seeds, pairs_only, wildcards_dir, st
     its absence, with a 95% interval, the votes it rests on and a verdict (helps, hurts, no
     effect that matters, keep voting).
     """
+    if dry_run:
+        with open_library(ctx, create=False) as lib:
+            _print_plan(service.plan_matrix(lib, prompt_ref, list(terms), pairs_only=pairs_only,
+                                            templates_dir=templates_dir, model=model, wildcards=wildcards_dir),
+                        name, as_json)
+        return
     params = params_from(steps, cfg, sampler, width, height, noise_device)
     with open_library(ctx) as lib:
         data = service.new_matrix_experiment(lib, name, prompt_ref, list(terms), seeds, pairs_only=pairs_only,

@@ -248,7 +248,7 @@ def term_tokens(plan: dict[str, Any], model: str | None = None) -> list[dict[str
             where = text.find(term["text"].lower())
             if where >= 0 and where + len(term["text"]) > text.rfind(report.overflow_text.lower()):
                 cut.append(v["label"])
-        out.append({"term": term_name(term), "tokens": token_report(tokenizer, term["text"]).count + 1,
+        out.append({"term": term_name(term), "letter": LETTERS[j], "tokens": token_report(tokenizer, term["text"]).count + 1,
                     "cut_off_in": cut, "limit": next(iter(reports.values())).limit, "tokenizer": tokenizer_name})
     return out
 

@@ -130,11 +130,10 @@ def expand_wildcards(text: str, *, wildcards: str | None = None, mode: str = "co
 
 def _matrix_summary(experiment: dict[str, Any], planned: dict[str, Any]) -> dict[str, Any]:
     record = experiment["params"]["matrix"]
-    letters = {text: letter for letter, text in record["letters"].items()}
     data = experiment_summary(experiment)
     data["design"] = record["design"]
     data["letters"] = record["letters"]
-    data["terms"] = [{**t, "letter": letters[t["term"]]} for t in planned["tokens"]]
+    data["terms"] = planned["tokens"]
     return data
 
 
