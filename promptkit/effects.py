@@ -302,3 +302,27 @@ def terms_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             line += f"; stars {r['stars']['stars']:+.2f} ({r['stars']['low']:+.2f} to {r['stars']['high']:+.2f})"
         lines.append(line)
     return lines
+
+
+def pair_chooser(record: Mapping[str, Any]):
+    """The matrix strategy with `verdicts.choose_next_pair`'s signature, for RECORD (a matrix's terms and indicators).
+
+    counts: (a, b) -> (wins_a, wins_b) as that chooser takes them; the effects depend on the votes
+    only through those counts, so nothing else is needed.
+    """
+    def choose(labels: Sequence[str], counts: Mapping[tuple[str, str], tuple[int, int]], seeds: Sequence[int] = (0,),
+               seed_votes: Mapping[tuple[str, str, int], int] | None = None, alpha: float = ALPHA,
+               margin: float = verdicts.MARGIN) -> dict[str, Any] | None:
+        comparisons: list[tuple[str, str]] = []
+        for (a, b), (wins_a, wins_b) in counts.items():
+            comparisons += [(a, b)] * wins_a + [(b, a)] * wins_b
+        indicators = {label: record["indicators"][label] for label in labels}
+        return choose_term_pair(record["terms"], indicators, comparisons, seeds, seed_votes)
+
+    return choose
+
+
+def chooser_for(experiment: Mapping[str, Any]):
+    """The next-pair chooser for EXPERIMENT: the matrix strategy for a prompt matrix, else `verdicts.choose_next_pair`."""
+    record = (experiment.get("params") or {}).get("matrix")
+    return pair_chooser(record) if record else verdicts.choose_next_pair

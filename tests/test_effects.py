@@ -135,3 +135,20 @@ def test_pairs_only_design_chooser_compares_against_the_base():
     pairs_only = {"base": (0, 0, 0), "A": (1, 0, 0), "B": (0, 1, 0), "C": (0, 0, 1)}
     pair = effects.choose_term_pair(TERMS, pairs_only, [])
     assert "base" in (pair["a"], pair["b"])
+
+
+def test_chooser_for_a_matrix_takes_the_verdicts_chooser_arguments():
+    from promptkit import verdicts
+
+    record = {"terms": TERMS, "indicators": FULL}
+    assert effects.chooser_for({"params": {}}) is verdicts.choose_next_pair
+    choose = effects.chooser_for({"params": {"matrix": record}})
+    rng = np.random.default_rng(3)
+    counts = {}
+    for winner, loser in simulate_votes(rng, 400):
+        a, b = sorted((winner, loser), key=list(FULL).index)
+        wins = counts.get((a, b), (0, 0))
+        counts[(a, b)] = (wins[0] + (winner == a), wins[1] + (winner == b))
+    pair = choose(list(FULL), counts, seeds=[1, 2])
+    assert sum(x != y for x, y in zip(FULL[pair["a"]], FULL[pair["b"]])) == 1 and pair["seed"] in (1, 2)
+    assert pair["term"] == "8k"  # the null term is the least settled after 400 votes
