@@ -30,8 +30,8 @@ LETTERS = "ABCDEFGHJKLMNOP"  # I is left out: it names the identity in a definin
 TEXT_FIELDS = ("subject", "action", "environment")
 LIST_FIELDS = ("style", "quality", "negative")
 # 16-run designs: the generators of the columns after A-D, by number of terms (minimum aberration
-# for 5-8 terms, as tabulated in Montgomery, "Design and Analysis of Experiments", Table 8.14;
-# saturated resolution III past 8).
+# for 5-8 terms, as in the table of selected 2^(k-p) designs in Montgomery, "Design and Analysis
+# of Experiments"; saturated resolution III past 8).
 GENERATORS = ["ABCD", "ABC", "BCD", "ACD", "ABD", "AB", "AC", "AD", "BC", "BD", "CD"]
 DESIGN_GENERATORS = {5: ["ABCD"], 6: ["ABC", "BCD"], 7: ["ABC", "BCD", "ACD"], 8: ["BCD", "ACD", "ABC", "ABD"]}
 _ROMAN = {3: "III", 4: "IV", 5: "V"}
