@@ -196,6 +196,10 @@ def experiment_stats(library, name: str) -> dict[str, Any]:
     result: dict[str, Any] = {"experiment": experiment["name"], "variants": labels, "votes": len(votes),
                               "pairs": holm_pairs(pairs),
                               "position_bias": position_summary(votes), "agreement": agreement_summary(votes)}
+    if experiment["params"].get("matrix"):  # a prompt matrix: each term's effect (promptkit.effects)
+        from .effects import terms_table
+
+        result["terms"] = terms_table(experiment["params"]["matrix"], votes, stars)
     if len(labels) >= 3:
         comparisons = []
         for v in votes:

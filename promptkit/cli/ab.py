@@ -240,6 +240,10 @@ def _print_stats(result: dict[str, Any]) -> None:
     for rank, row in enumerate(result.get("ranking", []), 1):
         click.echo(f"  #{rank} {row['label']}: {row['score']:+.2f} (95% CI {row['ci_low']:+.2f} to "
                    f"{row['ci_high']:+.2f})")
+    if result.get("terms") is not None:  # a prompt matrix: the ranked effect table
+        from ..effects import terms_lines
+
+        click.echo("\n".join(terms_lines(result["terms"])))
 
 
 @ab.command("stats")

@@ -123,6 +123,11 @@ def next_pair(library: Library, name: str, rng: random.Random | None = None,
                 if (a, seed) in done and (b, seed) in done)
     if not candidates:
         return None
+    if experiment["params"].get("matrix"):  # a prompt matrix: pairs that differ in the least settled term
+        from ..effects import matrix_candidates
+
+        candidates = matrix_candidates(experiment["params"]["matrix"], experiment_votes(library, experiment),
+                                       candidates)
     seed, a, b = pick_candidate(candidates, skip, last_seed)
     left, right = (a, b) if rng.random() < 0.5 else (b, a)
     return {"experiment": experiment["name"], "seed": seed,

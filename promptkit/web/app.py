@@ -22,12 +22,12 @@ from ..errors import BadParameter, LibraryProblem, NotFound, PromptkitError, ren
 from ..library import Library
 from ..studio import StudioEngine
 from ..templates import PromptBuilder
-from . import api, assets, experiments, images, pages, studio
+from . import api, assets, experiments, images, matrix, pages, studio
 from .security import LOCAL_NAMES, RequestGuard, host_header_values
 from .templating import NavLink, render
 
 ROUTERS = [pages.router, experiments.router, images.router, api.router, experiments.api_router, assets.router,
-           studio.page_router, studio.router]
+           studio.page_router, studio.router, matrix.router]
 NAV_LINKS = [NavLink("Library", "/"), NavLink("Starred", "/?starred=true"), NavLink("Studio", "/studio"),
              NavLink("Experiments", "/experiments")]
 DEFAULT_HOST = "127.0.0.1"

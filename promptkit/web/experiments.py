@@ -240,6 +240,7 @@ class ExperimentStats(BaseModel):
     ranking_text: str | None = Field(None, description="What the ranking is, or 'no votes yet'.")
     position_bias: dict[str, Any] | None = None
     agreement: dict[str, Any] | None = None
+    terms: list[dict[str, Any]] | None = Field(None, description="A prompt matrix's per-term effects (promptkit.effects).")
 
 
 # -- helpers ---------------------------------------------------------------------
