@@ -13,6 +13,7 @@ from .options import (lazy_module, ProgressBar, batch_size_option, emit, engine_
                       templates_option)
 
 service = lazy_module("promptkit.service.experiments")
+scores_service = lazy_module("promptkit.service.scores")
 
 
 @click.group()
@@ -240,6 +241,8 @@ def _print_stats(result: dict[str, Any]) -> None:
     for rank, row in enumerate(result.get("ranking", []), 1):
         click.echo(f"  #{rank} {row['label']}: {row['score']:+.2f} (95% CI {row['ci_low']:+.2f} to "
                    f"{row['ci_high']:+.2f})")
+    for line in scores_service.judges_lines(result.get("judges") or []):
+        click.echo(line)
 
 
 @ab.command("stats")

@@ -240,6 +240,7 @@ class ExperimentStats(BaseModel):
     ranking_text: str | None = Field(None, description="What the ranking is, or 'no votes yet'.")
     position_bias: dict[str, Any] | None = None
     agreement: dict[str, Any] | None = None
+    judges: list[dict[str, Any]] | None = Field(None, description="Automatic judges beside the votes (promptkit score).")
 
 
 # -- helpers ---------------------------------------------------------------------
