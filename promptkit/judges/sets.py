@@ -9,6 +9,7 @@ hundreds of images per set to mean much, and says so.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 from ..errors import BadParameter
@@ -100,8 +101,10 @@ def inception_score(images: Sequence[Any], *, model: str | None = None, feature=
         raise BadParameter(f"--judge is needs at least 2 images; the set has {len(images)}")
     from torchmetrics.image.inception import InceptionScore
 
-    metric = InceptionScore(feature=_feature("is", model, feature), normalize=True,
-                            splits=max(1, min(splits, len(images) // 2)))
+    with warnings.catch_warnings():  # "will save all extracted features in buffer": a few hundred at most here
+        warnings.simplefilter("ignore", UserWarning)
+        metric = InceptionScore(feature=_feature("is", model, feature), normalize=True,
+                                splits=max(1, min(splits, len(images) // 2)))
     metric.update(to_tensor(images))
     mean, std = metric.compute()
     out: dict[str, Any] = {"value": float(mean), "std": float(std), "n": len(images)}

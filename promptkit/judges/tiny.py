@@ -34,6 +34,9 @@ def build_tiny_clip(seed: int = 0):
 
 def write_tiny_clip(path: str | Path, seed: int = 0) -> Path:
     """Save the tiny CLIP model and its processor to the folder PATH and return it."""
+    from ..tinymodel import _quiet
+
+    _quiet()
     folder = Path(path).expanduser()
     model, processor = build_tiny_clip(seed)
     model.save_pretrained(str(folder), safe_serialization=True)
