@@ -200,6 +200,8 @@ def measure_sets(library: Library, targets: Sequence[str] | str, judge: str, *, 
     for label, images in groups.items():
         if len(images) < 2:
             raise BadParameter(f"--judge {judge} needs at least 2 images per set; {label!r} has {len(images)}")
+    if feature is None and model is not None:
+        feature = sets.clip_features(model)  # loaded once for every set
     results = []
     labels = list(groups)
     if judge == "is":
