@@ -214,3 +214,37 @@ def test_bad_input_one_line_each_nothing_written(experiment_library, tiny_clip, 
     monkeypatch.setitem(sys.modules, "torchmetrics", None)  # the optional extra missing
     assert "promptkit[judges]" in one_line_error(["score", "sky", "--judge", "fid"], experiment_library)
     assert "promptkit[judges]" in one_line_error(["score", "sky", "--judge", "is"], experiment_library)
+
+
+# -- the results page and the GPU benchmark -------------------------------------------------
+
+
+def test_results_page_and_api_show_each_judges_agreement(experiment_library, tiny_clip):
+    from fastapi.testclient import TestClient
+
+    from promptkit.web import create_app
+
+    for seed, winner in ((1, "fancy"), (2, "plain"), (3, "fancy")):
+        run("ab", "vote", "sky", "--seed", str(seed), "--winner", winner)
+    origin = "http://127.0.0.1:8765"
+    with TestClient(create_app(experiment_library), base_url=origin) as http:
+        assert 'aria-label="Judges"' not in http.get("/experiments/sky").text  # nothing scored: no section
+        run("score", "sky", "--judge", "clip", "--model", tiny_clip)
+        page = http.get("/experiments/sky").text
+        api = http.get("/api/experiments/sky/stats").json()
+    assert 'aria-label="Judges"' in page and 'data-judge="clip"' in page
+    assert "Agrees with your decided votes" in page or "No decided votes on scored images" in page
+    assert "Machine verdict (the judge's, not yours)" in page and "Your votes alone" in page
+    assert api["judges"][0]["judge"] == "clip" and api["judges"][0]["pairs"][0]["human_only"]["n"] <= 3
+
+
+def test_throughput_benchmark_skips_without_a_gpu():
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "judges_throughput.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "skipped: no GPU"
