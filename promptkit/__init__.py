@@ -32,6 +32,7 @@ _API = {
     "new_experiment": "experiments", "new_xy_experiment": "experiments", "run_experiment": "experiments",
     "add_seeds": "experiments", "next_pair": "experiments", "vote": "experiments", "undo_vote": "experiments",
     "verdict": "experiments", "experiment_stats": "experiments", "VotingSession": "experiments",
+    "score": "scores", "list_judges": "scores", "experiment_judges": "scores",
 }
 _TYPES = {"Library": "library", "GenerationParams": "params", "InputRequest": "inputs", "Fields": "templates"}
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time each name loads 
     from .service.maintenance import check_library, export_library, import_library, import_pngs, open_library
     from .service.prompts import (BuiltPrompt, build_prompt, delete_prompt, history, list_prompts, rate, search,
                                   show_prompt)
+    from .service.scores import experiment_judges, list_judges, score
     from .templates import Fields
 
 

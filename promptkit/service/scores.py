@@ -23,11 +23,14 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 _IDS = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
 
-def list_judges() -> list[dict[str, Any]]:
-    """Every judge: name, kind (image or set), default model, what it needs, whether it can run here."""
+def list_judges(available_only: bool = False) -> list[dict[str, Any]]:
+    """Every judge: name, kind (image or set), default model, what it needs, whether it can run here.
+
+    :param available_only: leave out the judges that cannot run here (their `reason` says why).
+    """
     from ..judges import list_judges as listing
 
-    return listing()
+    return [j for j in listing() if j["available"] or not available_only]
 
 
 # -- targets ------------------------------------------------------------------------------
@@ -238,7 +241,10 @@ def _is_experiment(library: Library, targets: Sequence[str] | str) -> bool:
 def experiment_judges(library: Library, name: str) -> list[dict[str, Any]]:
     """For each judge whose scores an experiment's images have: agreement with the person's votes
     (Wilson) and stars (Kendall's tau), the judge's own verdict per pair and the prediction-powered
-    verdict beside the human-only one. [] when nothing is scored."""
+    verdict beside the human-only one. [] when nothing is scored.
+
+    :param name: the experiment's name or id.
+    """
     from ..experiments import cells, experiment_votes, get_experiment
     from ..judges.agreement import judge_report
 
@@ -283,8 +289,10 @@ def judges_lines(judges: list[dict[str, Any]]) -> list[str]:
                          f"(p = {stars['p_value']:.3g})")
         for p in j["pairs"]:
             mv, ppi_, human = p["machine_verdict"], p["prediction_powered"], p["human_only"]
+            equal = f", neither on {mv['ties']}" if mv["ties"] else ""
             lines.append(f"    {p['a']} vs {p['b']}: machine verdict (the judge's, not yours): prefers {p['b']} on "
-                         f"{mv['wins_b']} of {mv['wins_a'] + mv['wins_b']} seeds")
+                         f"{mv['wins_b']}, {p['a']} on {mv['wins_a']}{equal} of {mv['wins_a'] + mv['wins_b'] + mv['ties']} "
+                         "seeds")
             lines.append(f"      {_interval_text('prediction-powered', ppi_, p['b'])} — rests on "
                          f"{ppi_['votes_used']} of your votes and {ppi_['pairs_judged']} judged pairs")
             lines.append(f"      {_interval_text('your votes alone', human, p['b'])} — rests on {human['n']} votes")
