@@ -211,6 +211,9 @@ def test_bad_input_one_line_each_nothing_written(experiment_library, tiny_clip, 
         ["score", "sky-plain", "--judge", "fid", "--model", tiny_clip], experiment_library)
     assert "not an experiment, a prompt or generation ids" in one_line_error(
         ["score", "nothing-here", "--judge", "clip", "--model", tiny_clip], experiment_library)
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "torch_fidelity", None)
+        assert "needs torch-fidelity" in one_line_error(["score", "sky", "--judge", "fid"], experiment_library)
     monkeypatch.setitem(sys.modules, "torchmetrics", None)  # the optional extra missing
     assert "promptkit[judges]" in one_line_error(["score", "sky", "--judge", "fid"], experiment_library)
     assert "promptkit[judges]" in one_line_error(["score", "sky", "--judge", "is"], experiment_library)
