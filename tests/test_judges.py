@@ -251,3 +251,24 @@ def test_throughput_benchmark_skips_without_a_gpu():
                           env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "skipped: no GPU"
+
+
+def test_targets_and_a_changed_judge_model(experiment_library, tmp_path):
+    from promptkit.judges.tiny import write_tiny_clip
+    from promptkit.library import Library
+    from promptkit.service.scores import resolve_target, score
+
+    with Library(experiment_library) as lib:
+        sky = resolve_target(lib, "sky")
+        assert len(sky["generations"]) == 8 and sky["experiment"]["name"] == "sky"
+        by_id = resolve_target(lib, f"experiment:{sky['experiment']['id']}")
+        assert [g["id"] for g in by_id["generations"]] == [g["id"] for g in sky["generations"]]
+        plain = lib.get_prompt("sky-plain")["id"]
+        assert {g["prompt_id"] for g in resolve_target(lib, f"prompt:{plain}")["generations"]} == {plain}
+        first, last = sky["generations"][0]["id"], sky["generations"][2]["id"]
+        assert len(resolve_target(lib, f"{first}-{last}")["generations"]) == last - first + 1
+        model = str(write_tiny_clip(tmp_path / "judge", seed=0))
+        assert score(lib, "sky", "clip", model=model)["computed"] == 8
+        write_tiny_clip(model, seed=1)  # other weights at the same path: the stored scores are stale
+        again = score(lib, "sky", "clip", model=model)
+        assert again["computed"] == 8 and again["model_hash"]
