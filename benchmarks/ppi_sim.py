@@ -40,7 +40,7 @@ def simulate(runs: int, pairs: int, votes: int, agreement: float = 0.8, truth: f
         voted = rng.choice(pairs, size=votes, replace=False)
         y, f = person[run, voted].astype(float), judge[run, voted]
         intervals = {"ppi": ppi_mean(judge[run], y, f), "human": classical_interval(y)}
-        low, high = wilson(int(y.sum()), votes)
+        low, high = wilson(int(y.sum()), int(votes))
         intervals["wilson"] = {"ci_low": low, "ci_high": high}
         for name, ci in intervals.items():
             covered[name] += ci["ci_low"] <= truth <= ci["ci_high"]

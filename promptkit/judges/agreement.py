@@ -11,6 +11,7 @@ correction measured on the person's votes (`ppi.py`). The human verdict is never
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 from . import ppi
@@ -18,8 +19,10 @@ from . import ppi
 Cell = tuple[str, int]  # (variant label, seed)
 
 
+@lru_cache(maxsize=4096)
 def wilson(successes: int, trials: int, alpha: float = ppi.ALPHA) -> tuple[float, float]:
-    """scipy's Wilson score interval (binomtest(...).proportion_ci(method='wilson'))."""
+    """scipy's Wilson score interval (binomtest(...).proportion_ci(method='wilson')); binomtest also
+    computes a p-value, which costs most of the time, so each count is computed once."""
     from scipy.stats import binomtest
 
     if trials == 0:

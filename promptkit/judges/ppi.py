@@ -22,11 +22,20 @@ sequence: it is shown beside the anytime-valid human verdict, never instead of i
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
 
 ALPHA = 0.05
+
+
+@lru_cache(maxsize=8)
+def _z(alpha: float) -> float:
+    """The two-sided normal quantile for level ALPHA (scipy's norm.ppf, computed once per level)."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(1 - alpha / 2))
 
 
 def ppi_mean(predictions_all: Sequence[float], labels: Sequence[float], predictions_labelled: Sequence[float],
@@ -38,8 +47,6 @@ def ppi_mean(predictions_all: Sequence[float], labels: Sequence[float], predicti
     :param voted_units: how many distinct units the votes cover (m; default n).
     :returns: estimate, ci_low, ci_high (clipped to [0, 1]), n, N, rectifier (mean of Y − f on the votes).
     """
-    from scipy.stats import norm
-
     f_all = np.asarray(predictions_all, dtype=float)
     y = np.asarray(labels, dtype=float)
     f_lab = np.asarray(predictions_labelled, dtype=float)
@@ -54,7 +61,7 @@ def ppi_mean(predictions_all: Sequence[float], labels: Sequence[float], predicti
     share = m / big_n if big_n else 1.0
     var_votes = np.var(y - (1 - share) * f_lab, ddof=1) / n
     var_rest = (big_n - m) * np.var(f_all, ddof=1) / big_n**2 if big_n > 1 else 0.0
-    half = float(norm.ppf(1 - alpha / 2)) * math.sqrt(max(var_votes + var_rest, 0.0))
+    half = _z(alpha) * math.sqrt(max(var_votes + var_rest, 0.0))
     return {"estimate": estimate, "ci_low": max(0.0, estimate - half), "ci_high": min(1.0, estimate + half),
             "n": n, "N": big_n, "rectifier": rectifier}
 
@@ -66,13 +73,11 @@ def preference(score_a: float, score_b: float) -> float:
 
 def classical_interval(labels: Sequence[float], alpha: float = ALPHA) -> dict[str, Any]:
     """The human-only CLT interval on the same votes (what PPI is compared with at equal n)."""
-    from scipy.stats import norm
-
     y = np.asarray(labels, dtype=float)
     n = len(y)
     if n < 2:
         return {"estimate": None, "ci_low": 0.0, "ci_high": 1.0, "n": n}
-    half = float(norm.ppf(1 - alpha / 2)) * float(np.std(y, ddof=1)) / math.sqrt(n)
+    half = _z(alpha) * float(np.std(y, ddof=1)) / math.sqrt(n)
     mean = float(y.mean())
     return {"estimate": mean, "ci_low": max(0.0, mean - half), "ci_high": min(1.0, mean + half), "n": n}
 
