@@ -34,6 +34,7 @@ _API = {
     "verdict": "experiments", "experiment_stats": "experiments", "VotingSession": "experiments",
     "new_matrix_experiment": "matrix", "matrix_effects": "matrix", "new_wildcard_experiment": "matrix",
     "expand_wildcards": "matrix",
+    "score": "scores", "list_judges": "scores", "experiment_judges": "scores",
 }
 _TYPES = {"Library": "library", "GenerationParams": "params", "InputRequest": "inputs", "Fields": "templates"}
 
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time each name loads 
     from .service.maintenance import check_library, export_library, import_library, import_pngs, open_library
     from .service.prompts import (BuiltPrompt, build_prompt, delete_prompt, history, list_prompts, rate, search,
                                   show_prompt)
+    from .service.scores import experiment_judges, list_judges, score
     from .templates import Fields
 
 

@@ -13,6 +13,7 @@ from .options import (lazy_module, ProgressBar, batch_size_option, emit, engine_
                       templates_option)
 
 service = lazy_module("promptkit.service.experiments")
+scores_service = lazy_module("promptkit.service.scores")
 
 
 @click.group()
@@ -244,6 +245,8 @@ def _print_stats(result: dict[str, Any]) -> None:
         from ..effects import terms_lines
 
         click.echo("\n".join(terms_lines(result["terms"])))
+    for line in scores_service.judges_lines(result.get("judges") or []):
+        click.echo(line)
 
 
 @ab.command("stats")

@@ -15,8 +15,10 @@ def model() -> None:
 
 @model.command("tiny")
 @click.argument("path", type=click.Path())
-@click.option("--kind", type=click.Choice(["sd", "sd2", "sdxl", "sdxl-refiner", "inpaint", "controlnet", "lora"]), default="sd",
-              show_default=True, help="SD 1.x, SD 2.x (v-prediction), SDXL, SDXL refiner, 9-channel inpainting, ControlNet or LoRA.")
+@click.option("--kind", type=click.Choice(["sd", "sd2", "sdxl", "sdxl-refiner", "inpaint", "controlnet", "lora", "clip"]),
+              default="sd", show_default=True,
+              help="SD 1.x, SD 2.x (v-prediction), SDXL, SDXL refiner, 9-channel inpainting, ControlNet, LoRA, or a "
+                   "CLIP model for the judges (`promptkit score --model PATH`).")
 @click.option("--for", "base", type=click.Choice(["sd", "sdxl"]), default="sd", show_default=True,
               help="The tiny pipeline a ControlNet or LoRA is made for.")
 @json_option
@@ -27,6 +29,12 @@ def model_tiny(path: str, kind: str, base: str, as_json: bool) -> None:
     """
     from ..tinymodel import tiny_note, write_tiny_pipeline
 
+    if kind == "clip":
+        from ..judges.tiny import TINY_CLIP_NOTE, write_tiny_clip
+
+        folder = write_tiny_clip(path)
+        emit({"path": str(folder), "kind": kind}, as_json, f"wrote {folder} (clip): {TINY_CLIP_NOTE}")
+        return
     folder = write_tiny_pipeline(path, kind=kind, base=base)
     data = {"path": str(folder), "kind": kind}
     if kind in ("lora", "controlnet"):

@@ -252,6 +252,9 @@ def show(ctx, prompt: str, as_json: bool) -> None:
                    f"cfg {gen['cfg']:g} {gen['width']}x{gen['height']}  {gen['image_path']}  {stars}")
         if gen.get("note"):
             click.echo(f"            note: {gen['note']}")
+        if gen.get("scores"):
+            click.echo("            scores: " + ", ".join(f"{s['judge']} {s['value']:.4g} ({s['judge_model']})"
+                                                       for s in gen["scores"]))
 
 
 def _node_line(node: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """The `Library` class: opening, migrating and backing up the file, and write transactions.
 
-Row access lives in the mixins (prompts, generations, experiments, votes, whole tables) and the
+Row access lives in the mixins (prompts, generations, experiments, votes, scores, whole tables) and the
 file store in `files.py`; all of promptkit's SQL is in this package.
 """
 
@@ -24,10 +24,11 @@ from .generations import GenerationRows
 from .migrations import migration_names, migrations
 from .prompts import PromptRows
 from .rows import RowAccess
+from .scores import ScoreRows
 from .votes import VoteRows
 
 
-class Library(PromptRows, GenerationRows, ExperimentRows, VoteRows, RowAccess, FileStore):
+class Library(PromptRows, GenerationRows, ExperimentRows, VoteRows, ScoreRows, RowAccess, FileStore):
     """A promptkit library: prompts, generations, ratings and experiments.
 
     :param path: the SQLite file; `None` means `PROMPTKIT_DB` or ./library.db.

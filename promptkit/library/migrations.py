@@ -223,6 +223,20 @@ def m007_generation_provenance(db: sqlite_utils.Database) -> None:
     conn.execute("ALTER TABLE generations ADD COLUMN reproducible INTEGER NOT NULL DEFAULT 1")
 
 
+
+@migrations(name="m009_scores")
+def m009_scores(db: sqlite_utils.Database) -> None:
+    # Automatic judges' scores, one per (image, judge, judge model): `promptkit score` computes a
+    # score once and reuses it while the judge model's hash is unchanged. A score goes with its
+    # image: deleting the generation row deletes it (ON DELETE CASCADE), so the existing delete
+    # paths need no change.
+    db.conn.execute(
+        "CREATE TABLE scores (id INTEGER PRIMARY KEY, "
+        "generation_id INTEGER NOT NULL REFERENCES generations(id) ON DELETE CASCADE, "
+        "judge TEXT NOT NULL, judge_model TEXT NOT NULL, model_hash TEXT NOT NULL DEFAULT '', "
+        "value REAL NOT NULL, created_at TEXT NOT NULL, UNIQUE (generation_id, judge, judge_model))")
+    db.conn.execute("CREATE INDEX idx_scores_judge ON scores (judge, judge_model)")
+
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]
 
 

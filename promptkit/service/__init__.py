@@ -2,7 +2,8 @@
 
 Each module holds one concern: `prompts` (build, save, search, show, delete, rate), `generation`
 (generate, reproduce, iterate, the worker job spec), `experiments` (A/B and X/Y experiments,
-blind pairs, votes, verdicts) and `maintenance` (import, export, doctor). Functions take an open
+blind pairs, votes, verdicts), `scores` (automatic judges: score images, FID and IS, agreement with
+the person's votes) and `maintenance` (import, export, doctor). Functions take an open
 `Library`, return plain data and raise `PromptkitError` subclasses. Nothing here imports torch or
 diffusers at import time.
 """

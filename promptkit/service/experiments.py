@@ -334,8 +334,11 @@ def experiment_stats(library: Library, name: str) -> dict[str, Any]:
     :param name: the experiment's name or id.
     """
     from ..stats import experiment_stats as compute
+    from .scores import experiment_judges
 
-    return compute(library, name)
+    result = compute(library, name)
+    result["judges"] = experiment_judges(library, name)  # machine judges beside, never inside, the verdict
+    return result
 
 
 def verdict(library: Library, name: str) -> str:

@@ -202,7 +202,11 @@ def show_prompt(library: Library, prompt: int | str) -> dict[str, Any]:
 
     :param prompt: the prompt's id or name.
     """
-    return library.show_prompt(prompt)
+    from .scores import attach_scores
+
+    data = library.show_prompt(prompt)
+    attach_scores(library, data["generations"])
+    return data
 
 
 def delete_prompt(library: Library, prompt: int | str, with_images: bool = False) -> dict[str, Any]:

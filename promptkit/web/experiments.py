@@ -241,6 +241,7 @@ class ExperimentStats(BaseModel):
     position_bias: dict[str, Any] | None = None
     agreement: dict[str, Any] | None = None
     terms: list[dict[str, Any]] | None = Field(None, description="A prompt matrix's per-term effects (promptkit.effects).")
+    judges: list[dict[str, Any]] | None = Field(None, description="Automatic judges beside the votes (promptkit score).")
 
 
 # -- helpers ---------------------------------------------------------------------
