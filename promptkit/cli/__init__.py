@@ -13,7 +13,7 @@ import click
 
 from .. import __version__
 from ..errors import PromptkitError
-from . import ab, generate, maintenance, model, prompts, web, worker
+from . import ab, generate, importing, maintenance, model, prompts, web, worker
 from .options import name_flags
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -52,7 +52,7 @@ def main(ctx: click.Context, db: str | None) -> None:
     ctx.obj["db"] = db
 
 
-for _module in (prompts, generate, ab, worker, maintenance, web, model):
+for _module in (prompts, generate, ab, worker, maintenance, importing, web, model):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

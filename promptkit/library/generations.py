@@ -66,6 +66,12 @@ class GenerationRows:
     def get_generation(self, generation_id: int) -> dict[str, Any]:
         return decode(self._row_by_id("generations", generation_id, "generation"), GENERATION_JSON)
 
+    def generation_with_image(self, sha256: str) -> int | None:
+        """The id of the first generation whose image has this sha256 (None if none has)."""
+        row = self.db.execute("SELECT id FROM generations WHERE image_sha256 = ? ORDER BY id LIMIT 1",
+                              [sha256]).fetchone()
+        return None if row is None else int(row[0])
+
     def newest_generation_id(self) -> int:
         """The highest generation id so far (0 in an empty library)."""
         return self.db.execute("SELECT coalesce(max(id), 0) FROM generations").fetchone()[0]

@@ -121,6 +121,10 @@ def reproduce(library: Library, generation_id: int, engine_options: dict[str, An
     from ..generation import reproduce as reproduce_generation
 
     gen = library.get_generation(generation_id)
+    from .importing import imported_settings, reproduce_imported
+
+    if imported_settings(gen) is not None:  # made by another tool: re-run where the model is here, else say why not
+        return reproduce_imported(library, gen, engine_options)
     engine = make_engine(gen["model"], engine_options)
     return reproduce_generation(library, engine, generation_id)
 
