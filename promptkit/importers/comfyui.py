@@ -190,9 +190,7 @@ class Graph:
         samplers = self.samplers()
         if not samplers:
             raise UnreadableImage("its ComfyUI graph has no sampler node promptkit can read")
-        fed = {self.node(self.inputs(self.nodes[s]).get("latent_image"))[0]
-               for s in samplers if self.node(self.inputs(self.nodes[s]).get("latent_image"))}
-        first = [s for s in samplers if s not in fed] or samplers
+        first = [s for s in samplers if not self._after_sampler(s, set(samplers))] or samplers
         sampler_id = sorted(first, key=lambda s: (len(s), s))[0]
         if len(samplers) > 1:
             self.uncertain.append(f"{len(samplers)} sampler nodes; the settings are node {sampler_id}'s "
@@ -203,6 +201,19 @@ class Graph:
                               other={"sampler_node": sampler_id,
                                      "class_types": sorted({str(n.get("class_type")) for n in self.nodes.values()})})
         return image.clean()
+
+    def _after_sampler(self, nid: str, samplers: set[str]) -> bool:
+        """Whether sampler NID's latent comes from another sampler (a hires or refiner pass)."""
+        link = self.inputs(self.nodes[nid]).get("latent_image")
+        for _ in range(MAX_DEPTH):
+            found = self.node(link)
+            if found is None:
+                return False
+            if found[0] in samplers:
+                return True
+            inputs = self.inputs(found[1])
+            link = inputs.get("samples", inputs.get("latent"))
+        return False
 
     def _sampler(self, nid: str) -> tuple[str, str]:
         inputs, found = self.inputs(self.nodes[nid]), self.settings
