@@ -55,5 +55,8 @@ def main(ctx: click.Context, db: str | None) -> None:
 for _module in (prompts, generate, ab, worker, maintenance, importing, web, model):
     for _command in _module.COMMANDS:
         main.add_command(_command)
+for _group, _commands in importing.SUBCOMMANDS.items():
+    for _command in _commands:
+        main.commands[_group].add_command(_command)
 
 __all__ = ["main"]

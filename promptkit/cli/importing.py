@@ -83,4 +83,20 @@ def import_images(ctx, paths: tuple[str, ...], recursive: bool, dry_run: bool, v
                 click.echo(f"uncertain {outcome['file']}: {note}")
 
 
+@click.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--templates", "templates_dir", type=click.Path(file_okay=False), envvar="PROMPTKIT_TEMPLATES",
+              help="The template folder to add them to (env: PROMPTKIT_TEMPLATES; default "
+                   "~/.config/promptkit/templates, read by every command when it exists).")
+@json_option
+def presets_import(file: str, templates_dir: str | None, as_json: bool) -> None:
+    """Add the styles in FILE as style presets: an AUTOMATIC1111 styles.csv (name,prompt,negative_prompt),
+    a Fooocus style JSON or InvokeAI style presets (CSV or JSON). `{prompt}` in a style says where your
+    prompt goes. Each preset keeps where it came from; one of the same name is replaced."""
+    data = service.import_presets(file, templates_dir)
+    emit(data, as_json, f"imported {data['imported']} style presets from {data['file']} ({data['format']}) "
+                        f"into {data['target']}" + (f"; {data['replaced']} replaced" if data["replaced"] else ""))
+
+
 COMMANDS = [import_images]
+SUBCOMMANDS = {"presets": [presets_import]}  # attached to the `presets` group by the package

@@ -242,3 +242,31 @@ def reproduce_imported(library: Library, gen: dict[str, Any], engine_options: di
     result["imported"] = True
     result["notes"].insert(0, rerun_note(gen))
     return result
+
+
+# -- presets ------------------------------------------------------------------------------
+
+def import_presets(file: str | os.PathLike, templates_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Add the styles in FILE (A1111 styles.csv, Fooocus or InvokeAI styles) as style presets of the user's
+    template folder (TEMPLATES_DIR, else PROMPTKIT_TEMPLATES, else ~/.config/promptkit/templates), each
+    with its `source`; a preset of the same name (case, spaces, `_`, `-` aside) is replaced."""
+    from ..importers.presets import read_preset_file
+    from ..library.files import write_atomically
+    from ..templates import default_user_templates_dir, preset_key
+
+    fmt, rows = read_preset_file(file)
+    folder = Path(templates_dir or os.environ.get("PROMPTKIT_TEMPLATES") or default_user_templates_dir())
+    target = folder / "presets" / "style.json"
+    try:
+        existing = json.loads(target.read_text(encoding="utf-8")) if target.is_file() else []
+    except ValueError:
+        raise PromptkitError(f"preset file {str(target)!r} is not valid JSON; fix or move it first") from None
+    source = f"{fmt}: {Path(file).resolve()}"
+    incoming = {preset_key(row["name"]): {**row, "description": f"imported from {Path(file).name}",
+                                          "source": source} for row in rows}
+    kept = [entry for entry in existing if preset_key(entry.get("name", "")) not in incoming]
+    updated = len(existing) - len(kept)
+    text = json.dumps(kept + list(incoming.values()), indent=1, ensure_ascii=False)
+    write_atomically(target, lambda handle: handle.write(text.encode("utf-8")))
+    return {"file": str(file), "format": fmt, "target": str(target), "imported": len(incoming),
+            "replaced": updated, "names": [row["name"] for row in incoming.values()]}
