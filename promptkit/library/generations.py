@@ -12,7 +12,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import BadParameter, LibraryProblem, NotFound
 from .connection import utc_now
@@ -71,6 +71,20 @@ class GenerationRows:
         row = self.db.execute("SELECT id FROM generations WHERE image_sha256 = ? ORDER BY id LIMIT 1",
                               [sha256]).fetchone()
         return None if row is None else int(row[0])
+
+    def add_generation_with_prompt(self, sha256: str, prompt: dict[str, Any],
+                                   generation: Callable[[int], dict[str, Any]]) -> tuple[int, int, bool]:
+        """In one transaction: unless a generation already has image SHA256, find the prompt with PROMPT's
+        positive, negative and template (else insert PROMPT, keyword arguments of `insert_prompt`), then
+        insert GENERATION(prompt id). The image must already be on disk. Returns (generation id, prompt id,
+        whether it was added)."""
+        with self.write():
+            existing = self.generation_with_image(sha256)
+            if existing is not None:
+                return existing, int(self.get_generation(existing)["prompt_id"]), False
+            same = self.prompts_with_text(prompt["positive"], prompt["negative"], prompt["template"])
+            prompt_id = int(same[0]["id"]) if same else self.insert_prompt(**prompt)
+            return self.add_generation(generation(prompt_id)), prompt_id, True
 
     def newest_generation_id(self) -> int:
         """The highest generation id so far (0 in an empty library)."""

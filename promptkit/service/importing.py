@@ -170,15 +170,10 @@ def generation_row(image: ImportedImage, prompt_id: int, sha: str, image_path: s
 def store(library: Library, image: ImportedImage, data: bytes, sha: str) -> tuple[int, int]:
     """The file first (content-addressed), then prompt and generation in one transaction."""
     _, file = library.store_image(data)
-    with library.write():
-        existing = library.generation_with_image(sha)  # another import may have won the race
-        if existing is not None:
-            return existing, int(library.get_generation(existing)["prompt_id"])
-        row = prompt_row(image)
-        same = library.prompts_with_text(row["positive"], row["negative"], IMPORTED_TEMPLATE)
-        prompt_id = int(same[0]["id"]) if same else library.insert_prompt(**row)
-        gen = generation_row(image, prompt_id, sha, library.relative_image_path(file))
-        return library.add_generation(gen), prompt_id
+    relative = library.relative_image_path(file)
+    gen_id, prompt_id, _ = library.add_generation_with_prompt(
+        sha, prompt_row(image), lambda prompt_id: generation_row(image, prompt_id, sha, relative))
+    return gen_id, prompt_id
 
 
 # -- reproduce ----------------------------------------------------------------------------
