@@ -24,13 +24,16 @@ def read_metadata(data: bytes, name: str) -> ImportedImage:
 
 
 def _read(container: Container, data: bytes) -> ImportedImage:
+    # The metadata is kept verbatim: every text chunk (or EXIF text), not only the ones the reader used.
     if container.text:
         image = read_text_chunks(container.text, "png text")
         if image is not None:
+            image.raw = dict(container.text)
             return image
     if container.exif:
         image = read_exif(container.exif)
         if image is not None:
+            image.raw = dict(container.exif)
             return image
     if container.format == "PNG":
         hidden = read_stealth(data)
