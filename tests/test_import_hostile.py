@@ -90,3 +90,26 @@ def test_missing_path_is_one_line_naming_it(isolated_library, tmp_path):
     result = CliRunner().invoke(main, ["import-images", str(tmp_path / "nowhere")])
     assert result.exit_code == 1
     assert "nowhere" in result.output and "does not exist" in result.output
+
+
+def test_damaged_copies_of_every_format_read_or_refuse_in_one_line(tmp_path):
+    """Seeded byte flips and cuts in each tool's sample: a reading or an UnreadableImage, nothing else."""
+    import random
+
+    from import_samples import write_each_tool
+    from promptkit.importers import UnreadableImage, read_image
+
+    write_each_tool(tmp_path / "samples")
+    rng = random.Random(20261203)
+    for file in sorted((tmp_path / "samples").rglob("*.*")):
+        data = file.read_bytes()
+        for _ in range(25):
+            damaged = bytearray(data)
+            for _ in range(rng.randint(1, 4)):
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+            if rng.random() < 0.3:
+                damaged = damaged[:rng.randrange(len(damaged))]
+            try:
+                read_image(bytes(damaged))
+            except UnreadableImage as exc:
+                assert "\n" not in str(exc)

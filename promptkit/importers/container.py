@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass, field
 
@@ -148,7 +149,8 @@ def read_exif_image(data: bytes) -> Container:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as image:
+            warnings.simplefilter("ignore")  # Pillow warns of damaged EXIF on stderr; a damaged file is one line
             check_pixels(image.size)
             exif = image.getexif()
             sub = exif.get_ifd(0x8769)
@@ -192,7 +194,8 @@ def read_stealth(data: bytes) -> tuple[str, str] | None:
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as image:
+            warnings.simplefilter("ignore")
             mode = "RGBA" if "A" in image.getbands() else "RGB"
             pixels = np.asarray(image.convert(mode))
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
