@@ -36,7 +36,8 @@ def read_v3(text: str, container: str) -> ImportedImage:
         "cfg": number(meta.get("cfg_scale")), "sampler": meta.get("scheduler"), "width": number(meta.get("width"), int),
         "height": number(meta.get("height"), int), "model": _name(meta.get("model")), "model_hash": model.get("hash"),
         "vae": _name(meta.get("vae")), "clip_skip": number(meta.get("clip_skip"), int),
-        "strength": number(meta.get("strength")) if meta.get("generation_mode", "txt2img") != "txt2img" else None,
+        "strength": number(meta.get("strength")) if "txt2img" not in str(meta.get("generation_mode", "txt2img"))
+        else None, "guidance": number(meta.get("guidance")),
         "noise_device": {"cpu": "cpu", "cuda": "gpu"}.get(str(meta.get("rand_device")).lower()),
         "loras": [{"name": _name(item.get("model") or item.get("lora")), "scale": number(item.get("weight")),
                    **({"hash": item["model"]["hash"]} if isinstance(item.get("model"), dict)
@@ -54,7 +55,7 @@ def read_v3(text: str, container: str) -> ImportedImage:
             "steps": number(meta.get("refiner_steps"), int), "cfg": number(meta.get("refiner_cfg_scale")),
             "scheduler": meta.get("refiner_scheduler")}.items() if v is not None}
     known = {"positive_prompt", "negative_prompt", "seed", "steps", "cfg_scale", "scheduler", "width", "height",
-             "model", "vae", "clip_skip", "strength", "rand_device", "loras", "controlnets"}
+             "model", "vae", "clip_skip", "strength", "rand_device", "loras", "controlnets", "guidance"}
     image = ImportedImage(tool="invokeai", container=container, positive=as_text(meta.get("positive_prompt")),
                           negative=as_text(meta.get("negative_prompt")), settings=settings,
                           raw={"invokeai_metadata": text}, other={k: v for k, v in meta.items() if k not in known})
