@@ -32,6 +32,7 @@ _API = {
     "new_experiment": "experiments", "new_xy_experiment": "experiments", "run_experiment": "experiments",
     "add_seeds": "experiments", "next_pair": "experiments", "vote": "experiments", "undo_vote": "experiments",
     "verdict": "experiments", "experiment_stats": "experiments", "VotingSession": "experiments",
+    "import_images": "importing", "import_presets": "importing",
 }
 _TYPES = {"Library": "library", "GenerationParams": "params", "InputRequest": "inputs", "Fields": "templates"}
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time each name loads 
     from .service.experiments import (VotingSession, add_seeds, experiment_stats, new_experiment,
                                        new_xy_experiment, next_pair, run_experiment, undo_vote, verdict, vote)
     from .service.generation import generate, iterate, reproduce
+    from .service.importing import import_images, import_presets
     from .service.maintenance import check_library, export_library, import_library, import_pngs, open_library
     from .service.prompts import (BuiltPrompt, build_prompt, delete_prompt, history, list_prompts, rate, search,
                                   show_prompt)

@@ -243,8 +243,13 @@ def reproduce_imported(library: Library, gen: dict[str, Any], engine_options: di
 
 def import_presets(file: str | os.PathLike, templates_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Add the styles in FILE (A1111 styles.csv, Fooocus or InvokeAI styles) as style presets of the user's
-    template folder (TEMPLATES_DIR, else PROMPTKIT_TEMPLATES, else ~/.config/promptkit/templates), each
-    with its `source`; a preset of the same name (case, spaces, `_`, `-` aside) is replaced."""
+    template folder, each with its `source`; a preset of the same name (case, spaces, `_`, `-` aside) is replaced.
+
+    :param file: the styles file (CSV or JSON).
+    :param templates_dir: the template folder to add them to (else PROMPTKIT_TEMPLATES, else
+        ~/.config/promptkit/templates).
+    :returns: file, format, target, imported, replaced and the preset names.
+    """
     from ..importers.presets import read_preset_file
     from ..library.files import write_atomically
     from ..templates import default_user_templates_dir, preset_key
