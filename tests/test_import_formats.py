@@ -222,3 +222,35 @@ def test_reproduce_reruns_when_the_model_is_local(isolated_library, tmp_path, ti
     result = CliRunner().invoke(main, ["reproduce", "1", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "re-ran" in result.output and "will not match byte for byte" in result.output
+
+
+def test_fooocus_jpeg_as_its_get_exif_writes_it_and_comfyui_webp():
+    import io
+
+    from PIL import Image
+
+    exif = Image.Exif()  # Fooocus modules/meta_parser.py get_exif: IFD0 UserComment, Software, MakerNote
+    exif[0x9286], exif[0x0131], exif[0x927C] = json.dumps(s.FOOOCUS_JSON), "Fooocus v2.5.5", "fooocus"
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buffer, "JPEG", exif=exif)
+    image = read_image(buffer.getvalue())
+    assert (image.tool, image.positive, image.settings["seed"]) == ("fooocus", "a cat", 1234)
+    exif = Image.Exif()  # ComfyUI SaveAnimatedWEBP: Model = "prompt:<json>", Make = "workflow:<json>"
+    exif[0x0110], exif[0x010F] = "prompt:" + json.dumps(s.comfy_graph()), "workflow:{}"
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buffer, "WEBP", exif=exif)
+    comfy = read_image(buffer.getvalue())
+    assert (comfy.tool, comfy.positive, comfy.settings["steps"]) == ("comfyui", "beautiful scenery nature glass bottle", 20)
+
+
+def test_sdnext_and_a_promptkit_png_from_another_library():
+    sdnext = ("a barn owl\nSteps: 20, Seed: 5, Sampler: Euler a, CFG scale: 6, Size: 512x512, Model: dreamshaper_8, "
+              "Backend: Diffusers, App: SD.Next, Version: 2d2b3ba, Pipeline: StableDiffusionPipeline")
+    assert read_image(s.png_bytes({"parameters": sdnext})).tool == "sdnext"
+    meta = {"positive": "a glass lighthouse", "negative": "fog", "seed": 4, "steps": 3, "sampler": "Euler",
+            "cfg": 6.0, "width": 64, "height": 64, "model": "tiny-sd", "extra": {}}
+    image = read_image(s.png_bytes({"parameters": "a glass lighthouse\nSteps: 3, Seed: 4, Sampler: Euler",
+                                    "promptkit": json.dumps(meta)}))
+    assert (image.tool, image.positive, image.negative) == ("promptkit", "a glass lighthouse", "fog")
+    assert image.settings == {"seed": 4, "steps": 3, "sampler": "Euler", "cfg": 6.0, "width": 64, "height": 64,
+                              "model": "tiny-sd"}

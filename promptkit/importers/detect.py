@@ -62,10 +62,10 @@ def read_text_chunks(text: dict[str, str], where: str) -> ImportedImage | None:
             return comfyui.read(text, where)
     if novelai.is_novelai(text):
         return novelai.read(text, where)
+    if PROMPTKIT_KEY in text and ("parameters" not in text or maybe_json(text[PROMPTKIT_KEY]) is not None):
+        return read_promptkit(text[PROMPTKIT_KEY], where)  # promptkit's own chunk says more than its A1111 text
     if "parameters" in text:
         return read_parameters(text["parameters"], where, scheme=text.get("fooocus_scheme"))
-    if PROMPTKIT_KEY in text:
-        return read_promptkit(text[PROMPTKIT_KEY], where)
     return None
 
 
