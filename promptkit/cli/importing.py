@@ -16,8 +16,10 @@ class _Bar:
 
     def __init__(self, quiet: bool) -> None:
         self.show, self.bar = not quiet and sys.stderr.isatty(), None
+        self.done = self.total = 0
 
     def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
         if self.show and self.bar is None:
             from tqdm import tqdm
 
@@ -70,7 +72,12 @@ def import_images(ctx, paths: tuple[str, ...], recursive: bool, dry_run: bool, v
     `promptkit reproduce ID` re-runs an imported image when its model is available locally.
     """
     with open_library(ctx) as lib, _Bar(quiet or as_json) as bar:
-        report = service.import_images(lib, list(paths), recursive=recursive, dry_run=dry_run, progress=bar)
+        try:
+            report = service.import_images(lib, list(paths), recursive=recursive, dry_run=dry_run, progress=bar)
+        except KeyboardInterrupt:
+            click.echo(f"\nstopped after {bar.done} of {bar.total or '?'} files; run the same command again to "
+                       "finish (nothing is imported twice)", err=True)
+            sys.exit(130)
     data = report.to_dict()
     if as_json:
         emit(data, True)

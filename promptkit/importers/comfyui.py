@@ -163,6 +163,8 @@ class Graph:
             if "strength_clip" in inputs:
                 lora["clip_scale"] = number(self.value(inputs["strength_clip"]))
             self.settings.setdefault("loras", []).insert(0, lora)
+        elif any("lora" in key.lower() for key in inputs):
+            self.uncertain.append(f"node {nid} ({node.get('class_type')}) may apply LoRAs promptkit does not read")
         loader = next((k for k in LOADER_INPUTS if k in inputs), None)
         if loader is not None:
             self.settings["model"] = self.value(inputs[loader])
