@@ -11,7 +11,7 @@ from import_samples import A1111_TEXT, png_bytes, write
 from promptkit.doctor import diagnose, fix_library
 from promptkit.library import Library
 
-FILES = 200
+FILES = 100
 KILLS = 3
 DAMAGE = {"integrity", "foreign_keys", "missing_file", "sha256_mismatch", "schema"}
 
