@@ -113,3 +113,22 @@ def test_damaged_copies_of_every_format_read_or_refuse_in_one_line(tmp_path):
                 read_image(bytes(damaged))
             except UnreadableImage as exc:
                 assert "\n" not in str(exc)
+
+
+def test_numbers_past_sqlite_integers_are_kept_exactly_in_params(isolated_library, tmp_path):
+    from import_samples import comfy_graph
+
+    graph = comfy_graph()
+    graph["3"]["inputs"]["seed"] = 2**64 - 1  # ComfyUI's largest seed
+    write(tmp_path / "in" / "comfy.png", png_bytes({"prompt": json.dumps(graph)}))
+    write(tmp_path / "in" / "huge.png", png_bytes({"parameters": "a cat\nSteps: 99999999999999999999999, "
+                                                                 "Seed: -99999999999999999999, CFG scale: 1e999"}))
+    result = CliRunner().invoke(main, ["import-images", str(tmp_path / "in"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["counts"]["imported"] == 2
+    with Library(isolated_library) as lib:
+        comfy = lib.get_generation(1)
+        huge = lib.get_generation(2)
+    assert comfy["seed"] == -1 and comfy["params"]["imported"]["settings"]["seed"] == 2**64 - 1
+    assert huge["steps"] is None and huge["params"]["imported"]["settings"]["steps"] == 99999999999999999999999
+    assert "cfg" not in huge["params"]["imported"]["settings"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -47,9 +48,16 @@ def number(value: Any, kind=float) -> Any:
     """VALUE as KIND (int or float) when it reads as one, else None."""
     if value is None or isinstance(value, bool):
         return None
+    if kind is int and isinstance(value, int):
+        return value  # exact, however large (ComfyUI seeds reach 2**64 - 1)
+    text = str(value).strip()
+    if kind is int and re.fullmatch(r"[+-]?\d{1,40}", text):
+        return int(text)
     try:
-        as_float = float(str(value).strip())
-    except ValueError:
+        as_float = float(text)
+    except (ValueError, OverflowError):
+        return None
+    if not math.isfinite(as_float):
         return None
     if kind is int:
         return int(as_float) if as_float.is_integer() else None

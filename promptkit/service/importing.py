@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -124,7 +125,10 @@ def import_file(library: Library, path: Path, dry_run: bool = False) -> FileOutc
     if dry_run:
         outcome.status = "would_import"
         return outcome
-    outcome.generation_id, outcome.prompt_id = store(library, image, data, sha)
+    try:
+        outcome.generation_id, outcome.prompt_id = store(library, image, data, sha)
+    except (OverflowError, TypeError, ValueError, sqlite3.InterfaceError) as exc:  # a value SQLite cannot hold
+        outcome.status, outcome.message = "failed", f"its metadata cannot be stored ({type(exc).__name__}: {exc})"
     return outcome
 
 
@@ -147,16 +151,18 @@ def generation_row(image: ImportedImage, prompt_id: int, sha: str, image_path: s
     s = image.settings
     sampler = mapped_sampler(s.get("sampler"), s.get("scheduler"))
     raw_sampler = " ".join(str(s[k]) for k in ("sampler", "scheduler") if s.get(k)) or None
-    width, height = s.get("width"), s.get("height")
+    width, height = column_int(s.get("width")), column_int(s.get("height"))
     if width is None and image.image_size:
         width, height = image.image_size
-    seed = s.get("seed") if isinstance(s.get("seed"), int) else UNKNOWN_SEED
+    # ComfyUI seeds go up to 2**64 - 1, past SQLite's integers: the exact seed stays in params.imported
+    seed = column_int(s.get("seed"))
+    seed = UNKNOWN_SEED if seed is None else seed
     imported = {"tool": image.tool, "container": image.container, "settings": s, "other": image.other,
                 "uncertain": image.uncertain, "image_size": list(image.image_size or ()),
                 "sampler_mapped": sampler is not None}
     record = GenerationRecord(
         prompt=PromptText(image.positive, image.negative), model=ModelRef(name=str(s.get("model") or "")),
-        sampling=Sampling(sampler or raw_sampler, s.get("steps"), s.get("cfg"), width, height,
+        sampling=Sampling(sampler or raw_sampler, column_int(s.get("steps")), s.get("cfg"), width, height,
                           s.get("noise_device") or "cpu"),
         seed=seed, batch=Batch.single(seed), inputs=GenerationInputs(other={"imported": imported}),
         mode="img2img" if s.get("strength") is not None else "txt2img", source=image.tool, reproducible=False)
@@ -165,6 +171,11 @@ def generation_row(image: ImportedImage, prompt_id: int, sha: str, image_path: s
 
     return record.to_row(prompt_id=prompt_id, image_sha256=sha, image_path=image_path, created_at=utc_now(),
                          source_metadata=json.dumps(image.raw, ensure_ascii=False))
+
+
+def column_int(value: Any) -> int | None:
+    """VALUE when it is an integer SQLite can hold (64-bit signed), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63 else None
 
 
 def store(library: Library, image: ImportedImage, data: bytes, sha: str) -> tuple[int, int]:
