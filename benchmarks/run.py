@@ -58,6 +58,7 @@ BENCHMARKS = [
     Benchmark("sweep", "sweep.py"),
     Benchmark("warm engine", "warm_engine.py"),
     Benchmark("cold build", "cold_build.py"),
+    Benchmark("import folder", "import_folder.py"),
 ]
 
 

@@ -35,6 +35,7 @@ _API = {
     "new_matrix_experiment": "matrix", "matrix_effects": "matrix", "new_wildcard_experiment": "matrix",
     "expand_wildcards": "matrix",
     "score": "scores", "list_judges": "scores", "experiment_judges": "scores",
+    "import_images": "importing", "import_presets": "importing",
 }
 _TYPES = {"Library": "library", "GenerationParams": "params", "InputRequest": "inputs", "Fields": "templates"}
 
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time each name loads 
                                        new_xy_experiment, next_pair, run_experiment, undo_vote, verdict, vote)
     from .service.generation import generate, iterate, reproduce
     from .service.matrix import expand_wildcards, matrix_effects, new_matrix_experiment, new_wildcard_experiment
+    from .service.importing import import_images, import_presets
     from .service.maintenance import check_library, export_library, import_library, import_pngs, open_library
     from .service.prompts import (BuiltPrompt, build_prompt, delete_prompt, history, list_prompts, rate, search,
                                   show_prompt)

@@ -39,11 +39,24 @@ def user_templates_dir(explicit: str | os.PathLike | None = None) -> Path | None
     """The user's template folder: `--templates DIR`, else `PROMPTKIT_TEMPLATES`, else none."""
     value = explicit or os.environ.get("PROMPTKIT_TEMPLATES")
     if not value:
-        return None
+        default = default_user_templates_dir()
+        return default if default.is_dir() else None
     path = Path(value).expanduser()
     if not path.is_dir():
         raise TemplateProblem(f"template folder {str(path)!r} does not exist or is not a folder")
     return path
+
+
+def default_user_templates_dir() -> Path:
+    """Where `promptkit presets import` keeps presets when no --templates folder is named:
+    `$XDG_CONFIG_HOME/promptkit/templates` (~/.config/promptkit/templates); read when it exists."""
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config).expanduser() / "promptkit" / "templates"
+
+
+def preset_key(name: str) -> str:
+    """How preset names are matched: case, spaces, `_` and `-` do not matter ("Oil_Painting" = "oil-painting")."""
+    return re.sub(r"[\s_\-]+", "", str(name)).lower()
 
 
 @dataclass(frozen=True)
@@ -54,10 +67,16 @@ class Preset:
     positive: str = ""
     negative: str = ""
     phrase: str = ""  # the positive terms as a phrase, for the sentence template ("" : the terms themselves)
+    source: str = ""  # where an imported preset came from: "<format>: <file>"
 
     @property
     def phrase_form(self) -> str:
         return self.phrase or self.positive
+
+    @property
+    def places_prompt(self) -> bool:
+        """An A1111/Fooocus/InvokeAI style whose `{prompt}` says where the prompt goes."""
+        return "{prompt}" in self.positive
 
 
 @dataclass
@@ -222,13 +241,20 @@ class PromptBuilder:
         return [p for k in kinds for p in table[k].values()]
 
     def preset(self, kind: str, name: str) -> Preset:
+        """The preset NAME of KIND, matched leniently (`preset_key`); unknown: the closest names suggested."""
+        import difflib
+
         table = self._load_presets()[kind]
-        if name not in table:
-            raise UnknownPreset(
-                f"unknown {kind} preset {name!r}; available: {', '.join(sorted(table))}"
-                f" (see `promptkit presets --kind {kind}`)"
-            )
-        return table[name]
+        if name in table:
+            return table[name]
+        keys = {preset_key(known): known for known in table}
+        if preset_key(name) in keys:
+            return table[keys[preset_key(name)]]
+        close = [keys[k] for k in difflib.get_close_matches(preset_key(name), keys, n=3, cutoff=0.6)]
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        listed = sorted(table) if len(table) <= 30 else sorted(table)[:30] + [f"… {len(table) - 30} more"]
+        raise UnknownPreset(f"unknown {kind} preset {name!r}; {hint}available: {', '.join(listed)}"
+                            f" (see `promptkit presets --kind {kind}`)")
 
     def _load_presets(self) -> dict[str, dict[str, Preset]]:
         if self._presets is not None:
@@ -250,6 +276,7 @@ class PromptBuilder:
                             positive=str(entry.get("positive", "")),
                             negative=str(entry.get("negative", "")),
                             phrase=str(entry.get("phrase", "")),
+                            source=str(entry.get("source", "")),
                         )
                 except (ValueError, KeyError, TypeError) as exc:
                     raise TemplateProblem(f"preset file {str(path)!r} is not valid: {exc}") from None
@@ -347,11 +374,22 @@ class PromptBuilder:
         except Exception as exc:  # any other error inside user template code
             raise TemplateProblem(f"template {template!r} failed: {type(exc).__name__}: {exc}") from None
 
+        positive_raw, negative_raw = self._place_prompt(fields, positive_raw, negative_raw)
         positive, dropped_pos = normalise_terms(positive_raw)
         negative, dropped_neg = normalise_terms(negative_raw)
         notes = [f"duplicate term {t!r} dropped from the positive prompt" for t in _once(dropped_pos)]
         notes += [f"duplicate term {t!r} dropped from the negative prompt" for t in _once(dropped_neg)]
         return Prompt(template, digest, fields, positive, negative, notes)
+
+    def _place_prompt(self, fields: Fields, positive: str, negative: str) -> tuple[str, str]:
+        """Styles with `{prompt}` (A1111 styles.csv, Fooocus, InvokeAI) wrap the rendered prompt, in order,
+        as A1111's apply_styles_to_prompt does; the same for a negative with `{prompt}`."""
+        for style in (self.preset("style", name) for name in fields.style):
+            if style.places_prompt:
+                positive = style.positive.replace("{prompt}", normalise_terms(positive)[0])
+            if "{prompt}" in style.negative:
+                negative = style.negative.replace("{prompt}", normalise_terms(negative)[0])
+        return positive, negative
 
     def _context(self, fields: Fields) -> dict[str, Any]:
         styles = [self.preset("style", name) for name in fields.style]
@@ -364,14 +402,14 @@ class PromptBuilder:
                     f"{', '.join(STANDARD_FIELDS)}"
                 )
         negative_parts = [negative_preset.negative if negative_preset else ""]
-        negative_parts += [p.negative for p in styles]
+        negative_parts += [p.negative for p in styles if "{prompt}" not in p.negative]
         negative_parts += list(fields.negative)
         context = {
             **fields.extras,
             "subject": fields.subject,
             "action": fields.action,
             "environment": fields.environment,
-            "style": ", ".join(p.positive for p in styles),
+            "style": ", ".join(p.positive for p in styles if not p.places_prompt),
             "style_names": list(fields.style),
             "quality": ", ".join(p.positive for p in qualities),
             "style_phrase": ", ".join(p.phrase_form for p in styles),

@@ -13,7 +13,7 @@ import click
 
 from .. import __version__
 from ..errors import PromptkitError
-from . import ab, families, generate, maintenance, matrix, model, prompts, score, web, worker
+from . import ab, families, generate, importing, maintenance, matrix, model, prompts, score, web, worker
 from .options import name_flags
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -52,9 +52,12 @@ def main(ctx: click.Context, db: str | None) -> None:
     ctx.obj["db"] = db
 
 
-for _module in (prompts, generate, ab, worker, maintenance, web, model, families, score):
+for _module in (prompts, generate, ab, worker, maintenance, importing, web, model, families, score):
     for _command in _module.COMMANDS:
         main.add_command(_command)
+for _group, _commands in importing.SUBCOMMANDS.items():
+    for _command in _commands:
+        main.commands[_group].add_command(_command)
 ab.ab.add_command(matrix.ab_matrix)  # `ab matrix` and `ab wildcards` live in cli/matrix.py
 ab.ab.add_command(matrix.ab_wildcards)
 

@@ -71,15 +71,20 @@ def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, true
 @json_option
 @click.pass_context
 def reproduce(ctx, generation_id: int, as_json: bool, **engine_flags) -> None:
-    """Regenerate an image from the library alone; exit 1 unless its sha256 matches."""
+    """Regenerate an image from the library alone; exit 1 unless its sha256 matches.
+
+    An image imported from another tool is re-run when its model is available locally and its
+    settings map onto promptkit's (its pixels will not match that tool's byte for byte); else one
+    line says why it cannot be."""
     with open_library(ctx, create=False) as lib:
         result = service.reproduce(lib, generation_id, engine_options_dict(**engine_flags))
-    emit(result, as_json, f"generation {generation_id}: {'match' if result['match'] else 'MISMATCH'} "
+    verdict = "match" if result["match"] else "re-ran" if result.get("imported") else "MISMATCH"
+    emit(result, as_json, f"generation {generation_id}: {verdict} "
                           f"(stored {result['stored_sha256'][:16]}, new {result['new_sha256'][:16]})")
     if not as_json:
         for note in result["notes"]:
             click.echo(f"note: {note}")
-    if not result["match"]:
+    if not result["match"] and not result.get("imported"):  # another tool's image re-run: never the same bytes
         sys.exit(1)
 
 

@@ -27,12 +27,18 @@ def init(ctx: click.Context, as_json: bool) -> None:
     emit(data, as_json, f"library ready: {data['db']} (images in {data['images']}, schema {data['schema']})")
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--kind", type=click.Choice(["style", "quality", "negative"]), help="Only this kind of preset.")
 @templates_option
 @json_option
-def presets(kind: str | None, templates_dir: str | None, as_json: bool) -> None:
-    """List style, quality and negative presets with their descriptions."""
+@click.pass_context
+def presets(ctx, kind: str | None, templates_dir: str | None, as_json: bool) -> None:
+    """List style, quality and negative presets with their descriptions.
+
+    `promptkit presets import FILE` adds the styles of an A1111 styles.csv, a Fooocus style JSON or
+    InvokeAI style presets. Names match leniently: --style "oil painting" finds oil-painting."""
+    if ctx.invoked_subcommand is not None:
+        return
     data = service.presets(kind, templates_dir)
     emit(data, as_json, "\n".join(f"{p['kind']:<9} {p['name']:<16} {p['description']}" for p in data))
 

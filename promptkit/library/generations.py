@@ -72,6 +72,26 @@ class GenerationRows:
     def get_generation(self, generation_id: int) -> dict[str, Any]:
         return decode(self._row_by_id("generations", generation_id, "generation"), GENERATION_JSON)
 
+    def generation_with_image(self, sha256: str) -> int | None:
+        """The id of the first generation whose image has this sha256 (None if none has)."""
+        row = self.db.execute("SELECT id FROM generations WHERE image_sha256 = ? ORDER BY id LIMIT 1",
+                              [sha256]).fetchone()
+        return None if row is None else int(row[0])
+
+    def add_generation_with_prompt(self, sha256: str, prompt: dict[str, Any],
+                                   generation: Callable[[int], dict[str, Any]]) -> tuple[int, int, bool]:
+        """In one transaction: unless a generation already has image SHA256, find the prompt with PROMPT's
+        positive, negative and template (else insert PROMPT, keyword arguments of `insert_prompt`), then
+        insert GENERATION(prompt id). The image must already be on disk. Returns (generation id, prompt id,
+        whether it was added)."""
+        with self.write():
+            existing = self.generation_with_image(sha256)
+            if existing is not None:
+                return existing, int(self.get_generation(existing)["prompt_id"]), False
+            same = self.prompts_with_text(prompt["positive"], prompt["negative"], prompt["template"])
+            prompt_id = int(same[0]["id"]) if same else self.insert_prompt(**prompt)
+            return self.add_generation(generation(prompt_id)), prompt_id, True
+
     def newest_generation_id(self) -> int:
         """The highest generation id so far (0 in an empty library)."""
         return self.db.execute("SELECT coalesce(max(id), 0) FROM generations").fetchone()[0]

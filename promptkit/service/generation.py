@@ -128,6 +128,10 @@ def reproduce(library: Library, generation_id: int, engine_options: dict[str, An
     from ..generation import reproduce as reproduce_generation
 
     gen = library.get_generation(generation_id)
+    from .importing import imported_settings, reproduce_imported
+
+    if imported_settings(gen) is not None:  # made by another tool: re-run where the model is here, else say why not
+        return reproduce_imported(library, gen, engine_options)
     if gen.get("reproducible") == 0:
         raise NotReproducible(f"generation {generation_id} was made in {gen.get('source') or 'another tool'}, not by "
                               "promptkit: it cannot be regenerated (its prompt and settings are in `promptkit show "

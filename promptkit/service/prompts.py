@@ -42,7 +42,8 @@ def presets(kind: str | None = None, templates_dir: str | None = None) -> list[d
     from ..templates import PromptBuilder
 
     return [{"kind": p.kind, "name": p.name, "description": p.description, "positive": p.positive,
-             "negative": p.negative, "phrase": p.phrase_form} for p in PromptBuilder(templates_dir).presets(kind)]
+             "negative": p.negative, "phrase": p.phrase_form, **({"source": p.source} if p.source else {})}
+            for p in PromptBuilder(templates_dir).presets(kind)]
 
 
 def templates(templates_dir: str | None = None) -> list[dict[str, Any]]:
