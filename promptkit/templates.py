@@ -191,6 +191,7 @@ class PromptBuilder:
             autoescape=False,
             keep_trailing_newline=False,
         )
+        self.env.filters.update(_plugin_filters())
         self.env.filters["weight"] = weight_text
         self._presets: dict[str, dict[str, Preset]] | None = None
 
@@ -216,8 +217,10 @@ class PromptBuilder:
         if self._presets is not None:
             return self._presets
         table: dict[str, dict[str, Preset]] = {k: {} for k in PRESET_KINDS}
-        # Packaged first, then the user's folder, so the user's presets win.
+        # Packaged first, then the plugins' (`promptkit_presets`), then the user's folder, so the user's presets win.
         for folder in reversed(self.search_path):
+            if folder == self.user_dir:
+                _add_plugin_presets(table)
             for kind in PRESET_KINDS:
                 path = folder / "presets" / f"{kind}.json"
                 if not path.is_file():
@@ -234,6 +237,8 @@ class PromptBuilder:
                         )
                 except (ValueError, KeyError, TypeError) as exc:
                     raise TemplateProblem(f"preset file {str(path)!r} is not valid: {exc}") from None
+        if self.user_dir is None:
+            _add_plugin_presets(table)
         self._presets = table
         return table
 
@@ -366,6 +371,28 @@ class PromptBuilder:
             except WeightError as exc:
                 raise TemplateProblem(f"--weight {key}={weight}: {exc}") from None
         return context
+
+
+def _plugin_filters() -> dict[str, Any]:
+    """Template filters from plugins (`promptkit_template_filters`); "weight" stays promptkit's."""
+    from .plugins.manager import get_plugins
+
+    return get_plugins().template_filters()
+
+
+def _add_plugin_presets(table: dict[str, dict[str, Preset]]) -> None:
+    """Presets from plugins (`promptkit_presets`) into TABLE; one of an unknown kind is refused in one line."""
+    from .plugins.manager import get_plugins
+
+    for entry in get_plugins().presets():
+        kind = entry.get("kind")
+        if kind not in table:
+            raise TemplateProblem(f"plugin {entry.get('plugin')!r} gives a preset of unknown kind {kind!r}; "
+                                  f"kinds are {', '.join(PRESET_KINDS)}")
+        table[kind][str(entry["name"])] = Preset(kind=kind, name=str(entry["name"]),
+                                                 description=str(entry.get("description", "")),
+                                                 positive=str(entry.get("positive", "")),
+                                                 negative=str(entry.get("negative", "")))
 
 
 def _once(terms: list[str]) -> list[str]:

@@ -50,13 +50,14 @@ def execute_job(spec: "dict[str, Any] | JobRequest", progress: Callable[[int, in
 
     The model comes from CACHE: the worker's own, or for an in-process run the process's default cache.
     """
-    from .engine import Engine, EngineOptions
+    from .engine.backend import EngineOptions
     from .library import Library
+    from .plugins.manager import load_backend
     from .records import JobRequest
 
     job = spec if isinstance(spec, JobRequest) else JobRequest.from_dict(spec)
     options = EngineOptions(**job.engine_options)
-    engine = Engine.get(job.model, options, cache=cache)
+    engine = load_backend(job.model, options, cache=cache)  # chosen by the model's scheme (`openai:NAME`)
     if job.kind == "check":
         # Whether the model can take these inputs (family, inpainting UNet): answered by the
         # loaded model, before the client stores anything.
