@@ -33,7 +33,8 @@ _API = {
     "add_seeds": "experiments", "next_pair": "experiments", "vote": "experiments", "undo_vote": "experiments",
     "verdict": "experiments", "experiment_stats": "experiments", "VotingSession": "experiments",
 }
-_TYPES = {"Library": "library", "GenerationParams": "params", "InputRequest": "inputs", "Fields": "templates"}
+_TYPES = {"Library": "library", "GenerationParams": "params", "InputRequest": "inputs", "Fields": "templates",
+          "track": "track", "seeded": "track"}
 
 __all__ = ["PromptkitError", "__version__", *_API, *_TYPES]
 
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time each name loads 
     from .service.prompts import (BuiltPrompt, build_prompt, delete_prompt, history, list_prompts, rate, search,
                                   show_prompt)
     from .templates import Fields
+    from .track import seeded, track
 
 
 def __getattr__(name: str) -> Any:

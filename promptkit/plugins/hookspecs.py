@@ -33,7 +33,8 @@ class BackendSpec:
         ``load(model, options) -> Backend`` (see `promptkit.engine.backend.Backend`) or such a callable.
     :param seeded: False for backends that take no seed: their images are unpaired replicates,
         stored with reproducible=0.
-    :param families: keys of `promptkit.families` this backend runs (what `promptkit.track` looks up).
+    :param families: keys of `promptkit.families` this backend runs (what `promptkit.track` looks up; the
+        class then needs ``from_pipe(pipe, model) -> Backend`` to adopt a pipeline a person holds).
     """
 
     scheme: str
@@ -42,8 +43,8 @@ class BackendSpec:
     seeded: bool = True
     families: tuple[str, ...] = ()
 
-    def loader(self) -> Callable[[str, Any], Any]:
-        """The callable (model, options) -> Backend, importing the backend's module now."""
+    def resolve(self) -> Any:
+        """The backend class (or callable) itself, importing its module now."""
         target = self.load
         if isinstance(target, str):
             import importlib
@@ -52,6 +53,11 @@ class BackendSpec:
             target = importlib.import_module(module)
             for part in attr.split(".") if attr else ():
                 target = getattr(target, part)
+        return target
+
+    def loader(self) -> Callable[[str, Any], Any]:
+        """The callable (model, options) -> Backend."""
+        target = self.resolve()
         return getattr(target, "load", target)
 
 
