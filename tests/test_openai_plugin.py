@@ -229,3 +229,27 @@ def test_missing_key_and_unknown_scheme(api, lib, monkeypatch):
         _generate(lib)
     with pytest.raises(PromptkitError, match=r"no backend for the scheme 'nope' \(plugin backends: openai:"):
         promptkit.generate(lib, "lighthouse", model="nope:thing", seeds="1", use_engine=False)
+
+
+def test_ab_verdict_on_replicates_is_unpaired_and_says_so(api, lib):
+    import promptkit
+
+    promptkit.build_prompt(lib, subject="a boat", save="boat")
+    promptkit.new_experiment(lib, "api-ab", {"A": "lighthouse", "B": "boat"}, seeds="1-4", model="openai:test-image",
+                             width=32, height=32)
+    made = promptkit.run_experiment(lib, "api-ab", use_engine=False)["generations"]
+    assert len(made) == 8 and len(api.requests) == 8
+    for seed in range(1, 5):
+        promptkit.vote(lib, "api-ab", seed, "B", "A", "B")
+    from promptkit.service.experiments import show_experiment
+
+    cells = {(c["label"], c["seed"]): c for c in show_experiment(lib, "api-ab")["cells"]}
+    for (label, seed), cell in cells.items():
+        promptkit.rate(lib, cell["id"], 5 if label == "B" else 2)
+    stats = promptkit.experiment_stats(lib, "api-ab")
+    assert stats["pairing"] == "unpaired"
+    [pair] = stats["pairs"]
+    assert pair["pairing"] == "unpaired" and "Mann–Whitney U" in pair["method"]
+    assert pair["ratings"]["test"] == "Mann–Whitney U" and pair["ratings"]["mean_difference"] == 3.0
+    assert pair["ratings"]["n_a"] == pair["ratings"]["n_b"] == 4 and pair["ratings"]["p_value"] < 0.05
+    assert promptkit.verdict(lib, "api-ab").endswith("[unpaired replicates]")
