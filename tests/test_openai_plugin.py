@@ -253,3 +253,12 @@ def test_ab_verdict_on_replicates_is_unpaired_and_says_so(api, lib):
     assert pair["ratings"]["test"] == "Mann–Whitney U" and pair["ratings"]["mean_difference"] == 3.0
     assert pair["ratings"]["n_a"] == pair["ratings"]["n_b"] == 4 and pair["ratings"]["p_value"] < 0.05
     assert promptkit.verdict(lib, "api-ab").endswith("[unpaired replicates]")
+
+
+def test_reproduce_refuses_a_replicate(api, lib):
+    import promptkit
+    from promptkit.errors import PromptkitError
+
+    [gen] = _generate(lib, seeds="1")["generations"]
+    with pytest.raises(PromptkitError, match=f"generation {gen['id']} cannot be reproduced: it was made by 'openai'"):
+        promptkit.reproduce(lib, gen["id"])

@@ -79,6 +79,8 @@ def test_untracked_seed_is_stored_and_flagged(lib, held_pipe, saved_prompt):
         assert flag.startswith("untracked seed") and why in flag and why in out.notes[0]
     assert lib.get_prompt(lib.get_generation(none.generations[0]["id"])["prompt_id"])["template"] == "tracked"
     assert lib.get_generation(used.generations[0]["id"])["seed"] == 5
+    with pytest.raises(promptkit.PromptkitError, match="cannot be reproduced: it was made by 'diffusers'"):
+        promptkit.reproduce(lib, none.generations[0]["id"])
 
 
 def test_img2img_and_inpainting_match_generate(lib, tiny_model, held_pipe, saved_prompt, tmp_path):

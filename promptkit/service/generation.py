@@ -121,6 +121,9 @@ def reproduce(library: Library, generation_id: int, engine_options: dict[str, An
     from ..generation import reproduce as reproduce_generation
 
     gen = library.get_generation(generation_id)
+    if gen.get("reproducible") == 0:  # a seedless backend's replicate, or a tracked call whose noise was unknown
+        raise PromptkitError(f"generation {generation_id} cannot be reproduced: it was made by {gen.get('source')!r} "
+                             "without a known seed (reproducible=0)")
     engine = make_engine(gen["model"], engine_options)
     return reproduce_generation(library, engine, generation_id)
 
