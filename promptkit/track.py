@@ -358,5 +358,5 @@ class _Call:
 def _read(library: "Library", generation: dict[str, Any]) -> Any:
     from PIL import Image
 
-    with Image.open(generation["image_path"]) as image:
+    with Image.open(library.image_path(library.get_generation(generation["id"]))) as image:
         return image.copy()
