@@ -375,6 +375,10 @@ class PromptBuilder:
 
 def _plugin_filters() -> dict[str, Any]:
     """Template filters from plugins (`promptkit_template_filters`); "weight" stays promptkit's."""
+    from .plugins.discovery import plugins_installed
+
+    if not plugins_installed():  # nothing to load: no importlib.metadata, no pluggy at `build`
+        return {}
     from .plugins.manager import get_plugins
 
     return get_plugins().template_filters()
@@ -382,6 +386,10 @@ def _plugin_filters() -> dict[str, Any]:
 
 def _add_plugin_presets(table: dict[str, dict[str, Preset]]) -> None:
     """Presets from plugins (`promptkit_presets`) into TABLE; one of an unknown kind is refused in one line."""
+    from .plugins.discovery import plugins_installed
+
+    if not plugins_installed():
+        return
     from .plugins.manager import get_plugins
 
     for entry in get_plugins().presets():
