@@ -100,12 +100,14 @@ class EngineWorker:
         self.jobs.put((spec, events))
 
     def preload(self, model: str, engine_options: dict[str, Any] | None = None) -> float:
-        from .engine import Engine, EngineOptions
+        from .engine.backend import EngineOptions
         from .params import GenerationParams
+        from .plugins.manager import load_backend, model_scheme
 
-        engine = Engine.get(model, EngineOptions(**(engine_options or {})), cache=self.cache)
-        # One throwaway step so the first real job does not pay for kernel and thread warm-up.
-        engine.run_batch("", "", [0], GenerationParams(steps=1, sampler="Euler"))
+        engine = load_backend(model, EngineOptions(**(engine_options or {})), cache=self.cache)
+        if model_scheme(model) is None:  # not a plugin's backend (a remote API would bill the warm-up)
+            # One throwaway step so the first real job does not pay for kernel and thread warm-up.
+            engine.run_batch("", "", [0], GenerationParams(steps=1, sampler="Euler"))
         return engine.load_seconds
 
     def status(self) -> dict[str, Any]:

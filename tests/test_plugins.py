@@ -146,11 +146,14 @@ def test_a_plugin_backend_generates(plugins_installed, saved_prompt, isolated_li
                "16", "--json")
     assert out.exit_code == 0, out.output
     assert [g["image_sha256"] for g in json.loads(out.stdout)] == [g["image_sha256"] for g in result["generations"]]
+    with Library(isolated_library) as lib:
+        assert promptkit.reproduce(lib, result["generations"][1]["id"])["match"]  # through the plugin's backend
 
 
 def test_plugin_preset_filter_and_command(plugins_installed, tmp_path):
     out = _cli("presets", "--kind", "style", "--json")
     assert out.exit_code == 0, out.output
+    assert "plugin 'broken' (pk-broken 0.0.1) skipped" in out.stderr  # and the command still worked
     assert {"kind": "style", "name": "neon-test", "description": "Neon from a plugin", "positive": "neon glow",
             "negative": "dull"} in json.loads(out.stdout)
     built = _cli("build", "--subject", "a lighthouse", "--style", "neon-test", "--json")
