@@ -122,6 +122,8 @@ class TrackedPipeline:
         self.backend = _adopt(pipe, self.model)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "pipe":  # not set yet (a failing __init__): no recursion
+            raise AttributeError(name)
         return getattr(self.pipe, name)
 
     def close(self) -> None:
