@@ -9,6 +9,9 @@ The public Python API (everything the `promptkit` command does)::
         images = promptkit.generate(lib, "fox", model="./tiny-sd", seeds=[1, 2])["generations"]
         promptkit.rate(lib, images[0]["id"], 4)
 
+`promptkit.track(pipe, library=...)` records the calls of a diffusers pipeline you already hold
+(with `promptkit.seeded(seeds)` for its generators); see promptkit/track.py.
+
 Each function takes an open `Library` first and raises a `PromptkitError` subclass with a
 one-line message. They live in `promptkit.service` and load lazily: importing promptkit never
 imports torch or diffusers; only generating does.

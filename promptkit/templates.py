@@ -191,8 +191,9 @@ class PromptBuilder:
             autoescape=False,
             keep_trailing_newline=False,
         )
-        self.env.filters.update(_plugin_filters())
         self.env.filters["weight"] = weight_text
+        for name, plugin_filter in _plugin_filters().items():
+            self.env.filters.setdefault(name, plugin_filter)  # a plugin adds filters; it replaces none
         self._presets: dict[str, dict[str, Preset]] | None = None
 
     # -- presets --------------------------------------------------------
@@ -394,9 +395,9 @@ def _add_plugin_presets(table: dict[str, dict[str, Preset]]) -> None:
 
     for entry in get_plugins().presets():
         kind = entry.get("kind")
-        if kind not in table:
-            raise TemplateProblem(f"plugin {entry.get('plugin')!r} gives a preset of unknown kind {kind!r}; "
-                                  f"kinds are {', '.join(PRESET_KINDS)}")
+        if kind not in table or not entry.get("name"):
+            raise TemplateProblem(f"plugin {entry.get('plugin')!r} gives a preset without a name or of unknown kind "
+                                  f"{kind!r}; kinds are {', '.join(PRESET_KINDS)}")
         table[kind][str(entry["name"])] = Preset(kind=kind, name=str(entry["name"]),
                                                  description=str(entry.get("description", "")),
                                                  positive=str(entry.get("positive", "")),

@@ -148,7 +148,8 @@ class Plugins:
         return next((spec for spec in self.backends().values() if family in spec.families), None)
 
     def presets(self) -> list[dict[str, Any]]:
-        return [dict(item, plugin=name) for name, item in self._provided_items("promptkit_presets")]
+        return [dict(item, plugin=name) for name, item in self._provided_items("promptkit_presets")
+                if isinstance(item, dict)]
 
     def template_filters(self) -> dict[str, Callable[..., Any]]:
         return {key: value for _name, (key, value) in self._provided_items("promptkit_template_filters")}
