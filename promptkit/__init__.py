@@ -9,6 +9,9 @@ The public Python API (everything the `promptkit` command does)::
         images = promptkit.generate(lib, "fox", model="./tiny-sd", seeds=[1, 2])["generations"]
         promptkit.rate(lib, images[0]["id"], 4)
 
+`promptkit.track(pipe, library=...)` records the calls of a diffusers pipeline you already hold
+(with `promptkit.seeded(seeds)` for its generators); see promptkit/track.py.
+
 Each function takes an open `Library` first and raises a `PromptkitError` subclass with a
 one-line message. They live in `promptkit.service` and load lazily: importing promptkit never
 imports torch or diffusers; only generating does.
@@ -37,7 +40,8 @@ _API = {
     "score": "scores", "list_judges": "scores", "experiment_judges": "scores",
     "import_images": "importing", "import_presets": "importing",
 }
-_TYPES = {"Library": "library", "GenerationParams": "params", "InputRequest": "inputs", "Fields": "templates"}
+_TYPES = {"Library": "library", "GenerationParams": "params", "InputRequest": "inputs", "Fields": "templates",
+          "track": "track", "seeded": "track"}
 
 __all__ = ["PromptkitError", "__version__", *_API, *_TYPES]
 
@@ -55,6 +59,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time each name loads 
                                   show_prompt)
     from .service.scores import experiment_judges, list_judges, score
     from .templates import Fields
+    from .track import seeded, track
 
 
 def __getattr__(name: str) -> Any:

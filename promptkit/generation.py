@@ -67,6 +67,9 @@ def generation_record(job: GenerationJob, engine_info: dict[str, Any], seed: int
         device=engine_info["device"],
         dtype=engine_info["dtype"],
         versions=engine_info["versions"],
+        # A backend that takes no seed (a remote API) says so: its images are unpaired replicates.
+        source=engine_info.get("source", "promptkit"),
+        reproducible=bool(engine_info.get("reproducible", True)),
     )
 
 

@@ -135,6 +135,26 @@ def paired_ratings(stars_a: dict[int, float], stars_b: dict[int, float]) -> dict
             "p_value": float(wilcoxon(diffs, zero_method="wilcox").pvalue)}
 
 
+UNPAIRED_METHOD = ("unpaired: the images are replicates from a backend without seeds, so a vote compares "
+                   "independent draws of A and B (the win rate is the chance an A image beats a B image) and "
+                   "stars are compared by Mann–Whitney U")
+
+
+def unpaired_ratings(stars_a: dict[int, float], stars_b: dict[int, float]) -> dict[str, Any]:
+    """Mean star difference (B − A) over unpaired replicates and a two-sided Mann–Whitney U p-value."""
+    from scipy.stats import mannwhitneyu
+
+    a = np.array(list(stars_a.values()), dtype=float)
+    b = np.array(list(stars_b.values()), dtype=float)
+    out: dict[str, Any] = {"pairs": 0, "n_a": len(a), "n_b": len(b), "test": "Mann–Whitney U"}
+    if not len(a) or not len(b):
+        return out | {"mean_difference": None, "p_value": None}
+    if np.all(np.concatenate([a, b]) == a[0]):
+        return out | {"mean_difference": 0.0, "p_value": 1.0}
+    return out | {"mean_difference": float(b.mean() - a.mean()),
+                  "p_value": float(mannwhitneyu(b, a, alternative="two-sided").pvalue)}
+
+
 def win_matrix(labels: list[str], comparisons: list[tuple[str, str]]) -> np.ndarray:
     """counts[i, j] = how often labels[i] beat labels[j]."""
     index = {label: i for i, label in enumerate(labels)}
@@ -183,7 +203,10 @@ def experiment_stats(library, name: str) -> dict[str, Any]:
     experiment = get_experiment(library, name)
     votes = experiment_votes(library, experiment)
     labels = [v["label"] for v in experiment["variants"]]
-    stars = _stars_by_cell(library, experiment, cells(library, experiment))
+    cell_map = cells(library, experiment)
+    stars = _stars_by_cell(library, experiment, cell_map)
+    # Images from a backend without seeds (reproducible 0) are replicates, not seed-matched pairs.
+    unpaired = any(gen.get("reproducible") == 0 for gen in cell_map.values())
     pairs = []
     for a, b in all_pairs(experiment):
         relevant = [v for v in votes if {v["left"], v["right"]} == {a, b}]
@@ -191,15 +214,23 @@ def experiment_stats(library, name: str) -> dict[str, Any]:
         wins_b = sum(1 for v in relevant if v["winner"] == b)
         ties = sum(1 for v in relevant if v["winner"] == "tie")
         summary = pair_summary(a, b, wins_a, wins_b, ties)
-        summary["ratings"] = paired_ratings(stars.get(a, {}), stars.get(b, {}))
+        summary["ratings"] = (unpaired_ratings if unpaired else paired_ratings)(stars.get(a, {}), stars.get(b, {}))
         pairs.append(summary)
+    pairs = holm_pairs(pairs)
+    if unpaired:
+        for pair in pairs:
+            pair.update(pairing="unpaired", method=f"{pair['method']}; {UNPAIRED_METHOD}",
+                        verdict=f"{pair['verdict']} [unpaired replicates]",
+                        verdict_text=f"{pair['verdict_text']} [unpaired replicates]")
     result: dict[str, Any] = {"experiment": experiment["name"], "variants": labels, "votes": len(votes),
-                              "pairs": holm_pairs(pairs),
+                              "pairs": pairs,
                               "position_bias": position_summary(votes), "agreement": agreement_summary(votes)}
     if experiment["params"].get("matrix"):  # a prompt matrix: each term's effect (promptkit.effects)
         from .effects import terms_table
 
         result["terms"] = terms_table(experiment["params"]["matrix"], votes, stars)
+    if unpaired:
+        result["pairing"] = "unpaired"
     if len(labels) >= 3:
         comparisons = []
         for v in votes:

@@ -229,6 +229,8 @@ class PromptBuilder:
         )
         self.env.filters["weight"] = weight_text
         self.env.filters["sentence"] = sentence_text
+        for name, plugin_filter in _plugin_filters().items():
+            self.env.filters.setdefault(name, plugin_filter)  # a plugin adds filters; it replaces none
         self._presets: dict[str, dict[str, Preset]] | None = None
 
     # -- presets --------------------------------------------------------
@@ -260,8 +262,10 @@ class PromptBuilder:
         if self._presets is not None:
             return self._presets
         table: dict[str, dict[str, Preset]] = {k: {} for k in PRESET_KINDS}
-        # Packaged first, then the user's folder, so the user's presets win.
+        # Packaged first, then the plugins' (`promptkit_presets`), then the user's folder, so the user's presets win.
         for folder in reversed(self.search_path):
+            if folder == self.user_dir:
+                _add_plugin_presets(table)
             for kind in PRESET_KINDS:
                 path = folder / "presets" / f"{kind}.json"
                 if not path.is_file():
@@ -280,6 +284,8 @@ class PromptBuilder:
                         )
                 except (ValueError, KeyError, TypeError) as exc:
                     raise TemplateProblem(f"preset file {str(path)!r} is not valid: {exc}") from None
+        if self.user_dir is None:
+            _add_plugin_presets(table)
         self._presets = table
         return table
 
@@ -425,6 +431,36 @@ class PromptBuilder:
             except WeightError as exc:
                 raise TemplateProblem(f"--weight {key}={weight}: {exc}") from None
         return context
+
+
+def _plugin_filters() -> dict[str, Any]:
+    """Template filters from plugins (`promptkit_template_filters`); "weight" stays promptkit's."""
+    from .plugins.discovery import plugins_installed
+
+    if not plugins_installed():  # nothing to load: no importlib.metadata, no pluggy at `build`
+        return {}
+    from .plugins.manager import get_plugins
+
+    return get_plugins().template_filters()
+
+
+def _add_plugin_presets(table: dict[str, dict[str, Preset]]) -> None:
+    """Presets from plugins (`promptkit_presets`) into TABLE; one of an unknown kind is refused in one line."""
+    from .plugins.discovery import plugins_installed
+
+    if not plugins_installed():
+        return
+    from .plugins.manager import get_plugins
+
+    for entry in get_plugins().presets():
+        kind = entry.get("kind")
+        if kind not in table or not entry.get("name"):
+            raise TemplateProblem(f"plugin {entry.get('plugin')!r} gives a preset without a name or of unknown kind "
+                                  f"{kind!r}; kinds are {', '.join(PRESET_KINDS)}")
+        table[kind][str(entry["name"])] = Preset(kind=kind, name=str(entry["name"]),
+                                                 description=str(entry.get("description", "")),
+                                                 positive=str(entry.get("positive", "")),
+                                                 negative=str(entry.get("negative", "")))
 
 
 def _once(terms: list[str]) -> list[str]:

@@ -50,13 +50,14 @@ def execute_job(spec: "dict[str, Any] | JobRequest", progress: Callable[[int, in
 
     The model comes from CACHE: the worker's own, or for an in-process run the process's default cache.
     """
-    from .engine import Engine, EngineOptions
+    from .engine.backend import EngineOptions
     from .library import Library
+    from .plugins.manager import load_backend
     from .records import JobRequest
 
     job = spec if isinstance(spec, JobRequest) else JobRequest.from_dict(spec)
     options = EngineOptions(**job.engine_options)
-    engine = Engine.get(job.model, options, cache=cache)
+    engine = load_backend(job.model, options, cache=cache)  # chosen by the model's scheme (`openai:NAME`)
     if job.kind == "check":
         # Whether the model can take these inputs (family, inpainting UNet): answered by the
         # loaded model, before the client stores anything.
@@ -99,12 +100,14 @@ class EngineWorker:
         self.jobs.put((spec, events))
 
     def preload(self, model: str, engine_options: dict[str, Any] | None = None) -> float:
-        from .engine import Engine, EngineOptions
+        from .engine.backend import EngineOptions
         from .params import GenerationParams
+        from .plugins.manager import load_backend, model_scheme
 
-        engine = Engine.get(model, EngineOptions(**(engine_options or {})), cache=self.cache)
-        # One throwaway step so the first real job does not pay for kernel and thread warm-up.
-        engine.run_batch("", "", [0], GenerationParams(steps=1, sampler="Euler"))
+        engine = load_backend(model, EngineOptions(**(engine_options or {})), cache=self.cache)
+        if model_scheme(model) is None:  # not a plugin's backend (a remote API would bill the warm-up)
+            # One throwaway step so the first real job does not pay for kernel and thread warm-up.
+            engine.run_batch("", "", [0], GenerationParams(steps=1, sampler="Euler"))
         return engine.load_seconds
 
     def status(self) -> dict[str, Any]:

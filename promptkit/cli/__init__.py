@@ -13,7 +13,7 @@ import click
 
 from .. import __version__
 from ..errors import PromptkitError
-from . import ab, families, generate, importing, maintenance, matrix, model, prompts, score, web, worker
+from . import ab, families, generate, importing, maintenance, matrix, model, plugins, prompts, score, web, worker
 from .options import name_flags
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -21,6 +21,10 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 class PromptkitGroup(click.Group):
     """Turns every PromptkitError into one line on stderr and exit status 1."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Any:
+        # A name promptkit does not know may be a plugin's command: plugins load only then (not at --help).
+        return super().get_command(ctx, cmd_name) or plugins.plugin_command(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -52,7 +56,7 @@ def main(ctx: click.Context, db: str | None) -> None:
     ctx.obj["db"] = db
 
 
-for _module in (prompts, generate, ab, worker, maintenance, importing, web, model, families, score):
+for _module in (prompts, generate, ab, worker, maintenance, importing, web, model, families, score, plugins):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 for _group, _commands in importing.SUBCOMMANDS.items():

@@ -45,13 +45,14 @@ class Engine:
     with `set_adapters`, and ControlNets load once each.
     """
 
-    def __init__(self, model: str, options: EngineOptions | None = None) -> None:
+    def __init__(self, model: str, options: EngineOptions | None = None, pipe: Any = None) -> None:
         self.model = model
         self.options = options or EngineOptions()
         self.device = pick_device(self.options.device)
         self.dtype = pick_dtype(self.device, self.options.dtype)
         started = time.perf_counter()
-        pipe = prepare_pipeline(_load(model, self.options, self.device, self.dtype), self.options, self.device)
+        if pipe is None:  # else a pipeline someone already holds (`promptkit.track`), used as it is
+            pipe = prepare_pipeline(_load(model, self.options, self.device, self.dtype), self.options, self.device)
         self.pipe = pipe
         self.base_scheduler_config = dict(pipe.scheduler.config)
         self.load_seconds = time.perf_counter() - started
@@ -75,6 +76,12 @@ class Engine:
     def load(cls, model: str, options: EngineOptions | None = None) -> "Engine":
         """Load MODEL now (no cache): what a `PipelineCache` calls on a miss."""
         return cls(model, options)
+
+    @classmethod
+    def from_pipe(cls, pipe: Any, model: str) -> "Engine":
+        """An engine on PIPE, a loaded diffusers pipeline (on its device and dtype), recorded as MODEL."""
+        options = EngineOptions(device=pipe.device.type, dtype=str(pipe.dtype).replace("torch.", ""))
+        return cls(model, options, pipe=pipe)
 
     @classmethod
     def get(cls, model: str, options: EngineOptions | None = None, cache: "PipelineCache | None" = None) -> "Engine":

@@ -12,12 +12,17 @@ PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl"}
 
 
 def check_model_ref(model: str, allow_pickle: bool = False) -> str:
-    """Classify MODEL as 'folder', 'safetensors', 'pickle' or 'hub', refusing what cannot load.
+    """Classify MODEL as 'folder', 'safetensors', 'pickle', 'hub' or 'plugin' (`SCHEME:NAME`), refusing what cannot load.
 
     Runs before torch is imported, so bad input fails fast.
     """
     if not model or not model.strip():
         raise ModelProblem("no model given; pass --model PATH or a hub id")
+    if ":" in model:  # `openai:NAME`: a plugin backend's scheme (checked without loading torch)
+        from ..plugins.manager import check_plugin_model
+
+        if check_plugin_model(model):
+            return "plugin"
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
@@ -58,7 +63,7 @@ def is_controlnet_folder(model: str) -> bool:
 def resolve_model(model: str, allow_pickle: bool = False) -> str:
     """Check MODEL before any heavy import; local paths become absolute so a warm engine finds them."""
     kind = check_model_ref(model, allow_pickle)
-    return model if kind == "hub" else str(Path(model).expanduser().resolve())
+    return model if kind in ("hub", "plugin") else str(Path(model).expanduser().resolve())
 
 
 def model_fingerprint(model: str) -> str:

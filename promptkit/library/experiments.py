@@ -88,12 +88,14 @@ class ExperimentRows:
                  "generations": r[5], "votes": r[6]} for r in rows]
 
     def experiment_generations(self, experiment_id: int) -> list[dict[str, Any]]:
-        """The generations made for an experiment, in id order: {id, label, seed, image_path, image_sha256}."""
+        """The generations made for an experiment, in id order: {id, label, seed, image_path, image_sha256,
+        reproducible} (reproducible 0: a seedless backend's replicate)."""
         rows = self.db.execute(
-            "SELECT id, variant, seed, image_path, image_sha256 FROM generations WHERE experiment_id = ? ORDER BY id",
-            [experiment_id])
-        return [{"id": gen_id, "label": label, "seed": seed, "image_path": path, "image_sha256": sha}
-                for gen_id, label, seed, path, sha in rows]
+            "SELECT id, variant, seed, image_path, image_sha256, reproducible FROM generations "
+            "WHERE experiment_id = ? ORDER BY id", [experiment_id])
+        return [{"id": gen_id, "label": label, "seed": seed, "image_path": path, "image_sha256": sha,
+                 "reproducible": reproducible}
+                for gen_id, label, seed, path, sha, reproducible in rows]
 
     def set_experiment_seeds(self, experiment_id: int, seeds: list[int]) -> None:
         """Replace an experiment's seed list."""

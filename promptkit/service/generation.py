@@ -65,9 +65,10 @@ def make_engine(model: str, engine_options: dict[str, Any] | None = None) -> Eng
 
     engine_options = dict(engine_options or {})
     check_model_ref(model, engine_options.get("allow_pickle", False))
-    from ..engine import Engine, EngineOptions
+    from ..engine.backend import EngineOptions
+    from ..plugins.manager import load_backend
 
-    return Engine.get(model, EngineOptions(**engine_options))
+    return load_backend(model, EngineOptions(**engine_options))  # the backend of the model's scheme
 
 
 def generate(library: Library, prompt: int | str, model: str, seeds: list[int] | str = "1-4", *,
@@ -132,10 +133,10 @@ def reproduce(library: Library, generation_id: int, engine_options: dict[str, An
 
     if imported_settings(gen) is not None:  # made by another tool: re-run where the model is here, else say why not
         return reproduce_imported(library, gen, engine_options)
-    if gen.get("reproducible") == 0:
-        raise NotReproducible(f"generation {generation_id} was made in {gen.get('source') or 'another tool'}, not by "
-                              "promptkit: it cannot be regenerated (its prompt and settings are in `promptkit show "
-                              f"{gen['prompt_id']}`)")
+    if gen.get("reproducible") == 0:  # another tool's image, a seedless backend's replicate, an untracked call
+        raise NotReproducible(f"generation {generation_id} cannot be reproduced: it was made by {gen.get('source')!r} "
+                              "without settings promptkit can replay, so it cannot be regenerated (its prompt and "
+                              f"settings are in `promptkit show {gen['prompt_id']}`)")
     engine = make_engine(gen["model"], engine_options)
     return reproduce_generation(library, engine, generation_id)
 

@@ -1,0 +1,136 @@
+"""promptkit.track: a diffusers pipeline a person holds, recorded exactly as `promptkit generate` records."""
+
+from __future__ import annotations
+
+import pytest
+
+VOLATILE = {"id", "created_at", "seconds"}
+SETTINGS = dict(steps=2, cfg=5.0, sampler="Euler", width=32, height=32)
+
+
+@pytest.fixture(scope="module")
+def held_pipe(tiny_model):
+    """The pipeline a person loaded themselves, with the sampler they chose."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_model)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture
+def lib(saved_prompt, isolated_library):
+    from promptkit.library import Library
+
+    with Library(isolated_library) as library:
+        yield library
+
+
+def _rows(lib, generations):
+    return [{k: v for k, v in lib.get_generation(g["id"]).items() if k not in VOLATILE} for g in generations]
+
+
+def _generate(lib, tiny_model, seeds, inputs=None):
+    import promptkit
+
+    return promptkit.generate(lib, "lighthouse", model=tiny_model, seeds=seeds, batch_size=len(seeds),
+                              inputs=inputs, use_engine=False, engine_options={"device": "cpu"},
+                              **SETTINGS)["generations"]
+
+
+def _call(tracked, prompt, **kwargs):
+    return tracked(prompt["positive"], prompt["negative"], num_inference_steps=2, guidance_scale=5.0, **kwargs)
+
+
+def test_track_records_what_generate_records(lib, tiny_model, held_pipe, saved_prompt):
+    import promptkit
+
+    expected = _generate(lib, tiny_model, [1, 2])
+    tracked = promptkit.track(held_pipe, library=lib)
+    out = _call(tracked, saved_prompt, width=32, height=32, generator=promptkit.seeded([1, 2]),
+                num_images_per_prompt=2)
+    assert out.reproducible and len(out.images) == 2 and out.images[0].size == (32, 32)
+    assert _rows(lib, out.generations) == _rows(lib, expected)  # same prompt row, record and image sha256
+    assert [g["image_sha256"] for g in out.generations] == [g["image_sha256"] for g in expected]
+    # seeds= says the same; the user's scheduler is theirs again after the call.
+    again = _call(tracked, saved_prompt, width=32, height=32, seeds=[2])
+    assert again.generations[0]["image_sha256"] != expected[1]["image_sha256"]  # batch of one: another record
+    assert _rows(lib, again.generations)[0]["seed"] == 2
+    assert type(held_pipe.scheduler).__name__ == "EulerDiscreteScheduler"
+    assert promptkit.reproduce(lib, again.generations[0]["id"], {"device": "cpu"})["match"]
+
+
+def test_untracked_seed_is_stored_and_flagged(lib, held_pipe, saved_prompt):
+    import promptkit
+
+    tracked = promptkit.track(held_pipe, library=lib)
+    generators = promptkit.seeded([5])
+    first = _call(tracked, saved_prompt, width=32, height=32, generator=generators)
+    assert first.reproducible
+    # The same generators again: they moved on (as the pipeline moves them), so the noise is not seed 5's.
+    used = _call(tracked, saved_prompt, width=32, height=32, generator=generators)
+    none = _call(tracked, {"positive": "a fox", "negative": ""}, width=32, height=32)
+    for out, why in ((used, "already used"), (none, "global random state")):
+        assert not out.reproducible and len(out.images) == 1
+        row = lib.get_generation(out.generations[0]["id"])
+        assert row["reproducible"] == 0 and row["source"] == "diffusers"
+        flag = row["params"]["flags"][0]
+        assert flag.startswith("untracked seed") and why in flag and why in out.notes[0]
+    assert lib.get_prompt(lib.get_generation(none.generations[0]["id"])["prompt_id"])["template"] == "tracked"
+    assert lib.get_generation(used.generations[0]["id"])["seed"] == 5
+    with pytest.raises(promptkit.PromptkitError, match="cannot be reproduced: it was made by 'diffusers'"):
+        promptkit.reproduce(lib, none.generations[0]["id"])
+
+
+def test_img2img_and_inpainting_match_generate(lib, tiny_model, held_pipe, saved_prompt, tmp_path):
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+    from PIL import Image, ImageDraw
+
+    import promptkit
+    from promptkit.inputs import InputRequest
+
+    init = Image.new("RGB", (32, 32), (200, 120, 40))
+    mask = Image.new("L", (32, 32), 0)
+    ImageDraw.Draw(mask).rectangle((8, 8, 24, 24), fill=255)
+    init.save(tmp_path / "init.png")
+    mask.save(tmp_path / "mask.png")
+    for auto, request, call in (
+            (AutoPipelineForImage2Image, InputRequest(init_image=str(tmp_path / "init.png"), strength=0.6),
+             dict(image=init, strength=0.6)),
+            (AutoPipelineForInpainting, InputRequest(init_image=str(tmp_path / "init.png"),
+                                                     mask=str(tmp_path / "mask.png"), strength=0.9),
+             dict(image=init, mask_image=mask, strength=0.9))):
+        expected = _generate(lib, tiny_model, [3], inputs=request)
+        tracked = promptkit.track(auto.from_pipe(held_pipe), library=lib)
+        out = _call(tracked, saved_prompt, seeds=[3], **call)
+        assert out.reproducible and _rows(lib, out.generations) == _rows(lib, expected)
+
+
+def test_family_lookup_goes_through_the_family_table(lib, tiny_model):
+    import promptkit
+    from promptkit.errors import PromptkitError
+
+    class FluxPipeline:  # noqa: D401 - stands in for diffusers' class of that name
+        name_or_path = tiny_model
+
+    with pytest.raises(PromptkitError, match=r"no installed backend runs FLUX.1 pipelines \(FluxPipeline\) yet"):
+        promptkit.track(FluxPipeline(), library=lib)
+
+    class PaintPipeline:
+        name_or_path = tiny_model
+
+    with pytest.raises(PromptkitError, match="PaintPipeline is not a pipeline of a family promptkit knows"):
+        promptkit.track(PaintPipeline(), library=lib)
+
+
+def test_seeded_generators_are_recognised():
+    import torch
+
+    import promptkit
+    from promptkit.track import known_seed
+
+    generators = promptkit.seeded("7-8")
+    assert [known_seed(g) for g in generators] == [7, 8]
+    torch.randn(2, generator=generators[0])
+    assert known_seed(generators[0]) is None and known_seed(None) is None
