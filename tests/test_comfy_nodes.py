@@ -215,7 +215,7 @@ def test_save_to_library_writes_rows_promptkit_show_displays_and_reproduce_decli
         assert f"gen {row['id']:>5} seed 5" in shown.stdout and row["image_path"] in shown.stdout
     refused = cli("reproduce", str(rows[0]["id"]))
     assert refused.returncode == 1 and refused.stdout == ""
-    assert refused.stderr.count("\n") == 1 and "made in comfyui" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "made by 'comfyui'" in refused.stderr
     assert "cannot be regenerated" in refused.stderr
 
 

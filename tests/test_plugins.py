@@ -155,7 +155,7 @@ def test_plugin_preset_filter_and_command(plugins_installed, tmp_path):
     assert out.exit_code == 0, out.output
     assert "plugin 'broken' (pk-broken 0.0.1) skipped" in out.stderr  # and the command still worked
     assert {"kind": "style", "name": "neon-test", "description": "Neon from a plugin", "positive": "neon glow",
-            "negative": "dull"} in json.loads(out.stdout)
+            "negative": "dull", "phrase": "neon glow"} in json.loads(out.stdout)
     built = _cli("build", "--subject", "a lighthouse", "--style", "neon-test", "--json")
     assert built.exit_code == 0, built.output
     assert "neon glow" in json.loads(built.stdout)["positive"]
