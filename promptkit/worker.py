@@ -50,13 +50,14 @@ def execute_job(spec: "dict[str, Any] | JobRequest", progress: Callable[[int, in
 
     The model comes from CACHE: the worker's own, or for an in-process run the process's default cache.
     """
-    from .engine import Engine, EngineOptions
+    from .engine import EngineOptions
+    from .engine.cache import get_backend
     from .library import Library
     from .records import JobRequest
 
     job = spec if isinstance(spec, JobRequest) else JobRequest.from_dict(spec)
     options = EngineOptions(**job.engine_options)
-    engine = Engine.get(job.model, options, cache=cache)
+    engine = get_backend(job.model, options, cache=cache)
     if job.kind == "check":
         # Whether the model can take these inputs (family, inpainting UNet): answered by the
         # loaded model, before the client stores anything.
@@ -99,12 +100,15 @@ class EngineWorker:
         self.jobs.put((spec, events))
 
     def preload(self, model: str, engine_options: dict[str, Any] | None = None) -> float:
-        from .engine import Engine, EngineOptions
+        from .engine import EngineOptions
+        from .engine.cache import get_backend
         from .params import GenerationParams
 
-        engine = Engine.get(model, EngineOptions(**(engine_options or {})), cache=self.cache)
-        # One throwaway step so the first real job does not pay for kernel and thread warm-up.
-        engine.run_batch("", "", [0], GenerationParams(steps=1, sampler="Euler"))
+        engine = get_backend(model, EngineOptions(**(engine_options or {})), cache=self.cache)
+        # One throwaway step so the first real job does not pay for kernel and thread warm-up
+        # (a flow-matching model's native size is 1024 px: warmed up small).
+        small = {"width": 64, "height": 64} if hasattr(engine, "resolve_params") else {}
+        engine.run_batch("", "", [0], GenerationParams(steps=1, sampler="Euler", **small))
         return engine.load_seconds
 
     def status(self) -> dict[str, Any]:

@@ -130,7 +130,10 @@ def run_experiment(library: Library, engine, name: str, batch_size: int | None =
         params = variant_job_params(experiment, variant, lora_dir)
         variant_engine = engine
         if variant["overrides"].get("model") and variant["overrides"]["model"] != engine.model:
-            variant_engine = type(engine).get(variant["overrides"]["model"], engine.options)
+            from ..engine.cache import get_backend
+
+            # Another family's model runs on its own backend (same prompt, seeds and size).
+            variant_engine = get_backend(variant["overrides"]["model"], engine.options)
         variant_engine.check_request(params.extra)
         plans.append((variant, params, variant_engine))
     # One writer for every variant: a variant's last batch is written while the next denoises.

@@ -65,9 +65,10 @@ def make_engine(model: str, engine_options: dict[str, Any] | None = None) -> Eng
 
     engine_options = dict(engine_options or {})
     check_model_ref(model, engine_options.get("allow_pickle", False))
-    from ..engine import Engine, EngineOptions
+    from ..engine import EngineOptions
+    from ..engine.cache import get_backend
 
-    return Engine.get(model, EngineOptions(**engine_options))
+    return get_backend(model, EngineOptions(**engine_options))
 
 
 def generate(library: Library, prompt: int | str, model: str, seeds: list[int] | str = "1-4", *,
