@@ -148,6 +148,10 @@ def _settings(record: "GenerationRecord") -> list[tuple[str, Any]]:
         settings.append(("Refiner switch at", format_number(refiner.switch)))
     if sampling.noise_device == "gpu":
         settings.append(("RNG", "GPU"))
+    if record.family_info:
+        from .records import family_settings
+
+        settings = family_settings(record, settings)
     settings.append(("Version", f"promptkit {record.versions.get('promptkit', '')}".strip()))
     return settings
 
@@ -223,6 +227,9 @@ def read_infotext(text: str) -> dict[str, Any]:
         result["refiner"] = _refiner(settings)
     if "RNG" in settings:
         result["noise_device"] = "gpu" if settings["RNG"].strip().upper() == "GPU" else "cpu"
+    if "Distilled CFG Scale" in settings:  # Forge's FLUX.1: the embedded guidance; CFG scale is the true CFG
+        result["true_cfg"] = result.get("cfg", 1.0)
+        result["cfg"] = setting_number(settings, "Distilled CFG Scale")
     return result
 
 

@@ -514,16 +514,37 @@ class GenerationRecord:
             inputs.init_image = InitImage(None, got["strength"])
         if "mask_blur" in got:
             inputs.mask = Mask(None, got["mask_blur"])
+        if got.get("true_cfg") not in (None, 1.0):
+            inputs.other["true_cfg"] = got["true_cfg"]
         seed = got.get("seed", 0)
         version = got["settings"].get("Version", "")
         return cls(
             prompt=PromptText(got["positive"], got["negative"]),
-            model=ModelRef(name=got.get("model", ""), hash=got.get("model_hash")),
+            model=ModelRef(name=got.get("model", ""), hash=got.get("model_hash"),
+                           family="flux" if "Distilled CFG Scale" in got["settings"] else None),
             sampling=Sampling(got.get("sampler"), got.get("steps"), got.get("cfg"), got.get("width"),
                               got.get("height"), got.get("noise_device", "cpu")),
             seed=seed, batch=Batch.single(seed), inputs=inputs,
             versions={"promptkit": version.removeprefix("promptkit ")} if version.startswith("promptkit") else {},
         )
+
+
+def family_settings(record: "GenerationRecord", settings: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """A1111 settings as Forge writes them for a flow-matching model: FLUX.1's embedded guidance as
+    `Distilled CFG Scale` (its `CFG scale` is the true CFG, 1 when off), `Schedule type`, `Shift`."""
+    from .a1111 import format_number
+
+    info = record.family_info
+    out = list(settings)
+    if info.get("guidance") == "embedded":
+        cfg_at = next(i for i, (key, _v) in enumerate(out) if key == "CFG scale")
+        out[cfg_at] = ("CFG scale", format_number(float(info.get("true_cfg_scale") or 1.0)))
+        out.insert(cfg_at + 1, ("Distilled CFG Scale", format_number(record.sampling.cfg)))
+    sampler_at = next((i for i, (key, _v) in enumerate(out) if key == "Sampler"), 0)
+    out.insert(sampler_at + 1, ("Schedule type", "Simple"))
+    if info.get("shift") is not None:
+        out.append(("Shift", format_number(float(info["shift"]))))
+    return out
 
 
 # -- jobs for the warm engine -----------------------------------------------------------
