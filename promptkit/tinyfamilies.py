@@ -276,3 +276,24 @@ def write_tiny_family(path: str | Path, kind: str) -> Path:
     pipe.save_pretrained(str(folder), safe_serialization=True)
     (folder / "README.txt").write_text(family_note(kind) + f" (kind {kind})\n", encoding="utf-8")
     return folder
+
+
+def write_tiny_family_lora(path: str | Path, kind: str, rank: int = 4) -> Path:
+    """A random LoRA on the attention layers of the tiny KIND pipeline's transformer, as one .safetensors file
+    in diffusers' layout (`transformer.…lora_A.weight`), loadable with `load_lora_weights`."""
+    import torch
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from .tinymodel import _quiet
+
+    _quiet()
+    file = Path(path).expanduser().with_suffix(".safetensors")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    pipe = BUILDERS[kind]()
+    torch.manual_seed(2)
+    pipe.transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                                            target_modules=["to_q", "to_k", "to_v"]))
+    type(pipe).save_lora_weights(str(file.parent), weight_name=file.name, safe_serialization=True,
+                                 transformer_lora_layers=get_peft_model_state_dict(pipe.transformer))
+    return file

@@ -225,3 +225,45 @@ def test_model_tiny_kind_writes_a_loadable_folder(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["kind"] == "chroma"
     assert detect_family(tmp_path / "c")["family"] == "chroma"
+
+
+def test_quantized_path_is_opt_in_and_recorded(family_models, family_engines):
+    import importlib.util
+
+    from promptkit.engine.cache import load_backend
+
+    assert "approximate" not in family_engines["zimage"].family_values("", GenerationParams(**TINY))
+    options = EngineOptions(device="cpu", quantize="int8")
+    if importlib.util.find_spec("torchao") is None:
+        with pytest.raises(PromptkitError, match=r"--quantize int8 needs torchao: pip install 'promptkit\[quantize\]'"):
+            load_backend(family_models["flux"], options)
+        return
+    engine = load_backend(family_models["flux"], options)
+    values = engine.family_values("", GenerationParams(**TINY))
+    assert values["approximate"].startswith("int8 weight-only")
+    assert len(_image(engine, "a red cat")) == 1
+
+
+def test_img2img_on_a_family_that_has_it(family_engines):
+    from promptkit.inputs.request import RunInputs
+
+    engine = family_engines["flux"]
+    init = Image.new("RGB", (32, 32), (200, 40, 40))
+    params = GenerationParams(**{**TINY, "cfg": 3.5, "extra": {"init_image": "0" * 64, "strength": 0.6}})
+    result = engine.run_batch("a red cat", "", [1], params, inputs=RunInputs(init_image=init))
+    assert result.info["mode"] == "img2img" and result.images[0].size == (32, 32)
+
+
+def test_a_family_lora_loads_and_one_of_another_family_is_refused(family_engines, tmp_path):
+    from promptkit.inputs.loras import check_lora
+    from promptkit.tinyfamilies import write_tiny_family_lora
+
+    flux, zimage = family_engines["flux"], family_engines["zimage"]
+    lora = check_lora(write_tiny_family_lora(tmp_path / "flux-lora", "flux"), 1.0)
+    plain = _image(flux, "a red cat")
+    with_lora = _image(flux, "a red cat", extra={"loras": [lora]})
+    assert with_lora != plain
+    assert _image(flux, "a red cat") == plain  # off again: the base model's image exactly
+    with pytest.raises(PromptkitError, match="LoRA 'flux-lora' was made for FLUX.1, but model .* is Z-Image") as caught:
+        zimage.check_request({"loras": [lora]})
+    assert "\n" not in str(caught.value)

@@ -24,7 +24,8 @@ from ..inputs.models import model_fingerprint
 from ..inputs.request import RunInputs
 from ..params import DEFAULT_SAMPLER, GenerationParams
 from .backend import BatchResult, EngineOptions
-from .loading import load_flow_pipeline, pick_device, pick_dtype, prepare_pipeline, transformer_file_family
+from .loading import (approximate_loading, load_flow_pipeline, pick_device, pick_dtype, prepare_pipeline,
+                      transformer_file_family)
 from .stable_diffusion import DEFAULT_STRENGTH, Engine, generation_mode
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ class FlowEngine:
         self.is_distilled = bool(getattr(pipe.config, "is_distilled", False))
         self.variant = self._variant()
         self.base_scheduler_config = dict(pipe.scheduler.config)
+        self.approximate = approximate_loading(model, self.options)  # never the default; recorded on each image
         self._pipes: dict[str, Any] = {"txt2img": pipe}
         self._adapters: dict[str, str] = {}
         self._lora_state: tuple = ()
@@ -237,6 +239,8 @@ class FlowEngine:
             values["true_cfg_scale"] = true_cfg
         if self.variant:
             values["variant"] = self.variant
+        if self.approximate:
+            values["approximate"] = self.approximate
         ignored = negative_ignored(spec, params.cfg, true_cfg, values["is_distilled"])
         if ignored and negative.strip():
             values["negative_ignored"] = ignored
@@ -264,6 +268,7 @@ class FlowEngine:
         values = self.family_values(negative, params)
         call = self._call_args(positive, negative, params, values)
         call.update(Engine._mode_args(mode, width, height, extra, inputs))
+        call.update(width=width, height=height)  # every family's img2img pipeline takes the size too
         generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
         started = time.perf_counter()
         with torch.inference_mode(), warnings.catch_warnings():

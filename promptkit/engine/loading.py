@@ -283,6 +283,39 @@ def _transformer_from_file(path: Path, family, folder: str, dtype: torch.dtype):
         raise ModelProblem(f"could not load transformer {str(path)!r}: {first_line(exc)}") from None
 
 
+QUANTIZE = ("int8",)
+
+
+def quantized_transformer(source: str, kind: str, options: EngineOptions, dtype: torch.dtype):
+    """The transformer of SOURCE quantized as --quantize asks (torchao int8 weight-only): opt-in, approximate."""
+    import diffusers
+
+    if options.quantize not in QUANTIZE:
+        raise BadParameter(f"--quantize must be one of {', '.join(QUANTIZE)} but is {options.quantize!r}")
+    try:
+        from torchao.quantization import Int8WeightOnlyConfig
+    except ImportError:
+        raise ModelProblem("--quantize int8 needs torchao: pip install 'promptkit[quantize]'") from None
+    folder = Path(source).expanduser()
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8")) if kind == "folder" else None
+    cls = getattr(diffusers, index["transformer"][1]) if index else diffusers.AutoModel
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cls.from_pretrained(str(folder) if kind == "folder" else source, subfolder="transformer",
+                                   quantization_config=diffusers.TorchAoConfig(Int8WeightOnlyConfig()),
+                                   torch_dtype=torch.bfloat16 if dtype == torch.float32 else dtype,
+                                   local_files_only=kind == "folder")
+
+
+def approximate_loading(model: str, options: EngineOptions) -> str | None:
+    """What makes MODEL's images approximate (a quantized transformer), for the record; None for exact loading."""
+    if Path(model).expanduser().suffix.lower() == ".gguf":
+        return f"GGUF-quantized transformer ({Path(model).name})"
+    if options.quantize:
+        return f"{options.quantize} weight-only quantized transformer (torchao)"
+    return None
+
+
 def load_flow_pipeline(model: str, options: EngineOptions, dtype: torch.dtype):
     """A flow-matching pipeline: a diffusers folder or hub id, or a transformer file (.safetensors or .gguf)
     with --config naming the diffusers folder of the rest (text encoders, VAE, scheduler)."""
@@ -305,6 +338,8 @@ def load_flow_pipeline(model: str, options: EngineOptions, dtype: torch.dtype):
         source, kind, parts = options.config, "folder", {"transformer": transformer}
     else:
         source, kind, parts = model, check_model_ref(model, options.allow_pickle), {}
+        if options.quantize:
+            parts["transformer"] = quantized_transformer(source, kind, options, dtype)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
