@@ -116,6 +116,24 @@ PIPELINE_FAMILY: dict[str, str] = {
 }
 
 
+#: Family-specific request keys (GenerationParams.extra), the flag a person types, and the families taking them.
+FAMILY_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "true_cfg": ("--true-cfg", ("flux",)),
+    "max_sequence_length": ("--max-sequence-length", tuple(f.key for f in TABLE if f.key not in UNET_FAMILIES)),
+    "shift": ("--shift", tuple(f.key for f in TABLE if f.key not in UNET_FAMILIES)),
+}
+
+
+def check_family_options(family: str | None, extra: dict[str, Any], model: str) -> None:
+    """Refuse, in one line, a family-specific option on a model whose family lacks it (`--true-cfg` on SD 1.5)."""
+    from .errors import BadParameter
+
+    for key, (flag, families) in FAMILY_OPTIONS.items():
+        if key in (extra or {}) and family not in families:
+            names = ", ".join(BY_KEY[f].label for f in families)
+            raise BadParameter(f"{flag} applies to {names}; model {model!r} is {family_label(family or '?')}")
+
+
 def get_family(key: str) -> Family:
     """The table's entry for KEY (KeyError for an unknown key: callers name the flag)."""
     return BY_KEY[key]

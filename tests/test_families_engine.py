@@ -267,3 +267,11 @@ def test_a_family_lora_loads_and_one_of_another_family_is_refused(family_engines
     with pytest.raises(PromptkitError, match="LoRA 'flux-lora' was made for FLUX.1, but model .* is Z-Image") as caught:
         zimage.check_request({"loras": [lora]})
     assert "\n" not in str(caught.value)
+
+
+def test_a_family_option_on_sd_is_refused_in_one_line(tiny_engine, isolated_library, prompt):
+    with Library(isolated_library) as lib:
+        job = GenerationJob(prompt=prompt, params=GenerationParams(steps=1, extra={"true_cfg": 2.0}), seeds=[1])
+        with pytest.raises(PromptkitError, match=r"--true-cfg applies to FLUX.1; model .* is SD 1.x"):
+            run_job(lib, tiny_engine, job)
+        assert lib.db.execute("SELECT count(*) FROM generations").fetchone()[0] == 0

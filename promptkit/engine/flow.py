@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..errors import BadParameter, ModelProblem
-from ..families import BY_KEY, Family, detect_flow_family, family_label
+from ..families import BY_KEY, Family, check_family_options, detect_flow_family, family_label
 from ..inputs.loras import LoraProblem
 from ..inputs.models import model_fingerprint
 from ..inputs.request import RunInputs
@@ -33,10 +33,6 @@ if TYPE_CHECKING:
 
 #: A1111 sampler name -> the flow-matching scheduler it stands for (ComfyUI and Forge call it "euler").
 FLOW_SAMPLERS = {"Euler": "FlowMatchEulerDiscreteScheduler"}
-#: Family-specific request keys (GenerationParams.extra) and the families that take them.
-FAMILY_OPTIONS = {"true_cfg": ("flux",), "max_sequence_length": tuple(k for k in BY_KEY if k not in
-                                                                      ("sd1", "sd2", "sdxl")),
-                  "shift": tuple(k for k in BY_KEY if k not in ("sd1", "sd2", "sdxl"))}
 
 
 def strip_weights(text: str) -> str:
@@ -53,7 +49,14 @@ def strip_weights(text: str) -> str:
 
 
 def negative_ignored(family: Family, guidance: float, true_cfg: float | None, is_distilled: bool = False) -> str | None:
-    """Why FAMILY ignores a negative prompt at these settings, or None when it uses one."""
+    """Why FAMILY ignores a negative prompt at these settings, or None when it uses one (the prompt side's
+    `family_rules.negative_ignored` when it is there, so lint and the engine say the same)."""
+    try:
+        from ..family_rules import negative_ignored as shared
+    except ImportError:
+        shared = None
+    if shared is not None:
+        return shared(family, guidance, true_cfg)
     rule = family.negative_prompt
     if rule == "never":
         return f"{family.label} takes no negative prompt"
@@ -176,10 +179,7 @@ class FlowEngine:
         if extra.get("controlnets"):
             raise ModelProblem(f"--controlnet: promptkit runs ControlNets on SD 1.x, 2.x and SDXL; model "
                                f"{self.model!r} is {mine}")
-        for key, families in FAMILY_OPTIONS.items():
-            if key in extra and self.family not in families:
-                raise BadParameter(f"--{key.replace('_', '-')} applies to {', '.join(family_label(f) for f in families)}"
-                                   f"; model {self.model!r} is {mine}")
+        check_family_options(self.family, extra, self.model)
         for lora in extra.get("loras") or []:
             self._check_lora(lora, mine)
 
