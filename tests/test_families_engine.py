@@ -275,3 +275,23 @@ def test_a_family_option_on_sd_is_refused_in_one_line(tiny_engine, isolated_libr
         with pytest.raises(PromptkitError, match=r"--true-cfg applies to FLUX.1; model .* is SD 1.x"):
             run_job(lib, tiny_engine, job)
         assert lib.db.execute("SELECT count(*) FROM generations").fetchone()[0] == 0
+
+
+def test_a_gguf_transformer_loads_and_is_recorded_as_approximate(family_models, family_engines, tmp_path):
+    gguf = pytest.importorskip("gguf", reason="the `gguf` extra is not installed")
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from promptkit.engine.cache import load_backend
+
+    weights = load_file(next((Path(family_models["flux"]) / "transformer").glob("*.safetensors")))
+    file = tmp_path / "flux-tiny-F32.gguf"
+    writer = gguf.GGUFWriter(str(file), "flux")
+    for name, tensor in weights.items():
+        writer.add_tensor(name, tensor.float().numpy())
+    writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
+    engine = load_backend(str(file), EngineOptions(device="cpu", config=family_models["flux"]))
+    assert engine.family == "flux"
+    assert engine.family_values("", GenerationParams(**TINY))["approximate"].startswith("GGUF-quantized")
+    assert _image(engine, "a red cat", cfg=3.5) == _image(family_engines["flux"], "a red cat", cfg=3.5)  # F32: exact
