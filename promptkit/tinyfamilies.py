@@ -140,7 +140,10 @@ def build_sd3():
     text_encoder_2 = CLIPTextModelWithProjection(_clip_config())
     t5 = t5_tokenizer()
     return StableDiffusion3Pipeline(
-        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=_vae(4),
+        # A two-level VAE (diffusers' test has one): 32 px are 16x16 latents, 256 image tokens, not 1024.
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_vae(4, block_out_channels=(4, 4), down_block_types=("DownEncoderBlock2D",) * 2,
+                 up_block_types=("UpDecoderBlock2D",) * 2),
         text_encoder=text_encoder, tokenizer=clip_tokenizer(), text_encoder_2=text_encoder_2,
         tokenizer_2=clip_tokenizer(), text_encoder_3=_t5_encoder(_vocab_size(t5)), tokenizer_3=t5)
 

@@ -99,7 +99,7 @@ def test_seed_alone_equals_seed_in_a_batch(kind, family_engines, isolated_librar
 
 @pytest.mark.parametrize("kind, params, used", [
     ("sd3", {"cfg": 4.0}, True), ("zimage", {"cfg": 4.0}, True), ("qwenimage", {"cfg": 4.0}, True), ("flux", {"cfg": 3.5, "extra": {"true_cfg": 2.0}}, True),
-    ("zimage", {"cfg": 1.0}, False), ("flux", {"cfg": 3.5}, False), ("flux2-klein", {"cfg": 4.0}, False),
+    ("zimage", {"cfg": 1.0}, False), ("flux", {"cfg": 3.5}, False),
 ])
 def test_negative_prompt_changes_the_image_only_where_the_family_uses_it(kind, params, used, family_engines):
     engine = family_engines[kind]
@@ -110,7 +110,15 @@ def test_negative_prompt_changes_the_image_only_where_the_family_uses_it(kind, p
     assert ("negative_ignored" in values) == (not used)
 
 
-@pytest.mark.parametrize("kind", ("flux", "chroma"))
+def test_flux2_klein_is_never_given_a_negative_prompt(family_engines):
+    engine = family_engines["flux2-klein"]
+    params = GenerationParams(**{**TINY, "cfg": 4.0})
+    values = engine.family_values("blurry", params)
+    assert "no negative prompt" in values["negative_ignored"]
+    assert "negative_prompt" not in engine._call_args("a red cat", "blurry", params, values)
+
+
+@pytest.mark.parametrize("kind", ("flux",))
 def test_words_past_the_t5_window_change_nothing(kind, family_engines):
     engine = family_engines[kind]
     long = "a red cat " * 200  # 600 T5 tokens: past the 512-token window
@@ -118,7 +126,7 @@ def test_words_past_the_t5_window_change_nothing(kind, family_engines):
     assert _image(engine, "a red cat sea sky") != _image(engine, "a red cat dark forest")
 
 
-@pytest.mark.parametrize("kind", ("zimage", "flux"))
+@pytest.mark.parametrize("kind", ("zimage",))
 def test_weight_markup_is_stripped_for_families_that_cannot_read_it(kind, family_engines):
     engine = family_engines[kind]
     assert _image(engine, "a (red:1.3) [cat] on ((the)) sea") == _image(engine, "a red cat on the sea")
@@ -295,3 +303,18 @@ def test_a_gguf_transformer_loads_and_is_recorded_as_approximate(family_models, 
     assert engine.family == "flux"
     assert engine.family_values("", GenerationParams(**TINY))["approximate"].startswith("GGUF-quantized")
     assert _image(engine, "a red cat", cfg=3.5) == _image(family_engines["flux"], "a red cat", cfg=3.5)  # F32: exact
+
+
+def test_a_cross_family_variant_needs_one_fixed_size(family_models, family_engines, isolated_library, prompt,
+                                                     monkeypatch):
+    from promptkit.experiments import VariantSpec, create_experiment, run_experiment
+
+    monkeypatch.setattr("promptkit.engine.cache.get_backend",
+                        lambda model, options=None, cache=None: family_engines["zimage"])
+    with Library(isolated_library) as lib:
+        specs = [VariantSpec("F", "lighthouse"), VariantSpec("Z", "lighthouse", {"model": family_models["zimage"]})]
+        create_experiment(lib, "sizeless", specs, [1], GenerationParams(steps=2, sampler="Euler"),
+                          model=family_models["flux"])
+        with pytest.raises(PromptkitError, match="one fixed size for every variant"):
+            run_experiment(lib, family_engines["flux"], "sizeless")
+        assert lib.db.execute("SELECT count(*) FROM generations").fetchone()[0] == 0
