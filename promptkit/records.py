@@ -529,24 +529,6 @@ class GenerationRecord:
         )
 
 
-def family_settings(record: "GenerationRecord", settings: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    """A1111 settings as Forge writes them for a flow-matching model: FLUX.1's embedded guidance as
-    `Distilled CFG Scale` (its `CFG scale` is the true CFG, 1 when off), `Schedule type`, `Shift`."""
-    from .a1111 import format_number
-
-    info = record.family_info
-    out = list(settings)
-    if info.get("guidance") == "embedded":
-        cfg_at = next(i for i, (key, _v) in enumerate(out) if key == "CFG scale")
-        out[cfg_at] = ("CFG scale", format_number(float(info.get("true_cfg_scale") or 1.0)))
-        out.insert(cfg_at + 1, ("Distilled CFG Scale", format_number(record.sampling.cfg)))
-    sampler_at = next((i for i, (key, _v) in enumerate(out) if key == "Sampler"), 0)
-    out.insert(sampler_at + 1, ("Schedule type", "Simple"))
-    if info.get("shift") is not None:
-        out.append(("Shift", format_number(float(info["shift"]))))
-    return out
-
-
 # -- jobs for the warm engine -----------------------------------------------------------
 
 JOB_KINDS = ("generate", "ab_run", "check")
