@@ -148,12 +148,15 @@ def run_experiment(library: Library, engine, name: str, batch_size: int | None =
 
 def check_variant_engine(variant: dict[str, Any], params: GenerationParams, variant_engine, engine) -> None:
     """A variant against the model it runs on, before any image: its inputs, its sampler (a flow-matching
-    family takes Euler only) and, across families, one fixed size (each family's native size differs)."""
+    family takes Euler only) and, across a flow-matching family and another, one fixed size."""
     variant_engine.check_request(params.extra)
     if hasattr(variant_engine, "resolve_params"):
         variant_engine.resolve_params(params)
+    from ..families import UNET_FAMILIES
+
     families = {getattr(variant_engine, "family", None), getattr(engine, "family", None)}
-    if len(families) > 1 and (params.width is None or params.height is None):
+    flow = any(family not in UNET_FAMILIES for family in families)  # SD 1.x vs 2.x keep their native sizes
+    if len(families) > 1 and flow and (params.width is None or params.height is None):
         raise BadParameter(f"variant {variant['label']!r} runs on another family's model: the experiment needs "
                            "one fixed size for every variant (give --width and --height)")
 
