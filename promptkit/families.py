@@ -118,13 +118,13 @@ PIPELINE_FAMILY: dict[str, str] = {
 
 #: Family-specific request keys (GenerationParams.extra), the flag a person types, and the families taking them.
 FAMILY_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "true_cfg": ("--true-cfg", ("flux",)),
+    "true_cfg_scale": ("--true-cfg", ("flux", "qwenimage")),
     "max_sequence_length": ("--max-sequence-length", tuple(f.key for f in TABLE if f.key not in UNET_FAMILIES)),
     "shift": ("--shift", tuple(f.key for f in TABLE if f.key not in UNET_FAMILIES)),
 }
 
 
-def check_family_options(family: str | None, extra: dict[str, Any], model: str) -> None:
+def check_family_extra(family: str | None, extra: dict[str, Any], model: str) -> None:
     """Refuse, in one line, a family-specific option on a model whose family lacks it (`--true-cfg` on SD 1.5)."""
     from .errors import BadParameter
 

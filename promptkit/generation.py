@@ -255,9 +255,9 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
     if not job.seeds:
         raise PromptkitError("no seeds to generate")
     check_lora_tags(job.prompt["positive"], job.params.extra)
-    from .families import check_family_options
+    from .families import check_family_extra
 
-    check_family_options(getattr(engine, "family", None), job.params.extra, engine.model)
+    check_family_extra(getattr(engine, "family", None), job.params.extra, engine.model)
     engine.check_request(job.params.extra)
     inputs = resolve_inputs(library, job.params.extra)
     engine_info = engine.describe()

@@ -515,7 +515,7 @@ class GenerationRecord:
         if "mask_blur" in got:
             inputs.mask = Mask(None, got["mask_blur"])
         if got.get("true_cfg") not in (None, 1.0):
-            inputs.other["true_cfg"] = got["true_cfg"]
+            inputs.other["true_cfg_scale"] = got["true_cfg"]
         seed = got.get("seed", 0)
         version = got["settings"].get("Version", "")
         return cls(

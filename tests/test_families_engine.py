@@ -98,7 +98,7 @@ def test_seed_alone_equals_seed_in_a_batch(kind, family_engines, isolated_librar
 
 
 @pytest.mark.parametrize("kind, params, used", [
-    ("sd3", {"cfg": 4.0}, True), ("zimage", {"cfg": 4.0}, True), ("qwenimage", {"cfg": 4.0}, True), ("flux", {"cfg": 3.5, "extra": {"true_cfg": 2.0}}, True),
+    ("sd3", {"cfg": 4.0}, True), ("zimage", {"cfg": 4.0}, True), ("qwenimage", {"cfg": 4.0}, True), ("flux", {"cfg": 3.5, "extra": {"true_cfg_scale": 2.0}}, True),
     ("zimage", {"cfg": 1.0}, False), ("flux", {"cfg": 3.5}, False),
 ])
 def test_negative_prompt_changes_the_image_only_where_the_family_uses_it(kind, params, used, family_engines):
@@ -150,10 +150,10 @@ def test_detection_from_each_tiny_folder_and_from_a_single_file(family_models):
 def test_a_transformer_file_loads_with_the_folder_as_config(family_models, isolated_library, prompt, family_engines):
     from pathlib import Path
 
-    from promptkit.engine.cache import load_backend
+    from promptkit.engine.cache import load_diffusers_backend
 
     file = next((Path(family_models["flux"]) / "transformer").glob("*.safetensors"))
-    engine = load_backend(str(file), EngineOptions(device="cpu", config=family_models["flux"]))
+    engine = load_diffusers_backend(str(file), EngineOptions(device="cpu", config=family_models["flux"]))
     assert engine.family == "flux"
     assert _image(engine, "a red cat") == _image(family_engines["flux"], "a red cat")
 
@@ -202,13 +202,13 @@ def _write_gguf(path, names):
 
 
 def test_bad_input_is_one_line(family_engines, family_models, tmp_path):
-    from promptkit.engine.cache import load_backend
+    from promptkit.engine.cache import load_diffusers_backend
     from promptkit.tinymodel import write_tiny_lora
 
     gguf = tmp_path / "t5-encoder-Q8_0.gguf"
     _write_gguf(gguf, ["encoder.block.0.layer.0.SelfAttention.q.weight", "shared.weight"])
     with pytest.raises(PromptkitError) as caught:
-        load_backend(str(gguf), EngineOptions(device="cpu", config=family_models["flux"]))
+        load_diffusers_backend(str(gguf), EngineOptions(device="cpu", config=family_models["flux"]))
     assert "not a diffusion transformer" in str(caught.value) and "\n" not in str(caught.value)
     flux = family_engines["flux"]
     with pytest.raises(PromptkitError, match="--sampler 'DDIM' cannot drive FLUX.1") as caught:
@@ -220,8 +220,8 @@ def test_bad_input_is_one_line(family_engines, family_models, tmp_path):
         flux.check_request({"loras": [sd_lora]})
     with pytest.raises(PromptkitError, match="--init-image/--strength: FLUX.2 klein has no img2img pipeline"):
         family_engines["flux2-klein"].check_request({"init_image": "0" * 64, "strength": 0.5})
-    with pytest.raises(PromptkitError, match="--true-cfg applies to FLUX.1; model .* is Z-Image"):
-        family_engines["zimage"].check_request({"true_cfg": 2.0})
+    with pytest.raises(PromptkitError, match="--true-cfg applies to FLUX.1, Qwen-Image; model .* is Z-Image"):
+        family_engines["zimage"].check_request({"true_cfg_scale": 2.0})
 
 
 def test_model_tiny_kind_writes_a_loadable_folder(tmp_path):
@@ -238,15 +238,15 @@ def test_model_tiny_kind_writes_a_loadable_folder(tmp_path):
 def test_quantized_path_is_opt_in_and_recorded(family_models, family_engines):
     import importlib.util
 
-    from promptkit.engine.cache import load_backend
+    from promptkit.engine.cache import load_diffusers_backend
 
     assert "approximate" not in family_engines["zimage"].family_values("", GenerationParams(**TINY))
     options = EngineOptions(device="cpu", quantize="int8")
     if importlib.util.find_spec("torchao") is None:
         with pytest.raises(PromptkitError, match=r"--quantize int8 needs torchao: pip install 'promptkit\[quantize\]'"):
-            load_backend(family_models["flux"], options)
+            load_diffusers_backend(family_models["flux"], options)
         return
-    engine = load_backend(family_models["flux"], options)
+    engine = load_diffusers_backend(family_models["flux"], options)
     values = engine.family_values("", GenerationParams(**TINY))
     assert values["approximate"].startswith("int8 weight-only")
     assert len(_image(engine, "a red cat")) == 1
@@ -279,8 +279,8 @@ def test_a_family_lora_loads_and_one_of_another_family_is_refused(family_engines
 
 def test_a_family_option_on_sd_is_refused_in_one_line(tiny_engine, isolated_library, prompt):
     with Library(isolated_library) as lib:
-        job = GenerationJob(prompt=prompt, params=GenerationParams(steps=1, extra={"true_cfg": 2.0}), seeds=[1])
-        with pytest.raises(PromptkitError, match=r"--true-cfg applies to FLUX.1; model .* is SD 1.x"):
+        job = GenerationJob(prompt=prompt, params=GenerationParams(steps=1, extra={"true_cfg_scale": 2.0}), seeds=[1])
+        with pytest.raises(PromptkitError, match=r"--true-cfg applies to FLUX.1, Qwen-Image; model .* is SD 1.x"):
             run_job(lib, tiny_engine, job)
         assert lib.db.execute("SELECT count(*) FROM generations").fetchone()[0] == 0
 
@@ -291,7 +291,7 @@ def test_a_gguf_transformer_loads_and_is_recorded_as_approximate(family_models, 
 
     from safetensors.torch import load_file
 
-    from promptkit.engine.cache import load_backend
+    from promptkit.engine.cache import load_diffusers_backend
 
     weights = load_file(next((Path(family_models["flux"]) / "transformer").glob("*.safetensors")))
     file = tmp_path / "flux-tiny-F32.gguf"
@@ -299,7 +299,7 @@ def test_a_gguf_transformer_loads_and_is_recorded_as_approximate(family_models, 
     for name, tensor in weights.items():
         writer.add_tensor(name, tensor.float().numpy())
     writer.write_header_to_file(), writer.write_kv_data_to_file(), writer.write_tensors_to_file(), writer.close()
-    engine = load_backend(str(file), EngineOptions(device="cpu", config=family_models["flux"]))
+    engine = load_diffusers_backend(str(file), EngineOptions(device="cpu", config=family_models["flux"]))
     assert engine.family == "flux"
     assert engine.family_values("", GenerationParams(**TINY))["approximate"].startswith("GGUF-quantized")
     assert _image(engine, "a red cat", cfg=3.5) == _image(family_engines["flux"], "a red cat", cfg=3.5)  # F32: exact

@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..errors import BadParameter, ModelProblem
-from ..families import BY_KEY, Family, check_family_options, detect_flow_family, family_label
+from ..families import BY_KEY, Family, check_family_extra, detect_flow_family, family_label
 from ..inputs.loras import LoraProblem
 from ..inputs.models import model_fingerprint
 from ..inputs.request import RunInputs
@@ -179,7 +179,7 @@ class FlowEngine:
         if extra.get("controlnets"):
             raise ModelProblem(f"--controlnet: promptkit runs ControlNets on SD 1.x, 2.x and SDXL; model "
                                f"{self.model!r} is {mine}")
-        check_family_options(self.family, extra, self.model)
+        check_family_extra(self.family, extra, self.model)
         for lora in extra.get("loras") or []:
             self._check_lora(lora, mine)
 
@@ -224,7 +224,8 @@ class FlowEngine:
         """Every family-specific value of a request, as recorded on the image."""
         extra = params.extra or {}
         spec = self.spec
-        true_cfg = float(extra["true_cfg"]) if "true_cfg" in extra else (1.0 if self.family == "flux" else None)
+        true_cfg = (float(extra["true_cfg_scale"]) if extra.get("true_cfg_scale") is not None
+                    else (1.0 if self.family == "flux" else None))
         window = max(e.max_tokens for e in spec.encoders if e.tokenizer != "clip-bpe")
         if self.variant == "schnell":
             window = int(spec.variants["schnell"]["max_tokens"])
@@ -235,7 +236,7 @@ class FlowEngine:
             "dynamic_shift": bool(self.base_scheduler_config.get("use_dynamic_shifting", False)),
             "is_distilled": self.is_distilled or self.variant == "schnell", "a1111_weights": spec.a1111_weights,
         }
-        if true_cfg is not None and spec.guidance_arg != "true_cfg_scale":
+        if true_cfg is not None:  # FLUX.1's, or an explicit --true-cfg on Qwen-Image (over its cfg)
             values["true_cfg_scale"] = true_cfg
         if self.variant:
             values["variant"] = self.variant

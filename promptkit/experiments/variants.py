@@ -12,10 +12,10 @@ from ..errors import BadParameter, PromptkitError
 from ..params import GenerationParams
 
 # strength, lora_scale (every LoRA of the experiment) and control_scale (every ControlNet) live in params.extra.
-EXTRA_OVERRIDES = ("strength", "lora_scale", "control_scale", "true_cfg", "shift", "max_sequence_length")
+EXTRA_OVERRIDES = ("strength", "lora_scale", "control_scale", "true_cfg_scale", "shift", "max_sequence_length")
 # Flow-matching families' own values (params.extra; the engine refuses them on a family that lacks them).
 # `cfg` is each family's own guidance argument: guidance_scale, or true_cfg_scale for Qwen-Image.
-FAMILY_OVERRIDES = ("true_cfg", "shift", "max_sequence_length")
+FAMILY_OVERRIDES = ("true_cfg_scale", "shift", "max_sequence_length")
 # The SDXL refiner (params.extra["refiner"]): `refiner=off`, `refiner=on` (the experiment's --refiner) or
 # `refiner=MODEL`, and `refiner_switch=F`.
 REFINER_OVERRIDES = ("refiner", "refiner_switch")
