@@ -148,8 +148,26 @@ def _settings(record: "GenerationRecord") -> list[tuple[str, Any]]:
         settings.append(("Refiner switch at", format_number(refiner.switch)))
     if sampling.noise_device == "gpu":
         settings.append(("RNG", "GPU"))
+    if record.family_info:
+        settings = family_settings(record, settings)
     settings.append(("Version", f"promptkit {record.versions.get('promptkit', '')}".strip()))
     return settings
+
+
+def family_settings(record: "GenerationRecord", settings: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """A1111 settings as Forge writes them for a flow-matching model: FLUX.1's embedded guidance as
+    `Distilled CFG Scale` (its `CFG scale` is the true CFG, 1 when off), `Schedule type`, `Shift`."""
+    info = record.family_info
+    out = list(settings)
+    if info.get("guidance") == "embedded":
+        cfg_at = next(i for i, (key, _v) in enumerate(out) if key == "CFG scale")
+        out[cfg_at] = ("CFG scale", format_number(float(info.get("true_cfg_scale") or 1.0)))
+        out.insert(cfg_at + 1, ("Distilled CFG Scale", format_number(record.sampling.cfg)))
+    sampler_at = next((i for i, (key, _v) in enumerate(out) if key == "Sampler"), 0)
+    out.insert(sampler_at + 1, ("Schedule type", "Simple"))
+    if info.get("shift") is not None:
+        out.append(("Shift", format_number(float(info["shift"]))))
+    return out
 
 
 def write_infotext(record: "GenerationRecord") -> str:
@@ -223,6 +241,9 @@ def read_infotext(text: str) -> dict[str, Any]:
         result["refiner"] = _refiner(settings)
     if "RNG" in settings:
         result["noise_device"] = "gpu" if settings["RNG"].strip().upper() == "GPU" else "cpu"
+    if "Distilled CFG Scale" in settings:  # Forge's FLUX.1: the embedded guidance; CFG scale is the true CFG
+        result["true_cfg"] = result.get("cfg", 1.0)
+        result["cfg"] = setting_number(settings, "Distilled CFG Scale")
     return result
 
 

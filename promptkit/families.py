@@ -129,6 +129,24 @@ PIPELINE_FAMILY: dict[str, str] = {
 }
 
 
+#: Family-specific request keys (GenerationParams.extra), the flag a person types, and the families taking them.
+FAMILY_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "true_cfg_scale": ("--true-cfg", ("flux", "qwenimage")),
+    "max_sequence_length": ("--max-sequence-length", tuple(f.key for f in TABLE if f.key not in UNET_FAMILIES)),
+    "shift": ("--shift", tuple(f.key for f in TABLE if f.key not in UNET_FAMILIES)),
+}
+
+
+def check_family_extra(family: str | None, extra: dict[str, Any], model: str) -> None:
+    """Refuse, in one line, a family-specific option on a model whose family lacks it (`--true-cfg` on SD 1.5)."""
+    from .errors import BadParameter
+
+    for key, (flag, families) in FAMILY_OPTIONS.items():
+        if key in (extra or {}) and family not in families:
+            names = ", ".join(BY_KEY[f].label for f in families)
+            raise BadParameter(f"{flag} applies to {names}; model {model!r} is {family_label(family or '?')}")
+
+
 def get_family(key: str) -> Family:
     """The table's entry for KEY (KeyError for an unknown key: callers name the flag)."""
     return BY_KEY[key]
@@ -188,6 +206,9 @@ def detect_controlnet(folder: str | Path) -> dict[str, Any]:
 
 def detect_family(folder: str | Path) -> dict[str, Any]:
     """Family, pipeline class, inpainting flag and native size of a diffusers folder, from its JSON configs alone."""
+    flow = detect_flow_family(folder)
+    if flow is not None:
+        return flow
     read = _reader(folder)
     index = read("model_index.json")
     unet = read("unet/config.json")
@@ -198,3 +219,63 @@ def detect_family(folder: str | Path) -> dict[str, Any]:
     return {"family": family, "pipeline": pipeline_class, "inpainting": unet.get("in_channels") == 9,
             "prediction_type": scheduler.get("prediction_type", "epsilon"),
             "native_size": native_size(unet, read("vae/config.json"))}
+
+
+# -- flow-matching families: a folder's model_index.json, a single file's tensor names --------
+
+#: Marker tensor names (prefix match, after a ComfyUI `model.diffusion_model.` prefix is removed), most specific
+#: first: the original (BFL / Stability / Alibaba) layouts and diffusers' own.
+FILE_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("chroma", ("distilled_guidance_layer.",)),
+    ("flux2-klein", ("double_stream_modulation_img.", "single_stream_modulation.")),
+    ("flux", ("double_blocks.", "single_transformer_blocks.", "time_text_embed.guidance_embedder.")),
+    ("sd3", ("joint_blocks.", "pos_embed.pos_embed")),
+    ("zimage", ("noise_refiner.", "context_refiner.", "all_x_embedder.", "cap_embedder.")),
+    ("qwenimage", ("txt_norm.", "img_in.")),
+)
+#: Tensor names that mark a text encoder, a VAE or a LoRA rather than a transformer.
+NOT_TRANSFORMER = (("lora", (".lora_A.", ".lora_B.", ".lora_down.", ".lora_up.", "lora_unet_", "lora_te")),
+                   ("text encoder", ("encoder.block.", "text_model.", "model.layers.", "shared.weight", "embed_tokens.",
+                                     "embeddings.token_embedding.", "input_layernorm.")),
+                   ("VAE", ("encoder.down_blocks.", "decoder.up_blocks.", "encoder.conv_in.", "decoder.conv_in.")))
+_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.")
+
+
+def family_from_keys(keys) -> dict[str, Any]:
+    """What a single weights file holds, from its tensor names alone: {"family", "component"}.
+
+    component: "checkpoint" (an SD-style file with UNet, VAE and text encoders), "transformer", "lora",
+    "text encoder", "VAE" or None (unknown); family None when no family's markers are there.
+    """
+    names = list(keys)
+    if any(name.startswith("model.diffusion_model.input_blocks.") for name in names):
+        xl = any(name.startswith("conditioner.embedders.1.") for name in names)
+        return {"family": "sdxl" if xl else "sd1", "component": "checkpoint"}
+    for component, markers in NOT_TRANSFORMER:
+        if any(marker in name for name in names for marker in markers):
+            return {"family": None, "component": component}
+    stripped = [next((n[len(p):] for p in _PREFIXES if n.startswith(p)), n) for n in names]
+    for family, markers in FILE_MARKERS:
+        if any(name.startswith(marker) for name in stripped for marker in markers):
+            return {"family": family, "component": "transformer"}
+    return {"family": None, "component": None}
+
+
+def detect_flow_family(folder: str | Path) -> dict[str, Any] | None:
+    """Family, pipeline class and defaults of a flow-matching diffusers folder (by its model_index.json's
+    pipeline class, through PIPELINE_FAMILY), or None for any other folder."""
+    read = _reader(folder)
+    index = read("model_index.json")
+    pipeline_class = index.get("_class_name", "")
+    family = PIPELINE_FAMILY.get(pipeline_class)
+    if family is None:
+        return None
+    transformer = read("transformer/config.json")
+    info: dict[str, Any] = {"family": family, "pipeline": pipeline_class,
+                            "inpainting": "Inpaint" in pipeline_class or "Fill" in pipeline_class,
+                            "prediction_type": "flow", "native_size": None}
+    if family == "flux2-klein":
+        info["is_distilled"] = bool(index.get("is_distilled"))
+    if family == "flux":
+        info["variant"] = "dev" if transformer.get("guidance_embeds", True) else "schnell"
+    return info

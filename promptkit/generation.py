@@ -64,6 +64,7 @@ def generation_record(job: GenerationJob, engine_info: dict[str, Any], seed: int
         mode=info.get("mode", "txt2img"),
         prompt_mode=info.get("prompt_mode", "plain"),
         flags=list(params.extra.get("flags") or []),
+        family_info=dict(info.get("family_info") or {}),
         device=engine_info["device"],
         dtype=engine_info["dtype"],
         versions=engine_info["versions"],
@@ -248,13 +249,18 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
     images go to that shared writer and the caller collects the rows once it has finished it;
     otherwise this job starts its own and returns with every row written.
     """
-    # 1. Check inputs before any work
+    # 1. Check inputs before any work (a flow-matching family resolves its sampler: `Euler` for the default)
+    if hasattr(engine, "resolve_params"):
+        job.params = engine.resolve_params(job.params)
     if job.batch_size is None:
         job.batch_size = engine.suggest_batch_size(job.params, len(job.seeds))
     batches = job.batches()
     if not job.seeds:
         raise PromptkitError("no seeds to generate")
     check_lora_tags(job.prompt["positive"], job.params.extra)
+    from .families import check_family_extra
+
+    check_family_extra(getattr(engine, "family", None), job.params.extra, engine.model)
     engine.check_request(job.params.extra)
     inputs = resolve_inputs(library, job.params.extra)
     engine_info = engine.describe()

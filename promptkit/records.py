@@ -22,7 +22,7 @@ from .errors import BadParameter, PromptkitError
 PARAMETERS_KEY = "parameters"
 PROMPTKIT_KEY = "promptkit"
 # Recorded on each row's params for search and display, but derived (not inputs): reproduce drops them.
-DERIVED_PARAMS = ("family", "mode", "prompt_mode", "flags")
+DERIVED_PARAMS = ("family", "mode", "prompt_mode", "flags", "family_info")
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".bin", ".pt", ".pth")
 
 
@@ -363,6 +363,9 @@ class GenerationRecord:
     versions: dict[str, str] = field(default_factory=dict)
     source: str = "promptkit"      # the tool that made the image ("promptkit", "a1111", "comfyui", ...)
     reproducible: bool = True      # False where `reproduce` cannot promise the same pixels
+    # Flow-matching families (derived): guidance kind and argument, true_cfg_scale, max_sequence_length,
+    # scheduler shift, is_distilled, variant, why a negative prompt was ignored, approximate loading paths.
+    family_info: dict[str, Any] = field(default_factory=dict)
 
     def public(self) -> "GenerationRecord":
         """This record as a PNG carries it: models by name, LoRAs without paths or library state."""
@@ -383,6 +386,8 @@ class GenerationRecord:
         if self.flags:
             params["flags"] = list(self.flags)
         params.update(family=self.model.family, mode=self.mode, prompt_mode=self.prompt_mode)
+        if self.family_info:
+            params["family_info"] = dict(self.family_info)
         row = {key: facts.get(key) for key in ROW_FACTS[:3]}
         row.update(model=self.model.ref, model_hash=self.model.hash, sampler=self.sampling.sampler,
                    steps=self.sampling.steps, cfg=self.sampling.cfg, width=self.sampling.width,
@@ -416,6 +421,7 @@ class GenerationRecord:
             mode=params.get("mode", "txt2img"), prompt_mode=params.get("prompt_mode", "plain"),
             flags=list(params.get("flags") or []), device=row.get("device"), dtype=row.get("dtype"),
             versions=decoded("versions") or {},
+            family_info=params.get("family_info") if isinstance(params.get("family_info"), dict) else {},
             source=row.get("source") or "promptkit",
             reproducible=row.get("reproducible") != 0,
         )
@@ -435,6 +441,7 @@ class GenerationRecord:
             "batch": self.batch.to_dict(), "model": self.model.name, "model_hash": self.model.hash,
             "family": self.model.family, "mode": self.mode, "prompt_mode": self.prompt_mode,
             "device": self.device, "dtype": self.dtype, "versions": dict(self.versions),
+            **({"family_info": dict(self.family_info)} if self.family_info else {}),
         }
 
     @classmethod
@@ -455,6 +462,7 @@ class GenerationRecord:
             mode=meta.get("mode") or "txt2img", prompt_mode=meta.get("prompt_mode") or "plain",
             flags=list(extra.get("flags") or []), device=meta.get("device"), dtype=meta.get("dtype"),
             versions=meta.get("versions") if isinstance(meta.get("versions"), dict) else {},
+            family_info=meta.get("family_info") if isinstance(meta.get("family_info"), dict) else {},
         )
 
     def infotext(self) -> str:
@@ -506,11 +514,14 @@ class GenerationRecord:
             inputs.init_image = InitImage(None, got["strength"])
         if "mask_blur" in got:
             inputs.mask = Mask(None, got["mask_blur"])
+        if got.get("true_cfg") not in (None, 1.0):
+            inputs.other["true_cfg_scale"] = got["true_cfg"]
         seed = got.get("seed", 0)
         version = got["settings"].get("Version", "")
         return cls(
             prompt=PromptText(got["positive"], got["negative"]),
-            model=ModelRef(name=got.get("model", ""), hash=got.get("model_hash")),
+            model=ModelRef(name=got.get("model", ""), hash=got.get("model_hash"),
+                           family="flux" if "Distilled CFG Scale" in got["settings"] else None),
             sampling=Sampling(got.get("sampler"), got.get("steps"), got.get("cfg"), got.get("width"),
                               got.get("height"), got.get("noise_device", "cpu")),
             seed=seed, batch=Batch.single(seed), inputs=inputs,

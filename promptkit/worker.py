@@ -106,8 +106,10 @@ class EngineWorker:
 
         engine = load_backend(model, EngineOptions(**(engine_options or {})), cache=self.cache)
         if model_scheme(model) is None:  # not a plugin's backend (a remote API would bill the warm-up)
-            # One throwaway step so the first real job does not pay for kernel and thread warm-up.
-            engine.run_batch("", "", [0], GenerationParams(steps=1, sampler="Euler"))
+            # One throwaway step so the first real job does not pay for kernel and thread warm-up
+            # (a flow-matching model's native size is 1024 px: warmed up small).
+            small = {"width": 64, "height": 64} if hasattr(engine, "resolve_params") else {}
+            engine.run_batch("", "", [0], GenerationParams(steps=1, sampler="Euler", **small))
         return engine.load_seconds
 
     def status(self) -> dict[str, Any]:

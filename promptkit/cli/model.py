@@ -7,6 +7,8 @@ import click
 from ..errors import PromptkitError
 from .options import emit, json_option
 
+FAMILY_KINDS = ("sd3", "flux", "flux2-klein", "zimage", "qwenimage", "chroma")  # promptkit.tinyfamilies (torch)
+
 
 @click.group()
 def model() -> None:
@@ -14,26 +16,36 @@ def model() -> None:
 
 
 @model.command("tiny")
-@click.argument("path", type=click.Path())
-@click.option("--kind", type=click.Choice(["sd", "sd2", "sdxl", "sdxl-refiner", "inpaint", "controlnet", "lora", "clip"]),
-              default="sd", show_default=True,
-              help="SD 1.x, SD 2.x (v-prediction), SDXL, SDXL refiner, 9-channel inpainting, ControlNet, LoRA, or a "
-                   "CLIP model for the judges (`promptkit score --model PATH`).")
+@click.argument("path", type=click.Path(), required=False)
+@click.option("--out", "out", type=click.Path(), default=None, help="Where to write it (instead of PATH).")
+@click.option("--kind", type=click.Choice(["sd", "sd2", "sdxl", "sdxl-refiner", "inpaint", "controlnet", "lora", "sd3",
+                                           "flux", "flux2-klein", "zimage", "qwenimage", "chroma", "clip"]), default="sd",
+              show_default=True, help="SD 1.x, SD 2.x (v-prediction), SDXL, SDXL refiner, 9-channel inpainting, ControlNet, "
+                                      "LoRA, or a flow-matching family: SD 3.5, FLUX.1, FLUX.2 klein, Z-Image, Qwen-Image, "
+                                      "Chroma; or a CLIP model for the judges (`promptkit score --model PATH`).")
 @click.option("--for", "base", type=click.Choice(["sd", "sdxl"]), default="sd", show_default=True,
               help="The tiny pipeline a ControlNet or LoRA is made for.")
 @json_option
-def model_tiny(path: str, kind: str, base: str, as_json: bool) -> None:
-    """Write a tiny random-weight model to PATH (offline; it draws noise, not pictures).
+def model_tiny(path: str | None, out: str | None, kind: str, base: str, as_json: bool) -> None:
+    """Write a tiny random-weight model to PATH or --out (offline; it draws noise, not pictures).
 
     A LoRA is one .safetensors file; everything else is a diffusers folder.
     """
     from ..tinymodel import tiny_note, write_tiny_pipeline
 
+    path = out or path
+    if not path:
+        raise PromptkitError("`model tiny` needs a folder: give PATH or --out DIR")
     if kind == "clip":
         from ..judges.tiny import TINY_CLIP_NOTE, write_tiny_clip
 
         folder = write_tiny_clip(path)
         emit({"path": str(folder), "kind": kind}, as_json, f"wrote {folder} (clip): {TINY_CLIP_NOTE}")
+    elif kind in FAMILY_KINDS:
+        from ..tinyfamilies import family_note, write_tiny_family
+
+        folder = write_tiny_family(path, kind)
+        emit({"path": str(folder), "kind": kind}, as_json, f"wrote {folder} ({kind}): {family_note(kind)}")
         return
     folder = write_tiny_pipeline(path, kind=kind, base=base)
     data = {"path": str(folder), "kind": kind}

@@ -27,6 +27,7 @@ class EngineOptions:
     vae_tiling: bool = False
     compile: bool = False
     config: str | None = None  # a diffusers folder with the configs of a single .safetensors file (offline)
+    quantize: str | None = None  # flow-matching families: "int8" (torchao weight-only); approximate, recorded
 
     def key(self) -> tuple:
         return tuple(sorted(self.__dict__.items()))

@@ -39,9 +39,24 @@ def release_memory() -> None:
 
 
 def _default_loader(model: str, options: EngineOptions) -> Backend:
+    return load_diffusers_backend(model, options)
+
+
+def load_diffusers_backend(model: str, options: EngineOptions) -> Backend:
+    """The backend MODEL needs: the flow-matching engine for SD 3.5, FLUX.1, FLUX.2 klein, Z-Image, Qwen-Image
+    and Chroma (by the folder's pipeline class or a file's tensor names), else the Stable Diffusion engine."""
+    from .flow import FlowEngine, flow_family
+
+    if flow_family(model, options) is not None:
+        return FlowEngine(model, options)
     from .stable_diffusion import Engine
 
     return Engine(model, options)
+
+
+def get_backend(model: str, options: EngineOptions | None = None, cache: "PipelineCache | None" = None) -> Backend:
+    """The backend for MODEL from CACHE (the process's default cache when none is given), of the right kind."""
+    return (cache if cache is not None else default_cache()).get(model, options or EngineOptions())
 
 
 class PipelineCache:
@@ -54,7 +69,7 @@ class PipelineCache:
     :param max_entries: most pipelines kept; None means DEFAULT_MAX_ENTRIES when memory cannot be measured.
     :param min_free_bytes: free device memory below which a load evicts first.
     :param memory_probe: returns free device bytes or None; `cuda_free_bytes` by default.
-    :param loader: builds a backend from (model, options); the Stable Diffusion engine by default.
+    :param loader: builds a backend from (model, options); `load_diffusers_backend` (by the model's family) by default.
     """
 
     def __init__(self, max_entries: int | None = None, min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,

@@ -175,19 +175,178 @@ def load_refiner(model: str, base, options: EngineOptions, dtype: torch.dtype, d
     return refiner
 
 
-def prepare_pipeline(pipe, options: EngineOptions, device: str):
-    """Move PIPE to DEVICE (or offload it) and switch on the memory/speed options asked for."""
+def prepare_pipeline(pipe, options: EngineOptions, device: str, part: str = "unet"):
+    """Move PIPE to DEVICE (or offload it) and switch on the memory/speed options asked for
+    (`compile` compiles PART: the UNet, or a flow-matching model's transformer)."""
     if options.cpu_offload and device.startswith("cuda"):
         pipe.enable_model_cpu_offload()
     else:
         pipe.to(device)
-    if options.attention_slicing:
+    if options.attention_slicing and hasattr(pipe, "enable_attention_slicing"):
         pipe.enable_attention_slicing()
     if options.vae_slicing:
         pipe.vae.enable_slicing()
     if options.vae_tiling:
         pipe.vae.enable_tiling()
     if options.compile:
-        pipe.unet = torch.compile(pipe.unet)
+        setattr(pipe, part, torch.compile(getattr(pipe, part)))
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+# -- flow-matching families: pipelines, and a transformer from one .safetensors or GGUF file ----------
+
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+def gguf_tensor_names(path: str | Path) -> list[str]:
+    """The tensor names of a GGUF file, read from its header (no `gguf` package needed for this)."""
+    import struct
+
+    def read(handle, fmt):
+        size = struct.calcsize(fmt)
+        data = handle.read(size)
+        if len(data) != size:
+            raise ValueError("file ends inside its header")
+        return struct.unpack(fmt, data)[0]
+
+    def string(handle) -> str:
+        length = read(handle, "<Q")
+        if length > 1 << 20:
+            raise ValueError("implausible string length")
+        return handle.read(length).decode("utf-8", "replace")
+
+    def skip_value(handle, kind: int) -> None:
+        if kind == 8:
+            string(handle)
+        elif kind == 9:
+            item, count = read(handle, "<I"), read(handle, "<Q")
+            for _ in range(count):
+                skip_value(handle, item)
+        elif kind in _GGUF_SCALARS:
+            read(handle, _GGUF_SCALARS[kind])
+        else:
+            raise ValueError(f"unknown metadata type {kind}")
+
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"GGUF":
+                raise ValueError("no GGUF magic")
+            read(handle, "<I")  # version
+            tensors, kvs = read(handle, "<Q"), read(handle, "<Q")
+            for _ in range(kvs):
+                string(handle)
+                skip_value(handle, read(handle, "<I"))
+            names = []
+            for _ in range(tensors):
+                names.append(string(handle))
+                dims = read(handle, "<I")
+                handle.read(8 * dims + 4 + 8)  # shape, type, offset
+            return names
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelProblem(f"model file {str(path)!r} is not a readable GGUF file: {exc}") from None
+
+
+def transformer_file_family(path: str | Path) -> dict[str, Any]:
+    """{"family", "component"} of a single .safetensors or .gguf file, from its tensor names."""
+    from ..families import family_from_keys
+
+    file = Path(path).expanduser()
+    if file.suffix.lower() == ".gguf":
+        return family_from_keys(gguf_tensor_names(file))
+    try:
+        header = safetensors_header(file)
+    except LoraProblem as exc:
+        raise ModelProblem(str(exc).replace("LoRA", "model")) from None
+    return family_from_keys(k for k in header if k != "__metadata__")
+
+
+def _transformer_from_file(path: Path, family, folder: str, dtype: torch.dtype):
+    """The family's transformer from one file: GGUF through GGUFQuantizationConfig (needs the `gguf` extra),
+    a .safetensors through from_single_file with the configs of FOLDER (offline)."""
+    import diffusers
+
+    index = json.loads((Path(folder).expanduser() / "model_index.json").read_text(encoding="utf-8"))
+    cls = getattr(diffusers, index["transformer"][1])
+    extra: dict[str, Any] = {}
+    if path.suffix.lower() == ".gguf":
+        try:
+            import gguf  # noqa: F401
+        except ImportError:
+            raise ModelProblem("loading a GGUF transformer needs the `gguf` package: pip install 'promptkit[gguf]'") \
+                from None
+        extra["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
+    try:
+        return cls.from_single_file(str(path), config=str(Path(folder).expanduser()), subfolder="transformer",
+                                    torch_dtype=dtype, local_files_only=True, **extra)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelProblem(f"could not load transformer {str(path)!r}: {first_line(exc)}") from None
+
+
+QUANTIZE = ("int8",)
+
+
+def quantized_transformer(source: str, kind: str, options: EngineOptions, dtype: torch.dtype):
+    """The transformer of SOURCE quantized as --quantize asks (torchao int8 weight-only): opt-in, approximate."""
+    import diffusers
+
+    if options.quantize not in QUANTIZE:
+        raise BadParameter(f"--quantize must be one of {', '.join(QUANTIZE)} but is {options.quantize!r}")
+    try:
+        from torchao.quantization import Int8WeightOnlyConfig
+    except ImportError:
+        raise ModelProblem("--quantize int8 needs torchao: pip install 'promptkit[quantize]'") from None
+    folder = Path(source).expanduser()
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8")) if kind == "folder" else None
+    cls = getattr(diffusers, index["transformer"][1]) if index else diffusers.AutoModel
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cls.from_pretrained(str(folder) if kind == "folder" else source, subfolder="transformer",
+                                   quantization_config=diffusers.TorchAoConfig(Int8WeightOnlyConfig()),
+                                   torch_dtype=torch.bfloat16 if dtype == torch.float32 else dtype,
+                                   local_files_only=kind == "folder")
+
+
+def approximate_loading(model: str, options: EngineOptions) -> str | None:
+    """What makes MODEL's images approximate (a quantized transformer), for the record; None for exact loading."""
+    if Path(model).expanduser().suffix.lower() == ".gguf":
+        return f"GGUF-quantized transformer ({Path(model).name})"
+    if options.quantize:
+        return f"{options.quantize} weight-only quantized transformer (torchao)"
+    return None
+
+
+def load_flow_pipeline(model: str, options: EngineOptions, dtype: torch.dtype):
+    """A flow-matching pipeline: a diffusers folder or hub id, or a transformer file (.safetensors or .gguf)
+    with --config naming the diffusers folder of the rest (text encoders, VAE, scheduler)."""
+    from diffusers import DiffusionPipeline
+
+    from ..families import family_label
+
+    quiet_libraries()
+    path = Path(model).expanduser()
+    if path.is_file():
+        found = transformer_file_family(path)
+        if found["component"] != "transformer" or found["family"] is None:
+            what = found["component"] or "no known model's weights"
+            raise ModelProblem(f"model file {model!r} is not a diffusion transformer (it holds {what}); give "
+                               "the transformer's file, with --config naming the pipeline's diffusers folder")
+        if not options.config:
+            raise ModelProblem(f"model file {model!r} is a {family_label(found['family'])} transformer alone: give "
+                               "--config, the diffusers folder of the same model for its text encoders and VAE")
+        transformer = _transformer_from_file(path, found["family"], options.config, dtype)
+        source, kind, parts = options.config, "folder", {"transformer": transformer}
+    else:
+        source, kind, parts = model, check_model_ref(model, options.allow_pickle), {}
+        if options.quantize:
+            parts["transformer"] = quantized_transformer(source, kind, options, dtype)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return DiffusionPipeline.from_pretrained(
+                str(Path(source).expanduser()) if kind == "folder" else source, torch_dtype=dtype,
+                use_safetensors=True, local_files_only=kind == "folder", **parts)
+    except ModelProblem:
+        raise
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise load_problem("model", model, exc, kind == "hub") from None

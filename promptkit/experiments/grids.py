@@ -17,7 +17,7 @@ from .variants import VariantSpec, cell_overrides, check_overrides, parse_refine
 
 PARAM_AXES = {"cfg": float, "steps": int, "sampler": str, "width": int, "height": int, "model": str,
               "strength": float, "lora_scale": float, "control_scale": float, "refiner": parse_refiner_value,
-              "refiner_switch": float}
+              "refiner_switch": float, "true_cfg_scale": float, "shift": float}
 FIELD_AXES = ("subject", "action", "environment", "style", "quality")
 
 

@@ -130,8 +130,11 @@ def run_experiment(library: Library, engine, name: str, batch_size: int | None =
         params = variant_job_params(experiment, variant, lora_dir)
         variant_engine = engine
         if variant["overrides"].get("model") and variant["overrides"]["model"] != engine.model:
-            variant_engine = type(engine).get(variant["overrides"]["model"], engine.options)
-        variant_engine.check_request(params.extra)
+            from ..engine.cache import get_backend
+
+            # Another family's model runs on its own backend (same prompt, seeds and size).
+            variant_engine = get_backend(variant["overrides"]["model"], engine.options)
+        check_variant_engine(variant, params, variant_engine, engine)
         plans.append((variant, params, variant_engine))
     # One writer for every variant: a variant's last batch is written while the next denoises.
     writer = start_writer(library, batch_size)
@@ -141,6 +144,21 @@ def run_experiment(library: Library, engine, name: str, batch_size: int | None =
         writer.finish()
     writer.collect(outcome)  # the rows, in id order, and the writer's own timings and warnings
     return outcome
+
+
+def check_variant_engine(variant: dict[str, Any], params: GenerationParams, variant_engine, engine) -> None:
+    """A variant against the model it runs on, before any image: its inputs, its sampler (a flow-matching
+    family takes Euler only) and, across a flow-matching family and another, one fixed size."""
+    variant_engine.check_request(params.extra)
+    if hasattr(variant_engine, "resolve_params"):
+        variant_engine.resolve_params(params)
+    from ..families import UNET_FAMILIES
+
+    families = {getattr(variant_engine, "family", None), getattr(engine, "family", None)}
+    flow = any(family not in UNET_FAMILIES for family in families)  # SD 1.x vs 2.x keep their native sizes
+    if len(families) > 1 and flow and (params.width is None or params.height is None):
+        raise BadParameter(f"variant {variant['label']!r} runs on another family's model: the experiment needs "
+                           "one fixed size for every variant (give --width and --height)")
 
 
 def _run_variants(library: Library, experiment: dict[str, Any], todo: dict[str, list[int]], plans: list[tuple],

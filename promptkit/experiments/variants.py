@@ -12,7 +12,10 @@ from ..errors import BadParameter, PromptkitError
 from ..params import GenerationParams
 
 # strength, lora_scale (every LoRA of the experiment) and control_scale (every ControlNet) live in params.extra.
-EXTRA_OVERRIDES = ("strength", "lora_scale", "control_scale")
+EXTRA_OVERRIDES = ("strength", "lora_scale", "control_scale", "true_cfg_scale", "shift", "max_sequence_length")
+# Flow-matching families' own values (params.extra; the engine refuses them on a family that lacks them).
+# `cfg` is each family's own guidance argument: guidance_scale, or true_cfg_scale for Qwen-Image.
+FAMILY_OVERRIDES = ("true_cfg_scale", "shift", "max_sequence_length")
 # The SDXL refiner (params.extra["refiner"]): `refiner=off`, `refiner=on` (the experiment's --refiner) or
 # `refiner=MODEL`, and `refiner_switch=F`.
 REFINER_OVERRIDES = ("refiner", "refiner_switch")
@@ -41,7 +44,7 @@ def parse_override_value(key: str, value: str) -> Any:
     if key not in OVERRIDABLE:
         raise BadParameter(f"cannot override {key!r} in a variant; choose from {', '.join(OVERRIDABLE)}")
     try:
-        if key in ("steps", "width", "height"):
+        if key in ("steps", "width", "height", "max_sequence_length"):
             return int(value)
         if key in ("cfg", "refiner_switch") or key in EXTRA_OVERRIDES:
             return float(value)
@@ -98,6 +101,9 @@ def params_with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> Ge
     _apply_refiner(extra, overrides)
     if "strength" in overrides:
         extra["strength"] = float(overrides["strength"])
+    for key in FAMILY_OVERRIDES:
+        if key in overrides:
+            extra[key] = int(overrides[key]) if key == "max_sequence_length" else float(overrides[key])
     for key, units, flag in (("lora_scale", "loras", "--lora"), ("control_scale", "controlnets", "--controlnet")):
         if key in overrides:
             if not extra.get(units):

@@ -36,6 +36,8 @@ def check_model_ref(model: str, allow_pickle: bool = False) -> str:
                     "Convert it to .safetensors, or pass --allow-pickle if you trust its source"
                 )
             return "pickle"
+        if path.suffix.lower() == ".gguf":
+            return "gguf"  # a flow-matching transformer (engine.loading.load_flow_pipeline)
         if path.suffix.lower() != ".safetensors":
             raise ModelProblem(f"model file {model!r} is not a .safetensors file")
         return "safetensors"

@@ -11,5 +11,7 @@ DEFAULT_SCHEME = "diffusers"
 @hookimpl
 def promptkit_backends() -> list[BackendSpec]:
     return [BackendSpec(DEFAULT_SCHEME, "promptkit.engine.stable_diffusion:Engine",
-                        "Stable Diffusion 1.x, 2.x and SDXL on diffusers: a folder, a .safetensors file or a hub id "
-                        "(the default: a model reference with no scheme)", families=tuple(UNET_FAMILIES))]
+                        "diffusers: Stable Diffusion 1.x, 2.x and SDXL, and the flow-matching families (SD 3.5, FLUX.1, "
+                        "FLUX.2 klein, Z-Image, Qwen-Image, Chroma; promptkit.engine.flow); a folder, a .safetensors "
+                        "file or a hub id (the default: a model reference with no scheme). `track` adopts SD pipelines",
+                        families=tuple(UNET_FAMILIES))]

@@ -234,9 +234,7 @@ def load_backend(model: str, options: "EngineOptions | None" = None, cache: "Pip
     from ..engine.cache import default_cache
 
     if model_scheme(model) is None:  # the built-in diffusers backend, without scanning plugins
-        from ..engine.stable_diffusion import Engine
-
-        loader = Engine.load
+        from ..engine.cache import load_diffusers_backend as loader  # SD, or the flow-matching families
     else:
         loader = get_plugins().backend_for(model).loader()
     return (cache if cache is not None else default_cache()).get(model, options or EngineOptions(), loader=loader)
