@@ -243,23 +243,29 @@ def ab_undo(ctx, name, as_json) -> None:
 
 def _print_stats(result: dict[str, Any]) -> None:
     click.echo(f"{result['experiment']}: {result['votes']} votes over {len(result['variants'])} variants")
+    if result["pairs"]:
+        click.echo(f"  verdicts: {result['pairs'][0]['method']}")
+    if result.get("ranking"):
+        click.echo(f"  ranking: {result['ranking_text']}")
+    if "ranking" in result and not result["ranking"]:
+        click.echo(f"  ranking: {result['ranking_text']}")
+    for rank, row in enumerate(result.get("ranking", []), 1):
+        click.echo(f"  #{rank} {row['label']}: {row['score']:+.2f} (95% CI {row['ci_low']:+.2f} to "
+                   f"{row['ci_high']:+.2f})")
     for pair in result["pairs"]:
         rate = "—" if pair["win_rate_b"] is None else f"{pair['win_rate_b']:.0%}"
-        click.echo(f"  {pair['a']} vs {pair['b']}: {pair['wins_a']}–{pair['wins_b']}, {pair['ties']} ties; "
+        low, high = pair["confidence_sequence"]
+        click.echo(f"  {pair['a']} vs {pair['b']}: {pair['verdict_text']}")
+        click.echo(f"    {pair['b']} win rate {low:.0%}–{high:.0%} (confidence sequence), e = {pair['e_value']:.3g}")
+        click.echo(f"    {pair['wins_a']}–{pair['wins_b']}, {pair['ties']} ties; "
                    f"{pair['b']} win rate {rate} (95% CI {pair['ci_low']:.0%}–{pair['ci_high']:.0%}), "
                    f"p = {pair['p_value']:.3g}")
         ratings = pair["ratings"]
         if ratings["pairs"]:
             click.echo(f"    stars: {pair['b']} − {pair['a']} = {ratings['mean_difference']:+.2f} over "
                        f"{ratings['pairs']} seeds (Wilcoxon p = {ratings['p_value']:.3g})")
-        click.echo(f"    {pair['verdict']}")
-        click.echo(f"    {pair['verdict_text']} ({pair['method']})")
+        click.echo(f"    fixed-sample description, not a stopping rule: {pair['verdict']}")
     _print_bias_and_agreement(result)
-    if "ranking" in result and not result["ranking"]:
-        click.echo(f"  ranking: {result['ranking_text']}")
-    for rank, row in enumerate(result.get("ranking", []), 1):
-        click.echo(f"  #{rank} {row['label']}: {row['score']:+.2f} (95% CI {row['ci_low']:+.2f} to "
-                   f"{row['ci_high']:+.2f})")
 
 
 def _print_bias_and_agreement(result: dict[str, Any]) -> None:
