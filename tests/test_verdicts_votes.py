@@ -188,12 +188,14 @@ def test_the_api_and_the_page_use_the_same_chooser(quad):
             record_vote(library, "quad", 1, "z", "z", other)
         expected = pair_key(next_pair(library, "quad"))
     with TestClient(create_app(quad), base_url=ORIGIN, headers=SAME_ORIGIN) as client:
-        for _ in range(3):
+        for attempt in range(3):
             shown = client.get("/api/experiments/quad/next-pair").json()
             cast = client.post("/api/experiments/quad/votes", json={"seed": shown["seed"], "pair": shown["pair"],
                                                                      "winner": "tie", "rater": "probe"}).json()
             assert cast["rater"] == "probe"
-            client.post("/api/experiments/quad/votes/undo", params={"rater": "probe"})
+            # the page sends the rater in the body; a script may put it in the query
+            undo = {"json": {"rater": "probe"}} if attempt % 2 else {"params": {"rater": "probe"}}
+            assert client.post("/api/experiments/quad/votes/undo", **undo).json()["rater"] == "probe"
             assert (cast["seed"], frozenset((cast["left"], cast["right"]))) == expected
         page = client.get("/experiments/quad/review?rater=ana").text
         assert 'data-rater="ana"' in page and "Voting as <strong id=\"rater\">ana</strong>" in page

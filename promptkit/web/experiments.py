@@ -200,6 +200,14 @@ class VoteRequest(BaseModel):
         return self
 
 
+class UndoRequest(BaseModel):
+    """`{"rater": NAME}`: undo NAME's last vote (the page sends it); without it, the last vote of anyone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rater: str | None = Field(None, min_length=1, max_length=64)
+
+
 class Ratings(BaseModel):
     pairs: int
     mean_difference: float | None
@@ -356,8 +364,11 @@ def api_undo_vote(
     request: Request,
     name: ExperimentName,
     rater: Annotated[str | None, Query(min_length=1, max_length=64, description="Undo this rater's last vote.")] = None,
+    body: UndoRequest | None = None,
 ) -> Vote:
-    """Delete the experiment's most recent vote (the rater's, with ?rater=) and return it."""
+    """Delete the experiment's most recent vote (the rater's, with ?rater= or `{"rater": NAME}`) and return it."""
+    if body is not None and body.rater is not None:
+        rater = body.rater
     with open_library(request) as library:
         return Vote(**service.undo_vote(library, get_experiment(library, name)["name"], rater))
 

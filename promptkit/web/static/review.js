@@ -128,7 +128,7 @@
     if (busy) return;
     busy = true;
     try {
-      const removed = await api("POST", `${base}/votes/undo?${asRater}`);
+      const removed = await api("POST", `${base}/votes/undo`, { rater });
       toast(`Undid the vote on seed ${removed.seed}`);
       if (!el("after").hidden) await showVerdicts();
       el("last-vote").textContent = `Undone: the vote on seed ${removed.seed}.`;
