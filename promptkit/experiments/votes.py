@@ -153,14 +153,10 @@ def next_pair(library: Library, name: str, rng: random.Random | None = None,
     :param rater: who is voting: the pairs they voted on already are not offered again.
     """
     rng = rng or random.Random()
-    rater = check_rater(rater)
     experiment = get_experiment(library, name)
     done = cells(library, experiment)
     votes = counted_votes(experiment_votes(library, experiment))
-    mine = {(v["seed"], frozenset((v["left"], v["right"]))) for v in votes if v["rater"] == rater}
-    available = [(seed, a, b) for seed in experiment["seeds"] for a, b in all_pairs(experiment)
-                 if (a, seed) in done and (b, seed) in done]
-    candidates = [c for c in available if (c[0], frozenset(c[1:])) not in mine]
+    available, candidates = _open_pairs(experiment, done, votes, check_rater(rater))
     if not candidates:
         return None
     seed, a, b, settled = _choose(experiment, votes, candidates, set(skip), last_seed)
@@ -168,6 +164,23 @@ def next_pair(library: Library, name: str, rng: random.Random | None = None,
     return {"experiment": experiment["name"], "seed": seed,
             "left": {"label": left, **done[(left, seed)]}, "right": {"label": right, **done[(right, seed)]},
             "voted": len(available) - len(candidates), "total": len(available), "settled": settled}
+
+
+def _open_pairs(experiment: dict[str, Any], done: dict, votes: list[dict[str, Any]],
+                rater: str) -> tuple[list[Candidate], list[Candidate]]:
+    """Every (seed, a, b) with both images made, and those of them RATER has not voted on."""
+    mine = {(v["seed"], frozenset((v["left"], v["right"]))) for v in votes if v["rater"] == rater}
+    available = [(seed, a, b) for seed in experiment["seeds"] for a, b in all_pairs(experiment)
+                 if (a, seed) in done and (b, seed) in done]
+    return available, [c for c in available if (c[0], frozenset(c[1:])) not in mine]
+
+
+def pair_progress(library: Library, name: str, rater: str = DEFAULT_RATER) -> tuple[int, int]:
+    """(pairs RATER has voted on, pairs that can be voted on), without choosing the next pair."""
+    experiment = get_experiment(library, name)
+    votes = counted_votes(experiment_votes(library, experiment))
+    available, candidates = _open_pairs(experiment, cells(library, experiment), votes, check_rater(rater))
+    return len(available) - len(candidates), len(available)
 
 
 def _choose(experiment: dict[str, Any], votes: list[dict[str, Any]], candidates: list[Candidate],

@@ -258,13 +258,10 @@ class ExperimentStats(BaseModel):
 
 
 def _progress(library: Library, experiment: dict[str, Any], rater: str | None = None) -> tuple[int, int]:
-    pending = service.next_pair(library, experiment["name"], rater=rater)
-    if pending is not None:
-        return pending["voted"], pending["total"]
-    done = cells(library, experiment)
-    labels = [v["label"] for v in experiment["variants"]]
-    total = sum(1 for seed in experiment["seeds"] for _ in _ordered_pairs(done, labels, seed)) // 2
-    return total, total
+    """(pairs the rater voted on, pairs with both images)."""
+    from ..experiments.votes import pair_progress
+
+    return pair_progress(library, experiment["name"], rater)
 
 
 def _cell_out(generation: dict[str, Any]) -> Cell:
