@@ -131,7 +131,8 @@ Candidate = tuple[int, str, str]  # (seed, label, label)
 
 def pick_candidate(candidates: list[Candidate], skipped: Collection[tuple[int, frozenset[str]]] = (),
                    last_seed: int | None = None) -> Candidate:
-    """The pair to serve next: one not skipped before a skipped one; then one on another seed than LAST_SEED
+    """The pair to serve next without verdicts (`next_pair` applies the same first two rules, then the
+    adaptive chooser): one not skipped before a skipped one; then one on another seed than LAST_SEED
     (a seed's pairs are not served back to back while another seed has one left), from the seed with the most
     pairs left (so the seeds take turns to the end); else (and with no LAST_SEED) the first in order."""
     skipped = set(skipped)
@@ -196,6 +197,8 @@ def _choose(experiment: dict[str, Any], votes: list[dict[str, Any]], candidates:
     counts: dict[tuple[str, str], list[int]] = {}
     seed_votes: Counter = Counter()
     for v in votes:
+        if v["left"] not in order or v["right"] not in order:
+            continue  # a side whose image is no longer the experiment's
         a, b = sorted((v["left"], v["right"]), key=order.__getitem__)
         seed_votes[(a, b, v["seed"])] += 1
         if v["winner"] in (a, b):
