@@ -199,9 +199,10 @@ def bradley_terry(labels: list[str], comparisons: list[tuple[str, str]], seed: i
 def experiment_stats(library, name: str) -> dict[str, Any]:
     """Everything `promptkit ab stats` reports for one experiment."""
     from .experiments import all_pairs, cells, experiment_votes, get_experiment
+    from .experiments.votes import counted_votes
 
     experiment = get_experiment(library, name)
-    votes = experiment_votes(library, experiment)
+    votes = counted_votes(experiment_votes(library, experiment))  # each rater's latest vote on a pair
     labels = [v["label"] for v in experiment["variants"]]
     cell_map = cells(library, experiment)
     stars = _stars_by_cell(library, experiment, cell_map)

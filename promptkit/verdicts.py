@@ -24,7 +24,7 @@ Nothing here touches torch or sqlite: these are pure functions of counts.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -241,12 +241,17 @@ def _spread(wins_a: int, wins_b: int) -> float:
 
 def choose_next_pair(labels: Sequence[str], counts: Mapping[tuple[str, str], tuple[int, int]],
                      seeds: Sequence[int] = (0,), seed_votes: Mapping[tuple[str, str, int], int] | None = None,
-                     alpha: float = ALPHA, margin: float = MARGIN) -> dict[str, Any] | None:
+                     alpha: float = ALPHA, margin: float = MARGIN,
+                     options: Collection[tuple[str, str, int]] | None = None,
+                     include_settled: bool = False) -> dict[str, Any] | None:
     """The (pair, seed) whose vote is expected to move the verdict most; None when every pair is settled.
 
     labels: the variants. counts: (a, b) -> (wins_a, wins_b) over decisive votes, for pairs
     with a before b in labels (a missing pair has none). seed_votes: (a, b, seed) -> votes cast
-    on that pair at that seed (ties included).
+    on that pair at that seed (ties included). options: the (a, b, seed) that may be asked
+    (default: every pair on every seed); a pair with none is not chosen. include_settled: rank
+    the settled pairs too (for a person who keeps voting after every verdict is in), so None
+    only when there is no option.
 
     1. The current top is the variant with the best mean shrunk win rate (wins + 1) / (n + 2)
        over its opponents.
@@ -262,9 +267,15 @@ def choose_next_pair(labels: Sequence[str], counts: Mapping[tuple[str, str], tup
     pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]]
     if not pairs:
         return None
+    allowed: dict[tuple[str, str], list[int]] = {pair: list(seeds) for pair in pairs}
+    if options is not None:
+        allowed = {pair: [] for pair in pairs}
+        for a, b, seed in options:
+            allowed[(a, b) if (a, b) in allowed else (b, a)].append(seed)
     level = alpha / len(pairs)
     record = {pair: counts.get(pair, (0, 0)) for pair in pairs}
-    open_pairs = [pair for pair in pairs if not _settled(*record[pair], level, margin)]
+    open_pairs = [pair for pair in pairs if allowed[pair]
+                  and (include_settled or not _settled(*record[pair], level, margin))]
     if not open_pairs:
         return None
     shrunk = {label: [] for label in labels}
@@ -280,5 +291,6 @@ def choose_next_pair(labels: Sequence[str], counts: Mapping[tuple[str, str], tup
     for (x, y, seed), count in seed_votes.items():
         shown[(x, seed)] = shown.get((x, seed), 0) + count
         shown[(y, seed)] = shown.get((y, seed), 0) + count
-    seed = min(seeds, key=lambda s: (seed_votes.get((a, b, s), 0), shown.get((a, s), 0) + shown.get((b, s), 0)))
+    seed = min(allowed[(a, b)], key=lambda s: (seed_votes.get((a, b, s), 0) + seed_votes.get((b, a, s), 0),
+                                               shown.get((a, s), 0) + shown.get((b, s), 0)))
     return {"a": a, "b": b, "seed": seed}

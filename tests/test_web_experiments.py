@@ -317,8 +317,10 @@ def test_votes_land_while_a_generation_run_writes(live_experiment_server, experi
                 seed = 1 + (worker + i) % 4
                 winner = EXPERIMENT_LABELS[i % 2] if i % 5 else "tie"
                 left, right = EXPERIMENT_LABELS if i % 3 else EXPERIMENT_LABELS[::-1]
+                # one rater per vote: a rater's second vote on a pair would replace the first
                 response = http.post("/api/experiments/sky/votes",
-                                     json={"seed": seed, "winner": winner, "left": left, "right": right})
+                                     json={"seed": seed, "winner": winner, "left": left, "right": right,
+                                           "rater": f"voter-{worker}-{i}"})
                 statuses.append(response.status_code)
 
     writer = threading.Thread(target=generate)

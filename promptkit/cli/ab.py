@@ -169,10 +169,14 @@ def _answer() -> str:
             raise click.Abort()
 
 
-def _vote_interactively(lib, name: str, viewer: PairViewer) -> int:
+def _vote_interactively(lib, name: str, viewer: PairViewer, rater: str) -> int:
     """Offer pairs until every one is voted or the person quits; a skipped pair comes back at the end."""
-    session = service.VotingSession(lib, name)
+    session = service.VotingSession(lib, name, rater=rater)
+    settled_said = False
     while (pair := session.next()) is not None:
+        if pair.get("settled") and not settled_said:
+            click.echo(f"every verdict is in (see `promptkit ab stats {name}`): you can stop (q), or go on")
+            settled_said = True
         viewer.show(pair)
         answer = _answer()
         if answer == "q":
@@ -190,25 +194,40 @@ def _vote_interactively(lib, name: str, viewer: PairViewer) -> int:
 @click.option("--winner", default=None, help="The winning variant's label, or 'tie'.")
 @click.option("--left", default=None, help="Label shown on the left (needed with 3+ variants).")
 @click.option("--right", default=None, help="Label shown on the right.")
+@click.option("--rater", default="me", show_default=True, envvar="PROMPTKIT_RATER",
+              help="Who is voting (env: PROMPTKIT_RATER). Votes from several raters give their agreement "
+                   "(kappa) in `ab stats`; a rater's second vote on the same pair replaces the first.")
 @click.option("--side-by-side", "side_by_side", type=click.Path(dir_okay=False), default=None,
               help="Also write each pair into this PNG, left and right, while voting interactively.")
 @click.option("--no-view", "no_view", is_flag=True,
               help="Do not write each pair side by side into a temporary PNG nor open it in the image viewer.")
 @json_option
 @click.pass_context
-def ab_vote(ctx, name, seed, winner, left, right, side_by_side, no_view, as_json) -> None:
+def ab_vote(ctx, name, seed, winner, left, right, rater, side_by_side, no_view, as_json) -> None:
     """Vote blind on pairs: press 1 / 2 / t(ie) / s(kip) / q(uit) (one key, no Enter, on a terminal); each pair
-    opens side by side in the image viewer. For scripts: --seed S --winner LABEL."""
-    from ..errors import BadParameter
+    opens side by side in the image viewer. For scripts: --seed S --winner LABEL.
 
+    The next pair is the one whose vote should move the verdict most (the same chooser as the review
+    page). One vote per rater per pair: a second vote by the same --rater on the same pair (seed and
+    two variants, whichever side each was on) replaces the first; it is never counted twice.
+    """
+    from ..errors import BadParameter, rename_parameters
+    from ..experiments.votes import check_rater
+    from ..experiments.variants import ExperimentProblem
+
+    try:
+        rater = check_rater(rater)
+    except ExperimentProblem as exc:
+        raise BadParameter(rename_parameters(str(exc), {"rater": "--rater"})) from None
     with open_library(ctx, create=False) as lib:
         if seed is not None or winner is not None:
             if seed is None or winner is None:
                 raise BadParameter("script voting needs both --seed and --winner")
-            vote = service.vote(lib, name, seed, winner, left, right)
-            emit(vote, as_json, f"vote recorded: seed {seed}, winner {winner}")
+            vote = service.vote(lib, name, seed, winner, left, right, rater=rater)
+            again = " (it replaces this rater's earlier vote on the pair)" if vote["replaced"] else ""
+            emit(vote, as_json, f"vote recorded: seed {seed}, winner {winner}, rater {rater}{again}")
             return
-        cast = _vote_interactively(lib, name, PairViewer(lib, not no_view, side_by_side))
+        cast = _vote_interactively(lib, name, PairViewer(lib, not no_view, side_by_side), rater)
     emit({"votes_cast": cast}, as_json, f"{cast} votes recorded; see `promptkit ab stats {name}`")
 
 
@@ -225,22 +244,29 @@ def ab_undo(ctx, name, as_json) -> None:
 
 def _print_stats(result: dict[str, Any]) -> None:
     click.echo(f"{result['experiment']}: {result['votes']} votes over {len(result['variants'])} variants")
+    if result["pairs"]:
+        click.echo(f"  verdicts: {result['pairs'][0]['method']}")
+    if result.get("ranking"):
+        click.echo(f"  ranking: {result['ranking_text']}")
+    if "ranking" in result and not result["ranking"]:
+        click.echo(f"  ranking: {result['ranking_text']}")
+    for rank, row in enumerate(result.get("ranking", []), 1):
+        click.echo(f"  #{rank} {row['label']}: {row['score']:+.2f} (95% CI {row['ci_low']:+.2f} to "
+                   f"{row['ci_high']:+.2f})")
     for pair in result["pairs"]:
         rate = "—" if pair["win_rate_b"] is None else f"{pair['win_rate_b']:.0%}"
-        click.echo(f"  {pair['a']} vs {pair['b']}: {pair['wins_a']}–{pair['wins_b']}, {pair['ties']} ties; "
+        low, high = pair["confidence_sequence"]
+        click.echo(f"  {pair['a']} vs {pair['b']}: {pair['verdict_text']}")
+        click.echo(f"    {pair['b']} win rate {low:.0%}–{high:.0%} (confidence sequence), e = {pair['e_value']:.3g}")
+        click.echo(f"    {pair['wins_a']}–{pair['wins_b']}, {pair['ties']} ties; "
                    f"{pair['b']} win rate {rate} (95% CI {pair['ci_low']:.0%}–{pair['ci_high']:.0%}), "
                    f"p = {pair['p_value']:.3g}")
         ratings = pair["ratings"]
         if ratings["pairs"]:
             click.echo(f"    stars: {pair['b']} − {pair['a']} = {ratings['mean_difference']:+.2f} over "
                        f"{ratings['pairs']} seeds (Wilcoxon p = {ratings['p_value']:.3g})")
-        click.echo(f"    {pair['verdict']}")
-        click.echo(f"    {pair['verdict_text']} ({pair['method']})")
-    if "ranking" in result and not result["ranking"]:
-        click.echo(f"  ranking: {result['ranking_text']}")
-    for rank, row in enumerate(result.get("ranking", []), 1):
-        click.echo(f"  #{rank} {row['label']}: {row['score']:+.2f} (95% CI {row['ci_low']:+.2f} to "
-                   f"{row['ci_high']:+.2f})")
+        click.echo(f"    fixed-sample description, not a stopping rule: {pair['verdict']}")
+    _print_bias_and_agreement(result)
     if result.get("terms") is not None:  # a prompt matrix: the ranked effect table
         from ..effects import terms_lines
 
@@ -249,12 +275,27 @@ def _print_stats(result: dict[str, Any]) -> None:
         click.echo(line)
 
 
+def _print_bias_and_agreement(result: dict[str, Any]) -> None:
+    bias = result.get("position_bias")
+    if bias and bias["left_share"] is not None:
+        click.echo(f"  position bias: {bias['left_share']:.0%} of decisive votes went to the left image "
+                   f"(95% CI {bias['ci_low']:.0%}–{bias['ci_high']:.0%}; 50% is no bias)")
+    agreement = result.get("agreement")
+    if agreement:
+        click.echo(f"  rater agreement: {agreement['method']} = {agreement['kappa']:.2f} over {agreement['items']} "
+                   f"pairs voted by all of {', '.join(agreement['raters'])}")
+
+
 @ab.command("stats")
 @click.argument("name")
 @json_option
 @click.pass_context
 def ab_stats(ctx, name, as_json) -> None:
-    """Wins, ties, win rate with a Wilson 95% interval, sign-test p-value, star ratings, ranking, verdict."""
+    """Verdict per pair (anytime-valid: a_better, b_better, equivalent or undecided with votes to go), wins, ties,
+    win rate with intervals, sign-test p-value, star ratings, ranking, position bias and rater agreement.
+
+    Each rater's latest vote on a pair counts, once.
+    """
     with open_library(ctx, create=False) as lib:
         result = service.experiment_stats(lib, name)
     if as_json:

@@ -223,6 +223,15 @@ def m007_generation_provenance(db: sqlite_utils.Database) -> None:
     conn.execute("ALTER TABLE generations ADD COLUMN reproducible INTEGER NOT NULL DEFAULT 1")
 
 
+@migrations(name="m008_vote_raters")
+def m008_vote_raters(db: sqlite_utils.Database) -> None:
+    # Votes name who cast them, so the agreement between raters (Cohen's or Fleiss' kappa) can be
+    # measured and a second vote by the same rater on the same pair can replace the first. Every
+    # vote cast before this migration is the one local person's: DEFAULT_RATER ('me').
+    conn = db.conn
+    conn.execute("ALTER TABLE votes ADD COLUMN rater TEXT NOT NULL DEFAULT 'me'")
+    conn.execute("CREATE INDEX idx_votes_experiment_id_seed_rater ON votes (experiment_id, seed, rater)")
+
 
 @migrations(name="m009_scores")
 def m009_scores(db: sqlite_utils.Database) -> None:
@@ -236,6 +245,7 @@ def m009_scores(db: sqlite_utils.Database) -> None:
         "judge TEXT NOT NULL, judge_model TEXT NOT NULL, model_hash TEXT NOT NULL DEFAULT '', "
         "value REAL NOT NULL, created_at TEXT NOT NULL, UNIQUE (generation_id, judge, judge_model))")
     db.conn.execute("CREATE INDEX idx_scores_judge ON scores (judge, judge_model)")
+
 
 KNOWN_MIGRATIONS = [m.name for m in migrations._migrations]
 

@@ -262,33 +262,42 @@ def pair_key(pair: dict[str, Any]) -> PairKey:
 
 
 def next_pair(library: Library, name: str, skip: set[PairKey] | frozenset = frozenset(),
-              last_seed: int | None = None) -> dict[str, Any] | None:
-    """The next pair to judge blind (fewest votes first, sides shuffled); None when every pair is voted.
+              last_seed: int | None = None, rater: str | None = None) -> dict[str, Any] | None:
+    """The next pair for RATER to judge blind; None when RATER has voted on every pair.
+
+    The pair is the one whose vote is expected to move the verdict most (`promptkit.verdicts.
+    choose_next_pair`: among several variants, the top contenders whose order is least settled;
+    across seeds, the least-voted first), shown left and right at random; "settled" is True once
+    every verdict is in (the pairs left are still offered).
 
     :param skip: pair keys (see `pair_key`) passed over; they are offered last, after every other.
     :param last_seed: the seed served last: a pair on another seed comes first when one is left.
+    :param rater: who is voting (default: the one local person, "me").
     """
-    from ..experiments import next_pair as pick
+    from ..experiments.votes import next_pair as pick
 
-    return pick(library, name, skip=skip, last_seed=last_seed)
+    return pick(library, name, skip=skip, last_seed=last_seed, rater=rater)
 
 
 class VotingSession:
     """Blind pairs one after another, as the review page offers them: a skipped pair comes back at the end.
 
-    `next()` gives a pair nobody skipped while there is one, then the skipped ones again in turn.
+    `next()` gives a pair nobody skipped while there is one, then the skipped ones again in turn;
+    every pair comes from the same adaptive chooser as the page and `ab vote` (see `next_pair`).
     """
 
-    def __init__(self, library: Library, name: str) -> None:
-        self.library, self.name = library, name
+    def __init__(self, library: Library, name: str, rater: str | None = None) -> None:
+        from ..experiments.votes import check_rater
+
+        self.library, self.name, self.rater = library, name, check_rater(rater)
         self.skipped: set[PairKey] = set()
         self.cast = 0
         self.last_seed: int | None = None
 
     def next(self) -> dict[str, Any] | None:
-        """The next pair, or None when every pair is voted; with three or more variants, not on the seed
-        served last while another seed has a pair left."""
-        pair = next_pair(self.library, self.name, skip=self.skipped, last_seed=self.last_seed)
+        """The next pair, or None when this rater has voted on every pair; not on the seed served last
+        while another seed has a pair left."""
+        pair = next_pair(self.library, self.name, skip=self.skipped, last_seed=self.last_seed, rater=self.rater)
         if pair is not None and pair_key(pair) in self.skipped:
             self.skipped.clear()  # every pair left was skipped: start the round of skipped pairs again
         if pair is not None:
@@ -300,32 +309,38 @@ class VotingSession:
         self.skipped.add(pair_key(pair))
 
     def vote(self, pair: dict[str, Any], choice: str) -> dict[str, Any]:
-        """Record a vote on PAIR: CHOICE is "left", "right" or "tie"."""
+        """Record this rater's vote on PAIR: CHOICE is "left", "right" or "tie"."""
         winner = {"left": pair["left"]["label"], "right": pair["right"]["label"], "tie": "tie"}[choice]
-        record = vote(self.library, self.name, pair["seed"], winner, pair["left"]["label"], pair["right"]["label"])
+        record = vote(self.library, self.name, pair["seed"], winner, pair["left"]["label"], pair["right"]["label"],
+                      rater=self.rater)
         self.cast += 1
         return record
 
 
 def vote(library: Library, name: str, seed: int, winner: str, left: str | None = None,
-         right: str | None = None) -> dict[str, Any]:
-    """Record a pairwise choice on SEED: WINNER is a variant label or "tie".
+         right: str | None = None, rater: str | None = None) -> dict[str, Any]:
+    """Record RATER's pairwise choice on SEED: WINNER is a variant label or "tie".
+
+    A second vote by the same rater on the same pair (seed and two variants, whichever side each
+    was on) replaces the first: it never counts twice. The answer's "replaced" lists the ids of the
+    votes it replaced.
 
     :param left: the label shown on the left (needed with three or more variants); :param right: likewise.
+    :param rater: who voted (default: the one local person, "me"); 1-64 printable characters.
     """
     from ..experiments import record_vote
 
-    return record_vote(library, name, seed, winner, left, right)
+    return record_vote(library, name, seed, winner, left, right, rater=rater)
 
 
-def undo_vote(library: Library, name: str) -> dict[str, Any]:
-    """Remove the last vote cast in an experiment and return it.
+def undo_vote(library: Library, name: str, rater: str | None = None) -> dict[str, Any]:
+    """Remove the last vote cast in an experiment (RATER's last, when given) and return it.
 
     :param name: the experiment's name or id.
     """
     from ..experiments import undo_last_vote
 
-    return undo_last_vote(library, name)
+    return undo_last_vote(library, name, rater)
 
 
 def experiment_stats(library: Library, name: str) -> dict[str, Any]:

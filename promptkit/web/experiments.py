@@ -142,7 +142,9 @@ class Vote(BaseModel):
     left: str | None = Field(description="The variant shown on the left.")
     right: str | None = Field(description="The variant shown on the right.")
     winner: str | None = Field(description="The winning variant's label, or 'tie'.")
+    rater: str | None = Field(None, description="Who voted (one local person, 'me', by default).")
     created_at: str | None = None
+    replaced: list[int] = Field([], description="Ids of this rater's earlier votes on the same pair, now replaced.")
 
 
 class ExperimentDetail(BaseModel):
@@ -185,6 +187,8 @@ class VoteRequest(BaseModel):
     left: str | None = Field(None, min_length=1, max_length=64, description="The label shown on the left.")
     right: str | None = Field(None, min_length=1, max_length=64, description="The label shown on the right.")
     pair: str | None = Field(None, min_length=1, max_length=64, description="The pair token from next-pair.")
+    rater: str | None = Field(None, min_length=1, max_length=64,
+                              description="Who voted (default 'me'); their second vote on a pair replaces the first.")
 
     @model_validator(mode="after")
     def _one_way_to_say_the_sides(self) -> VoteRequest:
@@ -194,6 +198,14 @@ class VoteRequest(BaseModel):
             if self.winner not in ("left", "right", "tie"):
                 raise ValueError(f"with `pair`, `winner` is 'left', 'right' or 'tie', not {self.winner!r}")
         return self
+
+
+class UndoRequest(BaseModel):
+    """`{"rater": NAME}`: undo NAME's last vote (the page sends it); without it, the last vote of anyone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rater: str | None = Field(None, min_length=1, max_length=64)
 
 
 class Ratings(BaseModel):
@@ -238,8 +250,8 @@ class ExperimentStats(BaseModel):
     pairs: list[PairStats]
     ranking: list[RankingRow] | None = Field(None, description="Bradley–Terry, with 3 or more variants.")
     ranking_text: str | None = Field(None, description="What the ranking is, or 'no votes yet'.")
-    position_bias: dict[str, Any] | None = None
-    agreement: dict[str, Any] | None = None
+    position_bias: dict[str, Any] | None = Field(None, description="Share of decisive votes for the left image.")
+    agreement: dict[str, Any] | None = Field(None, description="Cohen's (2 raters) or Fleiss' (3+) kappa.")
     terms: list[dict[str, Any]] | None = Field(None, description="A prompt matrix's per-term effects (promptkit.effects).")
     judges: list[dict[str, Any]] | None = Field(None, description="Automatic judges beside the votes (promptkit score).")
 
@@ -247,14 +259,11 @@ class ExperimentStats(BaseModel):
 # -- helpers ---------------------------------------------------------------------
 
 
-def _progress(library: Library, experiment: dict[str, Any]) -> tuple[int, int]:
-    pending = service.next_pair(library, experiment["name"])
-    if pending is not None:
-        return pending["voted"], pending["total"]
-    done = cells(library, experiment)
-    labels = [v["label"] for v in experiment["variants"]]
-    total = sum(1 for seed in experiment["seeds"] for _ in _ordered_pairs(done, labels, seed)) // 2
-    return total, total
+def _progress(library: Library, experiment: dict[str, Any], rater: str | None = None) -> tuple[int, int]:
+    """(pairs the rater voted on, pairs with both images)."""
+    from ..experiments.votes import pair_progress
+
+    return pair_progress(library, experiment["name"], rater)
 
 
 def _cell_out(generation: dict[str, Any]) -> Cell:
@@ -266,12 +275,13 @@ def _blind_image_url(request: Request, experiment: dict[str, Any], generation: d
     return f"/experiments/{experiment['id']}/blind/{image_token(request, experiment, generation)}"
 
 
-def _next_pair_out(request: Request, library: Library, name: str, skip: list[str]) -> NextPair:
+def _next_pair_out(request: Request, library: Library, name: str, skip: list[str],
+                   rater: str | None = None) -> NextPair:
     experiment = get_experiment(library, name)
     skipped = _skipped_pairs(request, experiment, cells(library, experiment), skip) if skip else set()
-    pending = service.next_pair(library, experiment["name"], skip=skipped)
+    pending = service.next_pair(library, experiment["name"], skip=skipped, rater=rater)
     if pending is None:
-        voted, total = _progress(library, experiment)
+        voted, total = _progress(library, experiment, rater)
         return NextPair(experiment=experiment["name"], done=True, voted=voted, total=total)
     left, right = pending["left"], pending["right"]
     return NextPair(experiment=experiment["name"], done=False, seed=pending["seed"],
@@ -320,15 +330,18 @@ def api_next_pair(
     request: Request,
     name: ExperimentName,
     skip: Annotated[list[str], Query(max_length=MAX_SKIPPED, description="Pair tokens passed over; offered last.")] = [],  # noqa: B006
+    rater: Annotated[str | None, Query(min_length=1, max_length=64, description="Who is voting (default 'me').")] = None,
 ) -> NextPair:
-    """The next pair to judge blind (fewest votes first, sides shuffled): opaque image URLs, no labels."""
+    """The next pair for the rater to judge blind: the one whose vote should move the verdict most (the same
+    chooser as `ab vote`), sides shuffled; opaque image URLs, no labels. done: the rater voted on every pair."""
     with open_library(request) as library:
-        return _next_pair_out(request, library, name, [t[:64] for t in skip])
+        return _next_pair_out(request, library, name, [t[:64] for t in skip], rater)
 
 
 @api_router.post("/experiments/{name}/votes", response_model=Vote, status_code=201)
 def api_vote(request: Request, name: ExperimentName, body: VoteRequest) -> Vote:
-    """Record a vote on one seed; the answer names the variants (the reveal)."""
+    """Record a vote on one seed; the answer names the variants (the reveal). A rater's second vote on the same
+    pair replaces the first ("replaced" lists what it replaced)."""
     with open_library(request) as library:
         experiment = get_experiment(library, name)
         winner, left, right = body.winner, body.left, body.right
@@ -339,17 +352,24 @@ def api_vote(request: Request, name: ExperimentName, body: VoteRequest) -> Vote:
                                    "(or the page was served before a restart); load the next pair again")
             left, right = sides
             winner = {"left": left, "right": right, "tie": "tie"}[body.winner]
-        vote = service.vote(library, experiment["name"], body.seed, winner, left, right)
+        vote = service.vote(library, experiment["name"], body.seed, winner, left, right, rater=body.rater)
         created = library.vote_created_at(vote["id"])
     return Vote(id=vote["id"], seed=vote["seed"], left=vote["left"], right=vote["right"], winner=vote["winner"],
-                created_at=created)
+                rater=vote["rater"], created_at=created, replaced=vote["replaced"])
 
 
 @api_router.post("/experiments/{name}/votes/undo", response_model=Vote)
-def api_undo_vote(request: Request, name: ExperimentName) -> Vote:
-    """Delete the experiment's most recent vote and return it."""
+def api_undo_vote(
+    request: Request,
+    name: ExperimentName,
+    rater: Annotated[str | None, Query(min_length=1, max_length=64, description="Undo this rater's last vote.")] = None,
+    body: UndoRequest | None = None,
+) -> Vote:
+    """Delete the experiment's most recent vote (the rater's, with ?rater= or `{"rater": NAME}`) and return it."""
+    if body is not None and body.rater is not None:
+        rater = body.rater
     with open_library(request) as library:
-        return Vote(**service.undo_vote(library, get_experiment(library, name)["name"]))
+        return Vote(**service.undo_vote(library, get_experiment(library, name)["name"], rater))
 
 
 @api_router.get("/experiments/{name}/stats", response_model=ExperimentStats, response_model_exclude_unset=True)
@@ -448,9 +468,45 @@ def results_page(request: Request, name: ExperimentName) -> HTMLResponse:
     rows = [{"seed": seed, "cells": [done.get((label, seed)) for label in labels],
              "marks": seed_marks(labels, votes_by_seed.get(seed, [])),
              "votes": votes_by_seed.get(seed, [])} for seed in experiment["seeds"]]
+    key_pairs, other_pairs = key_comparisons(stats)
     return render(request, "experiment.html", title=experiment["name"], experiment=experiment, labels=labels,
                   rows=rows, stats=stats, voted=voted, total=total, has_images=bool(done),
-                  headline=_headline(stats), current_nav="/experiments")
+                  headline=_headline(stats), state=_state_line(stats), key_pairs=key_pairs, other_pairs=other_pairs,
+                  current_nav="/experiments")
+
+
+KEY_COMPARISONS = 3  # cards shown in full; the other comparisons go into one compact table
+
+
+def key_comparisons(stats: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The few comparisons that matter, and the rest: with more than KEY_COMPARISONS pairs, the leader
+    (first in the ranking) against its nearest rivals, else the first pairs; every pair when there are few."""
+    pairs = stats["pairs"]
+    if len(pairs) <= KEY_COMPARISONS:
+        return pairs, []
+    ranking = [row["label"] for row in stats.get("ranking") or []]
+    if ranking:
+        place = {label: i for i, label in enumerate(ranking)}
+        leader = ranking[0]
+        order = sorted(pairs, key=lambda p: (leader not in (p["a"], p["b"]), place[p["a"]] + place[p["b"]]))
+    else:
+        order = list(pairs)
+    key = order[:KEY_COMPARISONS]
+    return key, [p for p in pairs if p not in key]
+
+
+def _state_line(stats: dict[str, Any]) -> dict[str, Any]:
+    """The anytime-valid verdict for the verdict card: its state and words (one pair), or a count of the
+    comparisons decided (several, Holm-corrected)."""
+    pairs = stats["pairs"]
+    if len(pairs) == 1:
+        return {"state": pairs[0]["state"], "text": pairs[0]["verdict_text"]}
+    decided = sum(1 for p in pairs if p["state"] != "undecided")
+    state = "settled" if decided == len(pairs) else "undecided"
+    text = ("every comparison is decided — you can stop" if state == "settled" else
+            f"{decided} of {len(pairs)} comparisons decided; keep voting (the review page asks for the pairs that "
+            "matter most)")
+    return {"state": state, "text": text}
 
 
 def seed_marks(labels: list[str], votes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -480,7 +536,7 @@ def _headline(stats: dict[str, Any]) -> str:
     if len(stats["pairs"]) == 1:
         text = stats["pairs"][0]["verdict"]  # may start with a label, whose case matters
         return "Not" + text[3:] if text.startswith("not ") else text
-    decided = [p for p in stats["pairs"] if p["win_rate_b"] is not None and (p["ci_low"] > 0.5 or p["ci_high"] < 0.5)]
+    decided = [p for p in stats["pairs"] if p["state"] != "undecided"]
     ranking = stats.get("ranking") or []
     leads = (f"{ranking[0]['label']} leads the ranking" if len(ranking) > 1
              and ranking[0]["score"] - ranking[1]["score"] > 1e-6 else "no variant leads the ranking")
@@ -491,11 +547,16 @@ def _headline(stats: dict[str, Any]) -> str:
 
 @router.get("/experiments/{name}/review", response_class=HTMLResponse)
 def review_page(request: Request, name: ExperimentName) -> HTMLResponse:
-    """Blind voting: only the experiment's name, the seed and opaque image URLs reach this page."""
+    """Blind voting: only the experiment's name, the seed and opaque image URLs reach this page.
+
+    `?rater=NAME` votes as NAME (default "me"): the pairs NAME voted on already are not offered again."""
+    from ..experiments.votes import check_rater
+
+    rater = check_rater(request.query_params.get("rater"))
     with open_library(request) as library:
         experiment = get_experiment(library, name)
-        first = _next_pair_out(request, library, name, [])
+        first = _next_pair_out(request, library, name, [], rater)
     return render(request, "review.html", title=f"Review {experiment['name']}", experiment_name=experiment["name"],
                   experiment_id=experiment["id"], variant_count=len(experiment["variants"]), first=first,
-                  current_nav="/experiments")
+                  rater=rater, current_nav="/experiments")
 

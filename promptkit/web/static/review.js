@@ -7,6 +7,8 @@
   if (!root) return;
   const experiment = root.dataset.experiment;
   const base = `/api/experiments/${encodeURIComponent(experiment)}`;
+  const rater = root.dataset.rater || "me";
+  const asRater = `rater=${encodeURIComponent(rater)}`;
   const el = (id) => document.getElementById(id);
   const sides = { left: root.querySelector('[data-side="left"]'), right: root.querySelector('[data-side="right"]') };
   const REVEAL_MS = 650;
@@ -54,8 +56,8 @@
   }
 
   async function loadNext() {
-    const query = skipped.map((token) => `skip=${encodeURIComponent(token)}`).join("&");
-    show(await api("GET", `${base}/next-pair${query ? "?" + query : ""}`));
+    const query = [...skipped.map((token) => `skip=${encodeURIComponent(token)}`), asRater].join("&");
+    show(await api("GET", `${base}/next-pair?${query}`));
   }
 
   async function showVerdicts() {
@@ -65,11 +67,17 @@
       const item = document.createElement("li");
       const score = document.createElement("strong");
       score.textContent = `${pair.a} ${pair.wins_a} – ${pair.wins_b} ${pair.b}` + (pair.ties ? ` (${pair.ties} tie${pair.ties === 1 ? "" : "s"})` : "");
+      const state = document.createElement("span");
+      state.className = "state";
+      state.dataset.state = pair.state;
+      state.textContent = pair.verdict_text;
       const text = document.createElement("span");
+      text.className = "muted";
       text.textContent = pair.verdict;
-      item.append(score, text);
+      item.append(score, state, text);
       return item;
     }));
+    el("all-settled").hidden = !stats.pairs.every((pair) => pair.state !== "undecided");
     el("after").hidden = false;
   }
 
@@ -78,7 +86,7 @@
     busy = true;
     root.dataset.state = "voting";
     try {
-      const cast = await api("POST", `${base}/votes`, { seed: current.seed, pair: current.pair, winner: side });
+      const cast = await api("POST", `${base}/votes`, { seed: current.seed, pair: current.pair, winner: side, rater });
       // The reveal: names on both images, the choice marked.
       sides.left.querySelector(".reveal").textContent = cast.left;
       sides.right.querySelector(".reveal").textContent = cast.right;
@@ -120,7 +128,7 @@
     if (busy) return;
     busy = true;
     try {
-      const removed = await api("POST", `${base}/votes/undo`);
+      const removed = await api("POST", `${base}/votes/undo`, { rater });
       toast(`Undid the vote on seed ${removed.seed}`);
       if (!el("after").hidden) await showVerdicts();
       el("last-vote").textContent = `Undone: the vote on seed ${removed.seed}.`;
