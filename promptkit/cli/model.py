@@ -41,7 +41,8 @@ def model_tiny(path: str | None, out: str | None, kind: str, base: str, as_json:
 
         folder = write_tiny_clip(path)
         emit({"path": str(folder), "kind": kind}, as_json, f"wrote {folder} (clip): {TINY_CLIP_NOTE}")
-    elif kind in FAMILY_KINDS:
+        return
+    if kind in FAMILY_KINDS:
         from ..tinyfamilies import family_note, write_tiny_family
 
         folder = write_tiny_family(path, kind)
