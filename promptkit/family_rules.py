@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import BadParameter
-from .families import BY_KEY, PIPELINE_FAMILY, TABLE, Family
+from .errors import BadParameter, PromptkitError
+from .families import BY_KEY, PIPELINE_FAMILY, TABLE, UNET_FAMILIES, Family
 
 __all__ = ["FLOW_SAMPLERS", "check_family_options", "check_generation_options", "default_template", "family_for",
            "family_of", "family_summary", "guess_family_from_name", "guidance_label", "negative_ignored", "variant_for"]
@@ -268,3 +268,17 @@ def family_summary(family: str | Family, guidance: float | None = None, true_cfg
             "samplers": ["Euler"] if flow else None,
             "encoders": [{"name": e.name, "label": ENCODER_LABELS.get(e.name, e.name), "max_tokens": e.max_tokens,
                           "window": e.window, "note": e.note} for e in fam.encoders]}
+
+
+def family_defaults(model: str | None) -> tuple[int, float]:
+    """(steps, guidance) for a generation whose `--steps`/`--cfg` were not given: SD 1.x/2.x/SDXL (or a model
+    whose family cannot be told) keep promptkit's 25 steps at CFG 7; a flow-matching family takes its table
+    defaults, a distilled variant's (schnell, turbo) when the model's name says one."""
+    try:
+        family = family_for(model) if model else None
+    except PromptkitError:
+        family = None
+    if family is None or family.key in UNET_FAMILIES:
+        return 25, 7.0
+    _, variant = variant_for(family, model)
+    return int(variant.get("steps", family.default_steps)), float(variant.get("guidance", family.default_guidance))

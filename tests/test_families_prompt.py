@@ -341,3 +341,22 @@ def test_a_folder_without_tokenizer_json_is_read_by_transformers(tmp_path):
     (qwen,) = lint_prompt(LONG, "", model=str(root)).encoders["positive"]
     assert qwen.exact and qwen.count == 600 and "tokenizer of" in qwen.tokenizer
     assert qwen.first_cut == WORDS[qwen.window] and qwen.window < 512
+
+
+@pytest.mark.parametrize("model, expected", [
+    (None, (25, 7.0)),
+    ("runwayml/stable-diffusion-v1-5", (25, 7.0)),
+    ("black-forest-labs/FLUX.1-dev", (28, 3.5)),
+    ("black-forest-labs/FLUX.1-schnell", (4, 0.0)),
+    ("Tongyi-MAI/Z-Image-Turbo", (8, 0.0)),
+])
+def test_steps_and_cfg_not_given_take_the_family_defaults(model, expected):
+    from promptkit.cli.options import params_from
+    from promptkit.family_rules import family_defaults
+
+    assert family_defaults(model) == expected
+    params = params_from(None, None, "Euler", None, None, "cpu", model)
+    assert (params.steps, params.cfg) == expected
+    # what the person typed always wins
+    given = params_from(12, 2.5, "Euler", None, None, "cpu", model)
+    assert (given.steps, given.cfg) == (12, 2.5)

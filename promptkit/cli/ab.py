@@ -35,7 +35,7 @@ def ab() -> None:
 def ab_new(ctx, name, variants, seeds, steps, cfg, sampler, width, height, noise_device, model, as_json,
            **input_flags) -> None:
     """Create experiment NAME with two or more variants on one seed list."""
-    params = params_from(steps, cfg, sampler, width, height, noise_device)
+    params = params_from(steps, cfg, sampler, width, height, noise_device, model)
     plan = service.plan_experiment(list(variants), seeds, params=params, inputs=pop_input_request(input_flags),
                                    model=model)
     with open_library(ctx) as lib:
@@ -62,7 +62,7 @@ def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, wid
           templates_dir, as_json, **input_flags) -> None:
     """Create an X/Y plot over one or two of cfg, steps, sampler, seed or a prompt field (stored as an experiment)."""
     plan = service.plan_xy_experiment(prompt_ref, x_axis, y_axis, seeds,
-                                      params=params_from(steps, cfg, sampler, width, height, noise_device),
+                                      params=params_from(steps, cfg, sampler, width, height, noise_device, model),
                                       inputs=pop_input_request(input_flags), model=model)
     with open_library(ctx) as lib:
         data = service.create_planned(lib, name, plan, templates_dir)

@@ -47,7 +47,7 @@ def generate(ctx, prompt, model, seeds, steps, cfg, sampler, width, height, true
     request.true_cfg_scale, request.max_sequence_length = true_cfg_scale, max_sequence_length
     chosen = ctx.get_parameter_source("sampler") not in (click.core.ParameterSource.DEFAULT, None)
     check_generation_options(model, inputs=request, sampler=sampler if chosen else None)
-    params = params_from(steps, cfg, sampler, width, height, noise_device)
+    params = params_from(steps, cfg, sampler, width, height, noise_device, model)
     seed_list, batch_size = parse_seeds(seeds), parse_batch_size(batch_size)
     with saved_on_abort(ctx, f"`promptkit show {prompt}` lists them"), open_library(ctx) as lib, \
             ProgressBar(quiet) as bar:

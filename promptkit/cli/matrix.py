@@ -80,7 +80,7 @@ def ab_matrix(ctx, name, prompt_ref, terms, seeds, pairs_only, wildcards_dir, dr
                                             templates_dir=templates_dir, model=model, wildcards=wildcards_dir),
                         name, as_json)
         return
-    params = params_from(steps, cfg, sampler, width, height, noise_device)
+    params = params_from(steps, cfg, sampler, width, height, noise_device, model)
     with open_library(ctx) as lib:
         data = service.new_matrix_experiment(lib, name, prompt_ref, list(terms), seeds, pairs_only=pairs_only,
                                              params=params, inputs=pop_input_request(input_flags), model=model,
@@ -123,7 +123,7 @@ def ab_wildcards(ctx, name, prompt_ref, text, wildcards_dir, mode, count, random
         rows = service.expand_wildcards(body, wildcards=wildcards_dir, mode=mode, count=count, seed=random_seed)
         emit(rows, as_json, "\n".join(f"{r['text']}   ({'; '.join(c['chose'] for c in r['choices'])})" for r in rows))
         return
-    params = params_from(steps, cfg, sampler, width, height, noise_device)
+    params = params_from(steps, cfg, sampler, width, height, noise_device, model)
     with open_library(ctx) as lib:
         data = service.new_wildcard_experiment(lib, name, prompt_ref, text, seeds, wildcards=wildcards_dir, mode=mode,
                                                count=count, seed=random_seed, params=params,

@@ -143,8 +143,12 @@ def batch_size_option(func):
 def sampling_options(func):
     """Steps, CFG, sampler, size and noise device: shared by generate, ab new and ab xy."""
     return _apply(func, [
-        click.option("--steps", type=int, default=25, show_default=True, help="Denoising steps."),
-        click.option("--cfg", type=float, default=7.0, show_default=True, help="Classifier-free guidance scale."),
+        click.option("--steps", type=int, default=None,
+                     help="Denoising steps (default: the model family's: 25 for SD; 28 for FLUX.1 dev, 4 for schnell; "
+                          "`promptkit families`)."),
+        click.option("--cfg", type=float, default=None,
+                     help="Guidance scale, sent to the family's own guidance argument (default: the family's: 7 for "
+                          "SD; 3.5 embedded guidance for FLUX.1 dev, 0 for schnell; `promptkit families`)."),
         click.option("--sampler", default="DPM++ 2M Karras", show_default=True, help="See the README's sampler table."),
         click.option("--width", type=int, default=None, help="Multiple of 8 (default: the model's native size)."),
         click.option("--height", type=int, default=None, help="Multiple of 8 (default: the model's native size)."),
@@ -153,9 +157,16 @@ def sampling_options(func):
     ])
 
 
-def params_from(steps, cfg, sampler, width, height, noise_device):
-    """The sampling options as `GenerationParams`."""
+def params_from(steps, cfg, sampler, width, height, noise_device, model=None):
+    """The sampling options as `GenerationParams`; `--steps`/`--cfg` not given: MODEL's family defaults."""
     from ..params import GenerationParams
+
+    if steps is None or cfg is None:
+        from ..family_rules import family_defaults
+
+        default_steps, default_cfg = family_defaults(model)
+        steps = default_steps if steps is None else steps
+        cfg = default_cfg if cfg is None else cfg
 
     return GenerationParams(sampler=sampler, steps=steps, cfg=cfg, width=width, height=height,
                             noise_device=noise_device)
