@@ -39,6 +39,7 @@ class SweepPlan:
     variants: list[VariantPlan]
     batches: list[tuple[int, list[int]]]  # (index into variants, the batch's seeds)
     batch_size: int
+    model: str  # the experiment's default model (a variant may override it)
     done_before: set[tuple[str, int]] = field(default_factory=set)  # cells written before this run
 
     @property
@@ -72,7 +73,8 @@ def share_of(plan: SweepPlan, batches: list[tuple[int, list[int]]]) -> dict[str,
     return todo
 
 
-def plan_sweep(library, name: str, model: str | None, lora_dir: str | None, batch_size: int | None) -> SweepPlan:
+def plan_sweep(library, name: str, model: str | None, lora_dir: str | None, batch_size: int | None,
+               allow_pickle: bool = False) -> SweepPlan:
     """Read experiment NAME's missing cells and plan them; LoRA copies are stored now, as a local run does."""
     from ..experiments import cells, get_experiment, missing_cells, variant_job_params
     from ..inputs import resolve_inputs, store_loras
@@ -90,11 +92,11 @@ def plan_sweep(library, name: str, model: str | None, lora_dir: str | None, batc
         if todo[variant["label"]]:
             store_loras(library, params.extra.get("loras") or [])
         variants.append(VariantPlan(variant["label"], dict(variant["prompt"]), params,
-                                    resolve_model(variant_model, True), experiment["id"],
+                                    resolve_model(variant_model, allow_pickle), experiment["id"],
                                     resolve_inputs(library, params.extra)))
     size = sweep_batch_size(batch_size)
     return SweepPlan(experiment["name"], variants, plan_batches(todo, [v.label for v in variants], size), size,
-                     set(cells(library, experiment)))
+                     resolve_model(default_model, allow_pickle) if default_model else "", set(cells(library, experiment)))
 
 
 def job_of(variant: VariantPlan, seeds: list[int], batch_size: int):

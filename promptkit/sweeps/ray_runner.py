@@ -117,7 +117,7 @@ def run_on_ray(library, name: str, *, address: str | None = None, workers: int |
     :returns: what a local `ab run` returns (generations, notes, timings, load_seconds, engine).
     """
     ray = require_ray()
-    plan = plan_sweep(library, name, model, lora_dir, batch_size)
+    plan = plan_sweep(library, name, model, lora_dir, batch_size, (engine_options or {}).get("allow_pickle", False))
     if not plan.batches:
         return outcome_dict([], [], False, {}, 0.0, "ray")
     started_ray = _connect(ray, address)
