@@ -24,6 +24,7 @@ a re-run plans only the cells still missing.
 
 from __future__ import annotations
 
+import datetime
 import os
 import threading
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 from ..errors import PromptkitError
 from .cells import outcome_dict, plan_sweep, share_of
 
+BARRIER_HOURS = 48
 ACCELERATE_MISSING = "--accelerate needs accelerate: pip install accelerate"
 
 
@@ -49,7 +51,8 @@ def process_state(device: str | None):
     import torch
 
     cpu = device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
-    return PartialState(cpu=cpu)
+    # The last barrier waits for the slowest share; torch's 30-minute default would end a long sweep.
+    return PartialState(cpu=cpu, timeout=datetime.timedelta(hours=BARRIER_HOURS))
 
 
 class _Watcher(threading.Thread):

@@ -96,7 +96,8 @@ def plan_sweep(library, name: str, model: str | None, lora_dir: str | None, batc
                                     resolve_inputs(library, params.extra)))
     size = sweep_batch_size(batch_size)
     return SweepPlan(experiment["name"], variants, plan_batches(todo, [v.label for v in variants], size), size,
-                     resolve_model(default_model, allow_pickle) if default_model else "", set(cells(library, experiment)))
+                     resolve_model(default_model, allow_pickle) if default_model else "",
+                     set(cells(library, experiment)))
 
 
 def job_of(variant: VariantPlan, seeds: list[int], batch_size: int):
