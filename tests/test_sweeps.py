@@ -91,6 +91,20 @@ def test_missing_ray_is_one_line(monkeypatch):
     assert str(caught.value) == RAY_MISSING and "promptkit[ray]" in RAY_MISSING
 
 
+def test_a_workers_refusal_comes_out_of_rays_wrapping():
+    from promptkit.errors import BadParameter
+    from promptkit.sweeps.ray_runner import _promptkit_error
+
+    refusal = BadParameter("this model cannot inpaint")
+    wrapped = RuntimeError("Traceback (most recent call last):\n  ...")
+    wrapped.cause = refusal  # as Ray's RayTaskError keeps it
+    try:
+        raise ValueError("the dataset failed") from wrapped
+    except ValueError as exc:
+        assert _promptkit_error(exc) is refusal
+    assert _promptkit_error(ValueError("no refusal")) is None
+
+
 @pytest.fixture
 def ray_cluster():
     ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'promptkit[ray]'")

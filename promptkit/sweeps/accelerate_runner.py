@@ -90,7 +90,13 @@ def run_with_accelerate(library, name: str, *, model: str | None = None, lora_di
     options = dict(engine_options or {})
     state = process_state(options.get("device"))
     if not options.get("device"):
-        options["device"] = "cpu" if state.device.type == "cpu" else str(state.device)  # cuda:N, this process's GPU
+        # This process's GPU becomes torch's current one and the engine runs on "cuda": what it
+        # loads, and the free memory it measures, are this GPU's.
+        options["device"] = state.device.type
+        if state.device.type == "cuda":
+            import torch
+
+            torch.cuda.set_device(state.device)
     plan = plan_sweep(library, name, model, lora_dir, batch_size, options.get("allow_pickle", False))
     state.wait_for_everyone()  # every process has read the missing cells before any writes one
     with state.split_between_processes(plan.batches) as mine:

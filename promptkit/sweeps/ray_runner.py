@@ -126,17 +126,46 @@ def run_on_ray(library, name: str, *, address: str | None = None, workers: int |
 
         context = DataContext.get_current()
         context.enable_progress_bars = False
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        workers = workers or max(1, gpus)
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        slots = gpus or max(1, int(resources.get("CPU", 1)))
+        notes = [f"--workers {workers}: the cluster has {slots} {'GPUs' if gpus else 'CPUs'}; using {slots}"
+                 ] if workers and workers > slots else []
+        workers = min(workers or max(1, gpus), slots)
         made = _dataset(ray, plan).map_batches(
             CellMaker, fn_constructor_kwargs={"variants": plan.variants, "batches": plan.batches,
                                               "engine_options": dict(engine_options or {}), "profile": profile},
             batch_size=plan.batch_size, concurrency=workers, num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
             batch_format="numpy")
-        return _collect(library, plan, made, progress, f"ray ({workers} {'GPU' if gpus else 'CPU'} workers)")
+        try:
+            outcome = _collect(library, plan, made, progress, f"ray ({workers} {'GPU' if gpus else 'CPU'} workers)")
+        except Exception as exc:
+            refusal = _promptkit_error(exc)
+            if refusal is None:
+                raise
+            first_line = (str(refusal).strip().splitlines() or [type(refusal).__name__])[0]
+            raise PromptkitError(f"a Ray worker refused: {first_line}") from None
+        outcome["notes"] = notes + outcome["notes"]
+        return outcome
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _promptkit_error(exc: BaseException) -> PromptkitError | None:
+    """The PromptkitError a worker raised, out of the exceptions Ray wraps it in (None when there is none)."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        cause = getattr(current, "cause", None)  # Ray's RayTaskError keeps the worker's exception here
+        if isinstance(current, PromptkitError) and not isinstance(cause, BaseException):
+            return current
+        stack += [current.__cause__, current.__context__, cause]
+    return None
 
 
 def _collect(library, plan: SweepPlan, made, progress, engine: str) -> dict[str, Any]:
