@@ -8,7 +8,9 @@ Every run starts cold, as `promptkit ab run` does: the local run loads the model
 each Ray actor loads its own, each accelerate process too (Ray's cluster start is left out; the
 accelerate row includes its Python start). On a 2-core machine the point is the overhead (actor
 start, model load per worker, PNGs through Ray's object store), not the speed-up; torch runs one
-thread per worker, so the local run does too. On a multi-GPU machine, `--device cuda` with Ray
+thread per worker, so the local run does too. "after load" leaves out the slowest worker's
+model load (its torch import included): what the Ray path costs per cell once the actors are up.
+On a multi-GPU machine, `--device cuda` with Ray
 gives images per second per GPU.
 """
 
@@ -42,7 +44,7 @@ def make_experiment(db: Path, model: str, seeds: int, steps: int, size: int) -> 
                           model=model)
 
 
-def time_local(db: Path, model: str, batch: int) -> float:
+def time_local(db: Path, model: str, batch: int) -> tuple[float, float]:
     import torch
 
     from promptkit.engine import Engine, EngineOptions, PipelineCache
@@ -54,20 +56,20 @@ def time_local(db: Path, model: str, batch: int) -> float:
     engine = Engine.get(model, EngineOptions(device="cpu"), cache=PipelineCache())
     with Library(db) as lib:
         run_experiment(lib, engine, "e", batch_size=batch)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, engine.load_seconds
 
 
-def time_ray(db: Path, workers: int, batch: int) -> float:
+def time_ray(db: Path, workers: int, batch: int) -> tuple[float, float]:
     from promptkit.library import Library
     from promptkit.sweeps.ray_runner import run_on_ray
 
     started = time.perf_counter()
     with Library(db) as lib:
-        run_on_ray(lib, "e", workers=workers, batch_size=batch, engine_options={"device": "cpu"})
-    return time.perf_counter() - started
+        outcome = run_on_ray(lib, "e", workers=workers, batch_size=batch, engine_options={"device": "cpu"})
+    return time.perf_counter() - started, outcome["load_seconds"]
 
 
-def time_accelerate(db: Path, batch: int, processes: int = 2) -> float:
+def time_accelerate(db: Path, batch: int, processes: int = 2) -> tuple[float, None]:
     env = {**os.environ, "PROMPTKIT_DB": str(db),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
@@ -75,7 +77,7 @@ def time_accelerate(db: Path, batch: int, processes: int = 2) -> float:
                "ab", "run", "e", "--batch-size", str(batch), "--device", "cpu", "-q"]
     started = time.perf_counter()
     subprocess.run(command, env=env, check=True, capture_output=True)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, None  # the processes' load time is not reported back
 
 
 def _write_rows(db: str, start: int, count: int, out) -> None:
@@ -141,9 +143,14 @@ def main() -> None:
         ray.shutdown()
     if not args.no_accelerate:
         rows.append(("accelerate, 2 processes", time_accelerate(library("accelerate"), args.batch)))
-    local_rate = cells / rows[0][1]
-    table = [{"run": name, "seconds": round(seconds, 2), "cells_per_s": round(cells / seconds, 3),
-              "ratio_vs_local": round(cells / seconds / local_rate, 3)} for name, seconds in rows]
+    local_rate, local_warm = cells / rows[0][1][0], cells / (rows[0][1][0] - rows[0][1][1])
+    table = []
+    for name, (seconds, load) in rows:
+        warm = None if load is None else cells / (seconds - load)  # after the slowest worker's model load
+        table.append({"run": name, "seconds": round(seconds, 2), "cells_per_s": round(cells / seconds, 3),
+                      "ratio_vs_local": round(cells / seconds / local_rate, 3),
+                      "cells_per_s_after_load": None if warm is None else round(warm, 3),
+                      "ratio_after_load": None if warm is None else round(warm / local_warm, 3)})
     writes_db = work / "local" / "library.db"
     writes = {f"{n} writer{'s' if n > 1 else ''}": round(1000 * time_writers(writes_db, n, 200), 2) for n in (1, 2)}
     if args.json:
@@ -151,9 +158,12 @@ def main() -> None:
         return
     print(f"{cells} cells (2 variants x {args.seeds} seeds, {args.steps} steps, {args.size} px, batch {args.batch}), "
           f"cold starts included")
-    print(f"{'run':<28}{'seconds':>10}{'cells/s':>10}{'vs local':>10}")
+    print(f"{'run':<28}{'seconds':>10}{'cells/s':>10}{'vs local':>10}{'after load':>12}{'vs local':>10}")
     for row in table:
-        print(f"{row['run']:<28}{row['seconds']:>10.2f}{row['cells_per_s']:>10.3f}{row['ratio_vs_local']:>10.3f}")
+        after = "n/a" if row["cells_per_s_after_load"] is None else f"{row['cells_per_s_after_load']:.3f}"
+        ratio = "n/a" if row["ratio_after_load"] is None else f"{row['ratio_after_load']:.3f}"
+        print(f"{row['run']:<28}{row['seconds']:>10.2f}{row['cells_per_s']:>10.3f}{row['ratio_vs_local']:>10.3f}"
+              f"{after:>12}{ratio:>10}")
     print("ms per row written (PNG file + BEGIN IMMEDIATE insert), 200 rows: "
           + ", ".join(f"{k}: {v}" for k, v in writes.items()))
 
