@@ -122,8 +122,11 @@ def run_on_ray(library, name: str, *, address: str | None = None, workers: int |
         return outcome_dict([], [], False, {}, 0.0, "ray")
     started_ray = _connect(ray, address)
     try:
-        from ray.data import DataContext
+        import logging
 
+        from ray.data import ActorPoolStrategy, DataContext
+
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # the progress is ours: cells done of total
         context = DataContext.get_current()
         context.enable_progress_bars = False
         resources = ray.cluster_resources()
@@ -135,7 +138,8 @@ def run_on_ray(library, name: str, *, address: str | None = None, workers: int |
         made = _dataset(ray, plan).map_batches(
             CellMaker, fn_constructor_kwargs={"variants": plan.variants, "batches": plan.batches,
                                               "engine_options": dict(engine_options or {}), "profile": profile},
-            batch_size=plan.batch_size, concurrency=workers, num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
+            batch_size=plan.batch_size, compute=ActorPoolStrategy(size=workers), num_gpus=1 if gpus else 0,
+            num_cpus=0 if gpus else 1,
             batch_format="numpy")
         try:
             outcome = _collect(library, plan, made, progress, f"ray ({workers} {'GPU' if gpus else 'CPU'} workers)")
