@@ -1,7 +1,8 @@
 """Sweeps past one process: `ab run --ray` (a two-worker local Ray cluster, CPU actors) and
 `accelerate launch -m promptkit ab run` (two processes) fill a 2-variant × 8-seed experiment on
 the tiny model with the bytes of a local run of the same batches; a Ray worker killed mid-run
-leaves a library that `doctor` finds clean and a re-run completes, one row per cell.
+and the driver stopped leave a library that `doctor` finds clean, and a re-run completes it with
+one row per cell and the bytes of a local re-run from the same point.
 
 On a CPU, torch's float results depend on its thread count; Ray's CPU actors and the processes of
 `accelerate launch` run one thread each, so the local run they are compared with does too.
@@ -129,7 +130,8 @@ def _kill_one_worker() -> int:
     raise AssertionError("no CellMaker actor process found")
 
 
-def test_ray_worker_killed_driver_stopped_then_rerun(ray_cluster, isolated_library, tiny_model, local_bytes):
+def test_ray_worker_killed_driver_stopped_then_rerun(ray_cluster, isolated_library, tiny_model, tiny_engine,
+                                                    local_bytes):
     """Two CPU actors; one is SIGKILLed after 3 cells (Ray restarts it and retries its batch), the
     driver stops after 8; `ab run --ray` (its own local cluster) makes the other 8: the local bytes, one
     row per cell, and `doctor` finds nothing wrong."""
@@ -153,8 +155,13 @@ def test_ray_worker_killed_driver_stopped_then_rerun(ray_cluster, isolated_libra
             pass
         except Exception as exc:  # noqa: BLE001 - Ray gave up on the killed worker's batch: the re-run makes it
             print(f"the run stopped with its killed worker: {type(exc).__name__}")
-    made = len(cell_bytes(isolated_library))
+    first = cell_bytes(isolated_library)
+    made = len(first)
     assert killed and seen[0][1] == 16 and made == len(seen) and 3 <= made <= 8
+    assert all(local_bytes[cell] == sha for cell, sha in first.items())  # made in the planned batches
+    # A re-run batches the cells still missing, as a local re-run does: its bytes are those of a local
+    # re-run from the same point (a batch the driver had half written is made again in other company).
+    resumed = _local_resume(isolated_library, tiny_engine)
     ray_cluster.shutdown()  # the dead driver's local cluster goes with it
     result = CliRunner().invoke(main, ["ab", "run", "e", "--batch-size", str(BATCH), "--device", "cpu", "--json",
                                        "--workers", "2", "--ray"], catch_exceptions=False)
@@ -162,7 +169,28 @@ def test_ray_worker_killed_driver_stopped_then_rerun(ray_cluster, isolated_libra
     assert len(json.loads(result.output)) == 16 - made
     doctor = CliRunner().invoke(main, ["doctor"], catch_exceptions=False)
     assert doctor.exit_code == 0, doctor.output
-    assert cell_bytes(isolated_library) == local_bytes
+    assert cell_bytes(isolated_library) == resumed
+
+
+def _local_resume(db: Path, engine) -> dict[tuple[str, int], str]:
+    """The cells a local run (batch size 3, one torch thread) makes from a copy of DB."""
+    import torch
+
+    from conftest import _copy_library
+    from promptkit.experiments import run_experiment
+    from promptkit.library import Library
+
+    copy = db.parent / "resume" / "library.db"
+    copy.parent.mkdir()
+    _copy_library(db, copy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with Library(copy) as lib:
+            run_experiment(lib, engine, "e", batch_size=BATCH)
+    finally:
+        torch.set_num_threads(threads)
+    return cell_bytes(copy)
 
 
 def _free_port() -> int:

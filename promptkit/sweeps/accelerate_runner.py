@@ -131,10 +131,12 @@ def _make_share(library, plan, name: str, share: dict[str, list[int]], options: 
     rows = sum(len(seeds) for seeds in share.values())
     if not rows:
         return {"notes": [], "interrupted": False, "timings": {}, "load_seconds": 0.0}, 0
-    from ..engine import Engine, EngineOptions
+    from ..engine.backend import EngineOptions
     from ..experiments import run_experiment
+    from ..plugins.manager import load_backend
 
-    engine = Engine.get(plan.model, EngineOptions(**options))
+    engine = load_backend(plan.model or next(v.model for v in plan.variants if share[v.label]),
+                          EngineOptions(**options))
     outcome = run_experiment(library, engine, name, batch_size=plan.batch_size, profile=profile, lora_dir=lora_dir,
                              only=share)
     return {"notes": outcome.notes, "interrupted": outcome.interrupted, "timings": outcome.timings,

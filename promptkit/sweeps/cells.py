@@ -119,8 +119,13 @@ def make_batch(engine, variant: VariantPlan, seeds: list[int], profile: bool = F
     from ..generation import _denoise, check_lora_tags, generation_record, image_flags
     from ..pnginfo import encode_png
 
+    from ..families import check_family_extra
+
     job = job_of(variant, seeds, len(seeds))
+    if hasattr(engine, "resolve_params"):  # a flow-matching family resolves its sampler, as run_job does
+        job.params = engine.resolve_params(job.params)
     check_lora_tags(job.prompt["positive"], job.params.extra)
+    check_family_extra(getattr(engine, "family", None), job.params.extra, engine.model)
     engine.check_request(job.params.extra)
     engine_info, notes, made = engine.describe(), [], []
     for sub_batch, result in _denoise(engine, job, seeds, profile, notes, variant.inputs):

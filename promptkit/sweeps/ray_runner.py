@@ -43,13 +43,15 @@ class CellMaker:
     """
 
     def __init__(self, variants, batches, engine_options: dict[str, Any], profile: bool = False) -> None:
-        from ..engine import Engine, EngineOptions
+        from ..engine.backend import EngineOptions
         from ..engine.cache import PipelineCache
+        from ..plugins.manager import load_backend
 
         started = time.perf_counter()
         self.variants, self.batches, self.profile = variants, batches, profile
         cache, options = PipelineCache(), EngineOptions(**engine_options)
-        self.engines = {model: Engine.get(model, options, cache=cache)
+        # Each model's backend (SD, a flow-matching family, a plugin's), as the local worker loads it.
+        self.engines = {model: load_backend(model, options, cache=cache)
                         for model in dict.fromkeys(v.model for v in variants)}
         self.load_seconds = time.perf_counter() - started
 
