@@ -14,6 +14,7 @@ from .options import (lazy_module, ProgressBar, batch_size_option, emit, engine_
 
 service = lazy_module("promptkit.service.experiments")
 scores_service = lazy_module("promptkit.service.scores")
+sweeps = lazy_module("promptkit.sweeps.service")
 
 
 @click.group()
@@ -81,25 +82,44 @@ def ab_xy(ctx, name, prompt_ref, x_axis, y_axis, seeds, steps, cfg, sampler, wid
 @quiet_option
 @click.option("--profile", is_flag=True, help="Print where the time went.")
 @no_engine_option
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Make the cells on Ray actors (one GPU each, else one CPU); ADDRESS joins a running cluster "
+                   "(auto, HOST:6379, ray://HOST:10001), without it Ray starts here. Needs promptkit[ray].")
+@click.option("--workers", type=int, default=None, help="With --ray: actors at once (default: one per GPU, else 1).")
+@click.option("--accelerate", "use_accelerate", is_flag=True,
+              help="Split the cells between the processes of `accelerate launch -m promptkit ab run NAME` "
+                   "(implied under accelerate launch).")
 @json_option
 @click.pass_context
-def ab_run(ctx, name, model, lora_dir, batch_size, quiet, profile, no_engine, as_json, **engine_flags) -> None:
+def ab_run(ctx, name, model, lora_dir, batch_size, quiet, profile, no_engine, ray_address, workers, use_accelerate,
+           as_json, **engine_flags) -> None:
     """Generate every missing (variant, seed) cell; safe to re-run after an interruption.
 
     `<lora:NAME:SCALE>` tags in a variant's prompt are resolved as `generate` resolves them.
-    Runs on the warm engine (`promptkit worker start`) when one is up, else in this process.
+    Runs on the warm engine (`promptkit worker start`) when one is up, else in this process;
+    with --ray on a Ray cluster, under `accelerate launch` on the GPUs of this machine.
     """
     from ..params import parse_batch_size
 
+    how = sweeps.wanted(ray_address, use_accelerate, workers)
     batch_size = parse_batch_size(batch_size)
     with open_library(ctx) as lib:
         spec, todo = service.run_job_spec(lib, name, model=model, lora_dir=lora_dir, batch_size=batch_size,
                                           engine_options=engine_options_dict(**engine_flags), profile=profile)
     if spec is None:
-        emit([], as_json, f"experiment {name!r} is complete: nothing to generate")
+        if sweeps.main_process():
+            emit([], as_json, f"experiment {name!r} is complete: nothing to generate")
         return
     with saved_on_abort(ctx, f"run `promptkit ab run {name}` again to finish"), ProgressBar(quiet) as bar:
-        result = service.run_spec(spec, bar, use_engine=not no_engine)
+        if how:
+            with open_library(ctx) as lib:
+                result, show = sweeps.run_sweep(lib, name, how, ray_address=ray_address, workers=workers, model=model,
+                                                lora_dir=lora_dir, batch_size=batch_size, profile=profile,
+                                                engine_options=engine_options_dict(**engine_flags), progress=bar)
+            if not show:
+                return
+        else:
+            result = service.run_spec(spec, bar, use_engine=not no_engine)
     emit(result["generations"], as_json, f"generated {len(result['generations'])} of {todo} missing images "
                                          f"for {name!r}")
     report_outcome(result, profile)

@@ -112,13 +112,16 @@ def variant_job_params(experiment: dict[str, Any], variant: dict[str, Any],
 
 def run_experiment(library: Library, engine, name: str, batch_size: int | None = 4,
                    progress: Progress | None = None, profile: bool = False,
-                   lora_dir: str | None = None) -> JobOutcome:
+                   lora_dir: str | None = None, only: dict[str, list[int]] | None = None) -> JobOutcome:
     """Generate every missing (variant, seed) cell; an interrupted run resumes where it stopped.
 
     LoRA tags in a variant's prompt are resolved in LORA_DIR (else the folder `ab new` recorded).
+    ONLY ({label: seeds}, as `missing_cells` gives them) makes just those cells: one process's share
+    of a sweep (promptkit.sweeps.accelerate_runner).
     """
     experiment = get_experiment(library, name)
-    todo = missing_cells(library, experiment)
+    todo = missing_cells(library, experiment) if only is None else {
+        v["label"]: list(only.get(v["label"]) or []) for v in experiment["variants"]}
     outcome = JobOutcome()
     # Every variant is planned and checked against its model before any image is made: its LoRA
     # tags resolve, and one that cannot run (a refiner on an SD 1.x base, say) must not leave the
