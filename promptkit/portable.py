@@ -337,11 +337,19 @@ PROMPT_KEY = ("positive", "negative", "template", "template_digest", "fields", "
 EXPERIMENT_KEY = ("name", "seeds", "params", "model", "created_at")
 RATING_KEY = ("generation_id", "stars", "note", "created_at")
 VOTE_KEY = ("experiment_id", "seed", "left_generation_id", "right_generation_id", "winner_generation_id",
-            "created_at")
+            "created_at", "rater")
 
 
 def _key(row: dict[str, Any], columns: Iterable[str]) -> tuple:
     return tuple(row.get(c) for c in columns)
+
+
+def _vote_key(row: dict[str, Any]) -> tuple:
+    """A vote's identity, its rater's included: an export from before m008 has none, so its votes are the
+    one local person's (DEFAULT_RATER), as m008 made them."""
+    from .library.votes import DEFAULT_RATER
+
+    return _key(dict(row, rater=row.get("rater") or DEFAULT_RATER), VOTE_KEY)
 
 
 def read_export(folder: str | os.PathLike) -> ExportFolder:
@@ -488,13 +496,13 @@ class _MergeRows:
             else:
                 self._insert("ratings", new)
 
-        existing_votes = self._existing("votes", lambda r: _key(r, VOTE_KEY))
+        existing_votes = self._existing("votes", _vote_key)
         for row in tables["votes"]:
             new = dict(row, experiment_id=self.experiment_ids[row["experiment_id"]],
                        left_generation_id=gen(row["left_generation_id"]),
                        right_generation_id=gen(row["right_generation_id"]),
                        winner_generation_id=gen(row.get("winner_generation_id")))
-            if _key(new, VOTE_KEY) in existing_votes:
+            if _vote_key(new) in existing_votes:
                 self.summary["present"]["votes"] += 1
             else:
                 self._insert("votes", new)

@@ -232,3 +232,26 @@ def test_empty_folder_is_a_fine_export_target(populated_library, tmp_path):
         summary = import_library(lib, target)
     assert summary["added"]["generations"] == 6
     shutil.rmtree(target)
+
+
+def test_two_raters_identical_votes_both_travel(populated_library, tmp_path):
+    """A second rater's vote identical to one already imported (same pair, winner and moment) is a new vote:
+    importing it adds it, and importing again adds nothing."""
+    other = tmp_path / "other.db"
+    assert json.loads(cli("import", str(_export(tmp_path / "first")), "--json", db=other).output)["added"]["votes"] == 2
+    with Library(populated_library) as lib, lib.write():
+        vote = next(lib.db.query("SELECT * FROM votes ORDER BY id LIMIT 1"))
+        vote.pop("id")
+        lib.db["votes"].insert(dict(vote, rater="bo"))
+    export = _export(tmp_path / "second")
+    summary = json.loads(cli("import", str(export), "--json", db=other).output)
+    assert summary["added"]["votes"] == 1 and summary["present"]["votes"] == 2
+    with Library(other) as lib:
+        assert sorted(r["rater"] for r in lib.db.query("SELECT rater FROM votes")) == ["bo", "me", "me"]
+    again = json.loads(cli("import", str(export), "--json", db=other).output)
+    assert again["added"]["votes"] == 0 and again["present"]["votes"] == 3
+
+
+def _export(folder: Path) -> Path:
+    assert json.loads(cli("export", str(folder), "--json").output)["counts"]["votes"] >= 2
+    return folder

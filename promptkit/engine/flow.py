@@ -24,7 +24,7 @@ from ..inputs.models import model_fingerprint
 from ..inputs.request import RunInputs
 from ..params import DEFAULT_SAMPLER, GenerationParams
 from .backend import BatchResult, EngineOptions
-from .loading import (approximate_loading, load_flow_pipeline, pick_device, pick_dtype, prepare_pipeline,
+from .loading import (DeviceMemory, approximate_loading, load_flow_pipeline, pick_device, pick_dtype, prepare_pipeline,
                       transformer_file_family)
 from .stable_diffusion import DEFAULT_STRENGTH, Engine, generation_mode
 
@@ -104,7 +104,7 @@ def _hub_family(model: str) -> str | None:
         return None
 
 
-class FlowEngine:
+class FlowEngine(DeviceMemory):
     """A loaded flow-matching pipeline and the way promptkit runs batches on it (a `Backend`)."""
 
     def __init__(self, model: str, options: EngineOptions | None = None) -> None:
@@ -364,16 +364,6 @@ class FlowEngine:
         self._adapters.clear()
         self._lora_state = ()
 
-    @staticmethod
-    def is_out_of_memory(exc: BaseException) -> bool:
-        return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-    def free_memory(self) -> None:
-        import gc
-
-        gc.collect()
-        if self.device.startswith("cuda"):
-            torch.cuda.empty_cache()
 
 
 __all__ = ["DEFAULT_STRENGTH", "FLOW_SAMPLERS", "FlowEngine", "flow_family", "negative_ignored", "strip_weights"]

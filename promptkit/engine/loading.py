@@ -16,6 +16,23 @@ from ..inputs.models import check_model_ref
 from .backend import EngineOptions
 
 
+class DeviceMemory:
+    """Out-of-memory detection and freeing, shared by the engines (`self.device` names the torch device)."""
+
+    device: str
+
+    @staticmethod
+    def is_out_of_memory(exc: BaseException) -> bool:
+        return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+    def free_memory(self) -> None:
+        import gc
+
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
 def pick_device(requested: str | None) -> str:
     if requested:
         if requested not in ("cuda", "mps", "cpu") and not requested.startswith("cuda:"):

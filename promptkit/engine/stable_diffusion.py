@@ -19,7 +19,7 @@ from ..params import SAMPLERS, GenerationParams
 from ..weighting import parse_attention, strip_lora_tags
 from .backend import BatchResult, EngineOptions
 from .encoding import PromptEncoder
-from .loading import _load, load_controlnet, load_refiner, pick_device, pick_dtype, prepare_pipeline
+from .loading import DeviceMemory, _load, load_controlnet, load_refiner, pick_device, pick_dtype, prepare_pipeline
 from .lora import LoraAdapters
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def generation_mode(extra: dict[str, Any]) -> str:
     return "txt2img"
 
 
-class Engine:
+class Engine(DeviceMemory):
     """A loaded diffusers pipeline and the way promptkit runs batches on it (a `Backend`).
 
     One set of weights serves every mode: img2img, inpainting and ControlNet pipelines are made
@@ -379,13 +379,3 @@ class Engine:
         if wanted and self.device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    @staticmethod
-    def is_out_of_memory(exc: BaseException) -> bool:
-        return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-    def free_memory(self) -> None:
-        import gc
-
-        gc.collect()
-        if self.device.startswith("cuda"):
-            torch.cuda.empty_cache()
