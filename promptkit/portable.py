@@ -7,7 +7,8 @@ An export folder holds:
   and for each table its file, columns, JSON-text columns and the file's sha256;
 - one JSON-lines file per table (`prompts.jsonl`, `generations.jsonl`, ...), one row per line,
   every column exactly as stored (JSON-text columns stay text, so nothing is re-encoded);
-- `images/<sha256>.png`, one file per distinct image;
+- `images/<sha256>.png`, one file per distinct image (`.jpg` or `.webp` for a JPEG or WebP
+  imported from another tool, kept byte for byte);
 - `loras/<sha256>.safetensors`, one file per distinct LoRA the library keeps a copy of (only
   when there is one: such an export is format version 2, which older promptkits refuse rather
   than import generations without their LoRA files).
@@ -29,6 +30,7 @@ from . import __version__
 from .errors import LibraryProblem
 from .hashing import file_sha256
 from .library import Library, migration_names, utc_now
+from .library.files import existing_image_file, image_suffix
 from .library import schema_columns as library_schema_columns
 
 FORMAT_NAME = "promptkit-export"
@@ -77,7 +79,7 @@ def export_library(lib: Library, folder: str | os.PathLike) -> dict[str, Any]:
             "exported_at": utc_now(),
             "counts": {name: len(rows) for name, rows in tables.items()} | {"images": images["count"]},
             "tables": {},
-            "images": {"folder": "images", "naming": "<sha256>.png", **images},
+            "images": {"folder": "images", "naming": "<sha256>.png (.jpg, .webp: imported JPEG/WebP)", **images},
         }
         if loras["count"]:
             manifest["counts"]["loras"] = loras["count"]
@@ -145,7 +147,7 @@ def _copy_images(lib: Library, generations: list[dict[str, Any]], owners: list[t
         if hashlib.sha256(data).hexdigest() != sha:
             raise LibraryProblem(f"cannot export: image of {owner} ({source}) does not match its "
                                  "sha256; run `promptkit doctor`")
-        _write_synced(folder / f"{sha}.png", data)
+        _write_synced(folder / f"{sha}{image_suffix(data)}", data)
         done.add(sha)
         total += len(data)
     return {"count": len(done), "bytes": total}
@@ -311,7 +313,7 @@ class ExportFolder:
                 raise self._problem(path, f"{what} content has sha256 {actual}, not the {sha} its name says")
 
     def image_file(self, sha: str) -> Path:
-        return self.folder / "images" / f"{sha}.png"
+        return existing_image_file(lambda suffix: self.folder / "images" / f"{sha}{suffix}", sha)
 
     def lora_file(self, sha: str) -> Path:
         return self.folder / "loras" / f"{sha}.safetensors"

@@ -1,7 +1,9 @@
 """Each tool's format, written from its published layout, reads back exactly; a mixed folder imports
 with the right count per tool; a second run adds nothing; reproduce re-runs or says why not."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -254,3 +256,45 @@ def test_sdnext_and_a_promptkit_png_from_another_library():
     assert (image.tool, image.positive, image.negative) == ("promptkit", "a glass lighthouse", "fog")
     assert image.settings == {"seed": 4, "steps": 3, "sampler": "Euler", "cfg": 6.0, "width": 64, "height": 64,
                               "model": "tiny-sd"}
+
+
+def test_jpeg_and_webp_keep_their_format_in_the_store_on_the_page_and_through_export(isolated_library, tmp_path):
+    """An imported JPEG is stored as <sha>.jpg (a WebP as .webp), served as image/jpeg, exported and
+    imported under that name, and doctor finds nothing wrong."""
+    from fastapi.testclient import TestClient
+
+    from promptkit.web import create_app
+
+    folder = tmp_path / "in"
+    s.write(folder / "a.jpg", s.exif_image(s.A1111_TEXT))
+    s.write(folder / "b.webp", s.exif_image(s.A1111_TEXT.replace("Seed: 1234567890", "Seed: 5"), fmt="WEBP"))
+    s.write(folder / "c.png", s.png_bytes({"parameters": s.A1111_TEXT}))
+    assert CliRunner().invoke(main, ["import-images", str(folder)]).exit_code == 0
+    with Library(isolated_library) as lib:
+        gens = {Path(lib.image_path(g)).suffix: g for g in lib.db["generations"].rows}
+        assert set(gens) == {".jpg", ".webp", ".png"}
+        for suffix, gen in gens.items():
+            assert lib.image_path(gen) == lib.image_file(gen["image_sha256"]) == \
+                lib.generation_image(gen["id"])
+        jpeg_id = gens[".jpg"]["id"]
+    with TestClient(create_app(isolated_library), base_url="http://127.0.0.1:8765",
+                    headers={"Sec-Fetch-Site": "same-origin"}) as client:
+        served = {suffix: client.get(f"/images/{gen['id']}") for suffix, gen in gens.items()}
+        assert {suffix: r.headers["content-type"] for suffix, r in served.items()} == \
+            {".jpg": "image/jpeg", ".webp": "image/webp", ".png": "image/png"}
+        assert served[".jpg"].content == (folder / "a.jpg").read_bytes()
+        assert client.get(f"/images/{jpeg_id}/thumb").headers["content-type"] == "image/jpeg"
+    assert CliRunner().invoke(main, ["doctor"]).exit_code == 0
+
+    export = tmp_path / "export"
+    assert CliRunner().invoke(main, ["export", str(export)]).exit_code == 0
+    assert sorted(p.suffix for p in (export / "images").iterdir()) == [".jpg", ".png", ".webp"]
+    other = tmp_path / "other.db"
+    result = CliRunner().invoke(main, ["--db", str(other), "import", str(export), "--json"])
+    assert result.exit_code == 0, result.output
+    originals = {hashlib.sha256(f.read_bytes()).hexdigest(): f.suffix for f in folder.iterdir()}
+    with Library(other) as lib:
+        copied = {gen["image_sha256"]: lib.image_path(gen) for gen in lib.db["generations"].rows}
+    assert {sha: file.suffix for sha, file in copied.items()} == originals
+    assert all(hashlib.sha256(file.read_bytes()).hexdigest() == sha for sha, file in copied.items())
+    assert CliRunner().invoke(main, ["--db", str(other), "doctor"]).exit_code == 0

@@ -1,5 +1,8 @@
-"""The library's content-addressed file store: PNGs and LoRA copies kept under their sha256
-in `<dbstem>-images/`, each written whole or not at all (temp file, fsync, rename, fsync folder)."""
+"""The library's content-addressed file store: images and LoRA copies kept under their sha256
+in `<dbstem>-images/`, each written whole or not at all (temp file, fsync, rename, fsync folder).
+
+promptkit writes PNGs; an image imported from another tool keeps its bytes, so a JPEG or WebP is
+stored as `<sha256>.jpg` / `<sha256>.webp` (its suffix says what it is)."""
 
 from __future__ import annotations
 
@@ -20,9 +23,33 @@ def images_dir_for(db_path: Path) -> Path:
     return db_path.with_name(f"{db_path.stem}-images")
 
 
-def image_file_in(images_dir: Path, sha256: str) -> Path:
-    """Where a PNG with this sha256 lives under IMAGES_DIR."""
-    return images_dir / sha256[:2] / f"{sha256}.png"
+# The formats the store keeps, by their first bytes; PNG is what promptkit writes.
+IMAGE_SUFFIXES = (".png", ".jpg", ".webp")
+MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp"}
+
+
+def image_suffix(data: bytes) -> str:
+    """`.jpg` for JPEG bytes, `.webp` for WebP, else `.png`."""
+    if data[:3] == b"\xff\xd8\xff":
+        return ".jpg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return ".png"
+
+
+def image_file_in(images_dir: Path, sha256: str, suffix: str = ".png") -> Path:
+    """Where an image with this sha256 (and SUFFIX) lives under IMAGES_DIR."""
+    return images_dir / sha256[:2] / f"{sha256}{suffix}"
+
+
+def existing_image_file(folder_of, sha256: str) -> Path:
+    """The stored file for SHA256 whatever its suffix (FOLDER_OF(suffix) names it); the `.png` name when
+    there is none."""
+    for suffix in IMAGE_SUFFIXES[1:]:
+        other = folder_of(suffix)
+        if other.is_file():
+            return other
+    return folder_of(".png")
 
 
 def lora_file_in(images_dir: Path, sha256: str) -> Path:
@@ -63,12 +90,14 @@ class FileStore:
     images_dir: Path
 
     def image_file(self, sha256: str) -> Path:
-        return image_file_in(self.images_dir, sha256)
+        """The stored image SHA256 (`.png`, or the `.jpg`/`.webp` an import kept); the `.png` name if absent."""
+        return existing_image_file(lambda suffix: image_file_in(self.images_dir, sha256, suffix), sha256)
 
     def store_image(self, png: bytes) -> tuple[str, Path]:
-        """Write PNG bytes under their sha256, atomically (temp file, fsync, rename, fsync folder)."""
+        """Write image bytes (PNG, or an imported JPEG/WebP) under their sha256 and the suffix of their
+        format, atomically (temp file, fsync, rename, fsync folder)."""
         sha = hashlib.sha256(png).hexdigest()
-        final = self.image_file(sha)
+        final = image_file_in(self.images_dir, sha, image_suffix(png))
         if final.is_file() and final.stat().st_size == len(png):
             # Fresh mtime: `doctor --fix` leaves young files alone, and this one is about to get a row.
             os.utime(final)
@@ -107,12 +136,12 @@ class FileStore:
         return final
 
     def stored_image(self, sha256: object) -> Path | None:
-        """The PNG stored under SHA256 if it is a well-formed sha256 and the file is there."""
+        """The image stored under SHA256 if it is a well-formed sha256 and the file is there."""
         file = self.image_file(sha256) if isinstance(sha256, str) and SHA256_HEX.fullmatch(sha256) else None
         return file if file is not None and file.is_file() else None
 
     def image_path(self, generation: dict) -> Path:
-        """Absolute path of a generation's PNG (stored relative to the library's folder)."""
+        """Absolute path of a generation's image (stored relative to the library's folder)."""
         return (self.path.parent / generation["image_path"]).resolve()
 
     def relative_image_path(self, file: Path) -> str:

@@ -169,7 +169,7 @@ class GenerationRows:
         return self._row_by_id("ratings", rating_id, "rating")
 
     def generation_image(self, generation_id: int) -> Path:
-        """A generation's PNG, found by its sha256 inside the images folder. The review page serves
+        """A generation's image (a PNG; an imported JPEG or WebP), found by its sha256 inside the images folder. The review page serves
         images by id through this, so no path stored in a row can point it at another file."""
         file = self.stored_image(self.get_generation(generation_id)["image_sha256"])
         if file is None:
@@ -180,4 +180,5 @@ class GenerationRows:
         """The AUTOMATIC1111 `parameters` text stored in a generation's PNG (None if it has none)."""
         from ..pnginfo import PARAMETERS_KEY, read_png_text
 
-        return read_png_text(self.generation_image(generation_id)).get(PARAMETERS_KEY)
+        file = self.generation_image(generation_id)
+        return read_png_text(file).get(PARAMETERS_KEY) if file.suffix == ".png" else None

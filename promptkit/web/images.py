@@ -33,9 +33,13 @@ def _image_file(request: Request, generation_id: int) -> Path:
 
 @router.get("/images/{generation_id:int}", response_class=FileResponse)
 def image(request: Request, generation_id: int) -> Response:
-    """A generation's PNG, found by id (never by a path from the request)."""
+    """A generation's image, found by id (never by a path from the request): a PNG, or the JPEG or
+    WebP an import kept."""
+    from ..library.files import MEDIA_TYPES
+
     file = _image_file(request, generation_id)
-    return FileResponse(file, media_type="image/png", headers=_cache_headers(request, file.stem))
+    return FileResponse(file, media_type=MEDIA_TYPES.get(file.suffix, "image/png"),
+                        headers=_cache_headers(request, file.stem))
 
 
 @router.get("/images/{generation_id:int}/thumb", response_class=Response)
