@@ -28,7 +28,7 @@ from .errors import PromptkitError  # noqa: E402
 # name -> the service module that holds it
 _API = {
     "open_library": "maintenance", "export_library": "maintenance", "import_library": "maintenance",
-    "import_pngs": "maintenance", "check_library": "maintenance",
+    "check_library": "maintenance",
     "build_prompt": "prompts", "rate": "prompts", "search": "prompts", "show_prompt": "prompts",
     "list_prompts": "prompts", "delete_prompt": "prompts", "history": "prompts", "BuiltPrompt": "prompts",
     "generate": "generation", "reproduce": "generation", "iterate": "generation",
@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time each name loads 
     from .service.generation import generate, iterate, reproduce
     from .service.matrix import expand_wildcards, matrix_effects, new_matrix_experiment, new_wildcard_experiment
     from .service.importing import import_images, import_presets
-    from .service.maintenance import check_library, export_library, import_library, import_pngs, open_library
+    from .service.maintenance import check_library, export_library, import_library, open_library
     from .service.prompts import (BuiltPrompt, build_prompt, delete_prompt, history, list_prompts, rate, search,
                                   show_prompt)
     from .service.scores import experiment_judges, list_judges, score

@@ -275,7 +275,7 @@ class _Call:
 
     def prompt_row(self) -> dict[str, Any]:
         """The saved prompt with exactly this text (from any template), else a new one with template `tracked`."""
-        from .pngimport import IMPORTED_TEMPLATE
+        from .service.importing import IMPORTED_TEMPLATE
         from .templates import Fields, PromptBuilder
 
         library = self.tracked.library

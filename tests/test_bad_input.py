@@ -25,6 +25,7 @@ COMMANDS = [
     ["export", "{tmp}/export-out"],
     ["import", "{tmp}/good-export"],
     ["import-png", "{tmp}/good.png"],
+    ["import-images", "{tmp}/good.png"],
     ["generate", "1", "--model", "{tmp}/no-model-needed"],
 ]
 

@@ -1,4 +1,5 @@
-"""import-png: AUTOMATIC1111 / Civitai PNGs and promptkit's own, duplicates skipped, bad files refused."""
+"""import-png, the old name of import-images: the same command; promptkit's own PNGs keep their
+template and fields; A1111 LoRA, ControlNet and refiner keys; a generated PNG round-trips."""
 
 import json
 from pathlib import Path
@@ -35,91 +36,73 @@ def run(*args):
     return CliRunner().invoke(main, list(args))
 
 
-def test_a1111_png_becomes_a_prompt_with_its_settings(isolated_library, tmp_path):
-    png = write_png(tmp_path / "castle.png", A1111_TEXT)
-    result = run("import-png", str(png), "--json")
+def imported(*args) -> dict:
+    result = run(*args, "--json")
     assert result.exit_code == 0, result.output
-    (added,) = json.loads(result.output)
-    assert added["status"] == "added" and added["source"] == "a1111"
+    return json.loads(result.output)
+
+
+def test_import_png_is_import_images(isolated_library, tmp_path):
+    assert "import-images" in run("import-png", "--help").output
+    assert "Alias of import-images" in run("--help").output
+    png = write_png(tmp_path / "castle.png", A1111_TEXT)
+    report = imported("import-png", str(png))
+    assert report["counts"]["imported"] == 1 and report["by_tool"]["a1111"]["imported"] == 1
     with Library(isolated_library) as lib:
-        prompt = lib.get_prompt(added["prompt_id"])
-    assert prompt["template"] == "imported" and prompt["template_digest"] == ""
+        gen = lib.get_generation(report["files"][0]["generation_id"])
+        prompt = lib.get_prompt(gen["prompt_id"])
     assert prompt["positive"] == "a castle on a hill, (masterpiece:1.2), <lora:detail:0.6>\nBREAK golden hour"
-    assert prompt["negative"] == "blurry, lowres"
-    assert prompt["fields"]["subject"] == prompt["positive"]
-    assert prompt["fields"]["negative"] == ["blurry, lowres"]
-    settings = prompt["fields"]["imported"]["settings"]
-    assert settings["RNG"] == "NV" and settings["Seed"] == "12345" and settings["Schedule type"] == "Karras"
-    assert prompt["fields"]["imported"]["parameters"] == A1111_TEXT
-    assert prompt["notes"].startswith("imported from castle.png: Steps: 28, Sampler: DPM++ 2M")
-    assert "RNG: NV" in prompt["notes"]
-    assert prompt["tags"] == ["imported"]
-
-    again = run("import-png", str(png))
-    assert again.exit_code == 0 and "skipped, same prompt as prompt 1" in again.output
-    copy = write_png(tmp_path / "copy.png", A1111_TEXT.replace("Seed: 12345", "Seed: 999"), itxt=True)
-    assert "skipped" in run("import-png", str(copy)).output  # same prompt text, another seed
+    assert prompt["negative"] == "blurry, lowres" and prompt["template"] == "imported"
+    assert (gen["seed"], gen["steps"], gen["cfg"], gen["width"], gen["height"]) == (12345, 28, 6.5, 512, 768)
+    assert gen["source"] == "a1111" and gen["source_metadata"] == json.dumps({"parameters": A1111_TEXT})
+    # the same file again, under either name: nothing added; another seed of the same prompt: a second image
+    assert imported("import-images", str(png))["counts"]["duplicate"] == 1
+    other_seed = write_png(tmp_path / "copy.png", A1111_TEXT.replace("Seed: 12345", "Seed: 999"), itxt=True)
+    assert imported("import-png", str(other_seed))["counts"]["imported"] == 1
     with Library(isolated_library) as lib:
-        assert lib.db["prompts"].count == 1
+        assert lib.db["prompts"].count == 1 and lib.db["generations"].count == 2
 
 
-def test_civitai_unicode_itxt_and_several_files_at_once(isolated_library, tmp_path):
-    one = write_png(tmp_path / "one.png", "château sous la neige ❄\nSteps: 20, Sampler: Euler a, CFG scale: 7, "
-                                          "Seed: 1, Size: 512x512", itxt=True)
-    two = write_png(tmp_path / "two.png", "a fox\nNegative prompt: text\nSteps: 20, Sampler: Euler, CFG scale: 7, "
-                                          "Seed: 2, Size: 512x512")
-    result = run("import-png", str(one), str(two), str(one), "--json")
-    assert [r["status"] for r in json.loads(result.output)] == ["added", "added", "skipped"]
+def test_a_bad_file_is_one_line_and_the_rest_is_imported(isolated_library, tmp_path):
+    good = write_png(tmp_path / "good.png", A1111_TEXT)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(good.read_bytes()[:100])
+    result = run("import-png", str(bad), str(good))
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("skipped")]
+    assert "bad.png" in line and "truncated" in line
     with Library(isolated_library) as lib:
-        assert [p["positive"] for p in lib.list_prompts()] == ["a fox", "château sous la neige ❄"]
-        assert [p["id"] for p in lib.search("château")]
+        assert lib.db["generations"].count == 1
 
 
-def test_promptkit_png_uses_its_own_chunk(populated_library, tmp_path):
+def test_promptkit_png_keeps_its_template_and_fields(populated_library, tmp_path):
     with Library(populated_library) as lib:
         gen = lib.get_generation(3)
         source = lib.get_prompt(gen["prompt_id"])
         png = lib.image_path(gen)
-    # In the library it came from, it is the prompt it was made from.
-    result = json.loads(run("import-png", str(png), "--json").output)
-    assert result == [{"file": str(png), "status": "skipped", "prompt_id": source["id"], "source": "promptkit",
-                       "reason": f"same prompt as prompt {source['id']}"}]
-    # In another library it arrives with its template, digest and fields.
+    # another image with the same promptkit chunk (other pixels)
+    sibling_png = tmp_path / "sibling.png"
+    with Image.open(png) as picture:
+        info = PngInfo()
+        for key, text in picture.text.items():
+            info.add_itxt(key, text)
+        picture.convert("RGB").point(lambda v: 255 - v).save(sibling_png, pnginfo=info)
+    # In the library it came from, it is that generation already.
+    report = imported("import-png", str(png))
+    assert report["files"][0]["status"] == "duplicate" and report["files"][0]["generation_id"] == 3
+    # In another library it arrives with its template, digest and fields, and settings.
     other = tmp_path / "other.db"
-    (added,) = json.loads(run("--db", str(other), "import-png", str(png), "--json").output)
-    assert added["status"] == "added" and added["settings"]["Seed"] == 7 and added["settings"]["RNG"] == "CPU"
+    report = imported("--db", str(other), "import-png", str(png), str(sibling_png))
+    assert report["by_tool"] == {"promptkit": {"imported": 2, "duplicate": 0, "failed": 0, "would_import": 0}}
     with Library(other) as lib:
-        prompt = lib.get_prompt(added["prompt_id"])
+        assert lib.db["prompts"].count == 1  # both images of the prompt belong to one prompt
+        copy = lib.get_generation(report["files"][0]["generation_id"])
+        prompt = lib.get_prompt(copy["prompt_id"])
     for key in ("positive", "negative", "template", "template_digest", "fields"):
-        assert prompt[key] == source[key]
-    assert "Seed: 7" in prompt["notes"]
-
-
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_bytes(b"GIF89a not a png"), "is not a PNG"),
-    (lambda p: p.write_bytes(_a1111_bytes(p)[:-30]), "truncated"),
-    (lambda p: p.write_bytes(_a1111_bytes(p)[:100]), "truncated"),
-    (lambda p: write_png(p), "has no `parameters` text chunk"),
-    (lambda p: write_png(p, "a castle\nSteps: many, Seed: 1, Size: 512x512"), "'Steps' is not a number"),
-    (lambda p: write_png(p, "Negative prompt: only\nSteps: 2, Seed: 1, Size: 8x8"), "has no prompt"),
-    (lambda p: None, "No such file"),
-    (lambda p: p.mkdir(), "bad.png"),
-])
-def test_bad_files_are_one_line_errors_and_import_nothing(isolated_library, tmp_path, make, message):
-    good = write_png(tmp_path / "good.png", A1111_TEXT)
-    bad = tmp_path / "bad.png"
-    make(bad)
-    result = run("import-png", str(good), str(bad))
-    assert result.exit_code != 0
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert message in lines[0] and "bad.png" in lines[0]
-    assert not isolated_library.exists()  # nothing imported; the library was not even created
-
-
-def _a1111_bytes(path: Path) -> bytes:
-    write_png(path, A1111_TEXT)
-    return path.read_bytes()
+        assert prompt[key] == source[key], key
+    for key in ("seed", "steps", "cfg", "width", "height", "image_sha256"):
+        assert copy[key] == gen[key], key
+    assert copy["source"] == "promptkit"
 
 
 # A real AUTOMATIC1111 1.6 settings line with LoRA hashes, two ControlNet units and a refiner.
@@ -138,18 +121,25 @@ A1111_INPUTS = (
 )
 
 
-def test_a1111_lora_controlnet_and_refiner_keys_become_params(isolated_library, tmp_path):
+def imported_settings(db: Path, report: dict, index: int = 0) -> tuple[dict, dict]:
+    """The generation row an import added and the settings it recorded (params.imported)."""
+    with Library(db) as lib:
+        gen = lib.get_generation(report["files"][index]["generation_id"])
+    return gen, gen["params"]["imported"]
+
+
+def test_a1111_lora_controlnet_and_refiner_keys_become_settings(isolated_library, tmp_path):
     png = write_png(tmp_path / "knight.png", A1111_INPUTS)
-    (added,) = json.loads(run("import-png", str(png), "--json").output)
-    with Library(isolated_library) as lib:
-        recorded = lib.get_prompt(added["prompt_id"])["fields"]["imported"]["params"]
-    assert recorded == added["params"]
-    assert recorded["model_hash"] == "6ce0161689" and recorded["model"] == "v1-5-pruned-emaonly"
-    assert recorded["strength"] == 0.45 and recorded["mask_blur"] == 4 and recorded["noise_device"] == "gpu"
-    assert recorded["seed"] == 3236718293 and recorded["width"] == 512 and recorded["height"] == 768
-    assert recorded["loras"] == [{"name": "add_detail", "sha256": "7c6bad76eb54"},
-                                 {"name": "epiNoiseoffset_v2", "sha256": "d1131f7207d6"}]
-    first, second = recorded["controlnets"]
+    gen, recorded = imported_settings(isolated_library, imported("import-png", str(png)))
+    settings = recorded["settings"]
+    assert settings["model_hash"] == "6ce0161689" == gen["model_hash"]
+    assert settings["model"] == "v1-5-pruned-emaonly" == gen["model"]
+    assert settings["strength"] == 0.45 and settings["noise_device"] == "gpu" and gen["params"]["mode"] == "img2img"
+    assert recorded["other"]["Mask blur"] == "4"  # every key the tool wrote is kept under its own name
+    assert settings["seed"] == 3236718293 == gen["seed"] and (gen["width"], gen["height"]) == (512, 768)
+    assert settings["loras"] == [{"name": "add_detail", "scale": 0.7, "hash": "7c6bad76eb54"},
+                                 {"name": "epiNoiseoffset_v2", "scale": 0.5, "hash": "d1131f7207d6"}]
+    first, second = settings["controlnets"]
     assert first == {"module": "canny", "model": "control_v11p_sd15_canny", "model_hash": "d14c016b", "scale": 1.0,
                      "start": 0.0, "end": 1.0, "options": {
                          "Resize Mode": "Crop and Resize", "Low Vram": "False", "Processor Res": "512",
@@ -157,21 +147,24 @@ def test_a1111_lora_controlnet_and_refiner_keys_become_params(isolated_library, 
                          "Control Mode": "Balanced"}}
     assert (second["module"], second["model"], second["scale"], second["start"], second["end"]) == \
         ("none", "control_v11f1p_sd15_depth", 0.6, 0.1, 0.8)
-    assert recorded["refiner"] == {"model": "sd_xl_refiner_1.0", "model_hash": "7440042bbd", "switch": 0.8}
+    assert settings["refiner"] == {"model": "sd_xl_refiner_1.0", "model_hash": "7440042bbd", "switch": 0.8}
+    assert recorded["uncertain"] == []
 
 
-@pytest.mark.parametrize("bad, message", [
-    ('Lora hashes: "no hash here"', "'Lora hashes' is not `name: hash"),
-    ('ControlNet 0: "Module: canny, Weight: 1"', "'ControlNet 0' has no Module and Model"),
-    ('ControlNet 0: "Module: canny, Model: cn, Weight: heavy"', "'ControlNet 0 Weight' is not a number"),
-    ("Refiner: r, Refiner switch at: late", "'Refiner switch at' is not a number"),
+@pytest.mark.parametrize("bad, uncertain", [
+    ('ControlNet 0: "Module: canny, Weight: 1"', "ControlNet 0 could not be read"),
+    ('ControlNet 0: "Module: canny, Model: cn, Weight: heavy"', "ControlNet 0 could not be read"),
+    ("Steps: many", "Steps 'many' is not a number"),
+    ('Hashes: {"model": ', "Hashes is not valid JSON"),
 ])
-def test_bad_input_keys_are_one_line_errors(isolated_library, tmp_path, bad, message):
-    png = write_png(tmp_path / "bad.png", f"a castle\nSteps: 2, Seed: 1, Size: 8x8, {bad}")
-    result = run("import-png", str(png))
-    assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1
-    assert message in result.output and "bad.png" in result.output
-    assert not isolated_library.exists()
+def test_a_key_that_does_not_read_is_named_uncertain_and_the_rest_kept(isolated_library, tmp_path, bad, uncertain):
+    png = write_png(tmp_path / "odd.png", f"a castle\nSeed: 1, Size: 8x8, {bad}")
+    report = imported("import-png", str(png))
+    assert report["counts"]["imported"] == 1 and report["files"][0]["uncertain"] == [uncertain]
+    gen, recorded = imported_settings(isolated_library, report)
+    assert (gen["seed"], gen["width"], gen["height"]) == (1, 8, 8) and recorded["uncertain"] == [uncertain]
+    verbose = run("import-png", str(png), "--verbose").output  # a duplicate now, still said
+    assert f"uncertain {png}: {uncertain}" in verbose
 
 
 def test_refiner_keys_written_are_read_back():
@@ -214,31 +207,35 @@ def test_generated_png_round_trips_lora_controlnet_and_model_hash(tiny_engine, t
     lora_row, unit_row = gen["params"]["loras"][0], gen["params"]["controlnets"][0]
 
     fresh = tmp_path / "fresh.db"
-    (added,) = json.loads(run("--db", str(fresh), "import-png", made["image_path"], "--json").output)
-    assert added["source"] == "promptkit"
-    got = added["params"]
+    report = imported("--db", str(fresh), "import-png", made["image_path"])
+    row, recorded = imported_settings(fresh, report)
+    assert recorded["tool"] == "promptkit" and row["image_sha256"] == gen["image_sha256"]
+    got = recorded["settings"]
     # The PNG names the model, the LoRA and the ControlNet (issue 18 item 19): no local paths
     for key in ("seed", "steps", "cfg", "sampler", "width", "height", "model_hash", "noise_device"):
         assert got[key] == gen[key], key
     assert got["model"] == Path(gen["model"]).name == "tiny-sd"
-    assert got["loras"] == [{k: lora_row[k] for k in ("name", "sha256", "scale")}]
-    assert got["controlnets"] == [{**{k: unit_row[k] for k in ("module", "model_hash", "scale", "start", "end")},
-                                   "model": Path(unit_row["model"]).name}]
+    assert [{k: lora[k] for k in ("name", "sha256", "scale")} for lora in got["loras"]] == \
+        [{k: lora_row[k] for k in ("name", "sha256", "scale")}]
+    assert [{k: unit[k] for k in ("module", "model", "model_hash", "scale", "start", "end")}
+            for unit in got["controlnets"]] == \
+        [{**{k: unit_row[k] for k in ("module", "model_hash", "scale", "start", "end")},
+          "model": Path(unit_row["model"]).name}]
     assert got["controlnets"][0]["scale"] == 0.8 and got["controlnets"][0]["end"] == 0.9
-    assert added["settings"]["Lora hashes"] == f"style: {lora_row['sha256'][:12]}"
     with Library(fresh) as lib:
-        assert f"Lora hashes: style: {lora_row['sha256'][:12]}" in lib.get_prompt(added["prompt_id"])["notes"]
+        assert lib.get_prompt(row["prompt_id"])["fields"] == prompt["fields"]
 
     # The A1111 keys alone (as another tool that keeps only `parameters` would pass the PNG on)
     only_a1111 = write_png(tmp_path / "a1111.png", read_png_text(made["image_path"])["parameters"])
-    (added,) = json.loads(run("--db", str(tmp_path / "third.db"), "import-png", str(only_a1111), "--json").output)
-    assert added["source"] == "a1111"
-    got = added["params"]
+    third = tmp_path / "third.db"
+    row, recorded = imported_settings(third, imported("--db", str(third), "import-png", str(only_a1111)))
+    assert recorded["tool"] == "a1111"
+    got = recorded["settings"]
     for key in ("seed", "steps", "cfg", "sampler", "width", "height", "model_hash"):
         assert got[key] == gen[key], key
     assert got["model"] == Path(gen["model"]).name
-    assert got["loras"] == [{"name": "style", "sha256": lora_row["sha256"][:12]}]
-    # the LoRA's scale, in the prompt as A1111 writes it
+    # the LoRA's hash prefix from `Lora hashes`, its scale from the prompt as A1111 writes it
+    assert got["loras"] == [{"name": "style", "scale": 0.6, "hash": lora_row["sha256"][:12]}]
     assert read_png_text(made["image_path"])["parameters"].splitlines()[0].endswith(" <lora:style:0.6>")
     (unit,) = got["controlnets"]
     assert (unit["module"], unit["model"], unit["scale"], unit["start"], unit["end"]) == \

@@ -105,5 +105,10 @@ def presets_import(file: str, templates_dir: str | None, as_json: bool) -> None:
                         f"into {data['target']}" + (f"; {data['replaced']} replaced" if data["replaced"] else ""))
 
 
-COMMANDS = [import_images]
+# Its old name, kept: the same command (it once read only the prompt of an A1111 PNG).
+import_png = click.Command("import-png", callback=import_images.callback, params=import_images.params,
+                           help="The same as `promptkit import-images` (its old name); see `import-images --help`.",
+                           short_help="Alias of import-images.")
+
+COMMANDS = [import_images, import_png]
 SUBCOMMANDS = {"presets": [presets_import]}  # attached to the `presets` group by the package

@@ -1,4 +1,4 @@
-"""Library maintenance commands: doctor, export, import, import-png."""
+"""Library maintenance commands: doctor, export, import."""
 
 from __future__ import annotations
 
@@ -102,24 +102,4 @@ def import_command(ctx: click.Context, folder: str, as_json: bool) -> None:
         click.echo(f"note: {note}")
 
 
-@click.command("import-png")
-@click.argument("files", nargs=-1, required=True, metavar="FILES...")
-@json_option
-@click.pass_context
-def import_png(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
-    """Import the prompts of PNGs made by AUTOMATIC1111, Civitai or promptkit (their `parameters`
-    or `promptkit` chunk); a prompt the library already has is skipped."""
-    pngs = service.read_pngs(list(files))  # all read before the library is even opened
-    with service.open_library(ctx.obj["db"]) as lib:
-        results = service.import_pngs(lib, pngs)
-    if as_json:
-        emit(results, True)
-        return
-    for result in results:
-        if result["status"] == "added":
-            click.echo(f"{result['file']}: added as prompt {result['prompt_id']} ({result['source']})")
-        else:
-            click.echo(f"{result['file']}: skipped, {result['reason']}")
-
-
-COMMANDS = [doctor, export_command, import_command, import_png]
+COMMANDS = [doctor, export_command, import_command]

@@ -68,9 +68,10 @@ class ImportedImage:
     image_size: tuple[int, int] | None = None                # the pixels' size
 
     def clean(self) -> "ImportedImage":
-        """Settings without empty values, in SETTING_KEYS order."""
+        """Settings without empty values, in SETTING_KEYS order; each uncertainty said once."""
         self.settings = {k: self.settings[k] for k in SETTING_KEYS
                          if self.settings.get(k) not in (None, "", [], {})}
+        self.uncertain = list(dict.fromkeys(self.uncertain))
         return self
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -133,8 +134,17 @@ def import_file(library: Library, path: Path, dry_run: bool = False) -> FileOutc
 
 
 def prompt_row(image: ImportedImage) -> dict[str, Any]:
-    """The prompts row an imported image belongs to (template `imported`, the text verbatim)."""
+    """The prompts row an imported image belongs to: template `imported` and the text verbatim, or, for
+    an image from another promptkit library, its own template, digest and fields (so in the library it
+    came from it is the prompt it was made from)."""
     from ..templates import Fields
+
+    other = image.other
+    if image.tool == "promptkit" and isinstance(other.get("fields"), dict) \
+            and re.fullmatch(r"[\w.-]{1,64}", str(other.get("template"))):
+        return {"name": None, "template": other["template"], "template_digest": str(other.get("template_digest") or ""),
+                "fields": other["fields"], "positive": image.positive, "negative": image.negative,
+                "tags": ["imported", image.tool], "notes": "imported from another promptkit library"}
 
     fields = Fields(subject=image.positive, negative=[image.negative] if image.negative else [],
                     negative_preset="").to_dict()

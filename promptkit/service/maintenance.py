@@ -1,4 +1,4 @@
-"""Library maintenance: export, import (an export folder or PNGs) and the doctor."""
+"""Library maintenance: export, import (an export folder) and the doctor."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..doctor import DoctorReport
     from ..library import Library
-    from ..pngimport import PngPrompt
     from ..portable import ExportFolder
 
 
@@ -52,25 +51,6 @@ def import_library(library: Library, export: str | os.PathLike | ExportFolder) -
     from ..portable import import_library as merge
 
     return merge(library, export)
-
-
-def read_pngs(files: list[str | os.PathLike]) -> list[PngPrompt]:
-    """Read the prompts of PNG FILES (A1111, Civitai or promptkit chunks) before any library is opened."""
-    from ..pngimport import read_png_prompt
-
-    return [read_png_prompt(file) for file in files]
-
-
-def import_pngs(library: Library, pngs: list[str | os.PathLike | PngPrompt]) -> list[dict[str, Any]]:
-    """Import the prompts of PNGs; a prompt the library already has is skipped.
-
-    :param library: the library to add the prompts to.
-    :param pngs: PNG files, or `read_pngs`' result.
-    :returns: one entry per file: file, status ("added" or "skipped"), prompt_id or reason.
-    """
-    from ..pngimport import import_pngs as add
-
-    return add(library, pngs)
 
 
 def check_library(db: str | os.PathLike | None = None, fix: bool = False, min_age: float = 600) -> DoctorReport:
