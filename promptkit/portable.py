@@ -31,6 +31,7 @@ from .errors import LibraryProblem
 from .hashing import file_sha256
 from .library import Library, migration_names, utc_now
 from .library.files import existing_image_file, image_suffix
+from .library.votes import DEFAULT_RATER
 from .library import schema_columns as library_schema_columns
 
 FORMAT_NAME = "promptkit-export"
@@ -349,8 +350,6 @@ def _key(row: dict[str, Any], columns: Iterable[str]) -> tuple:
 def _vote_key(row: dict[str, Any]) -> tuple:
     """A vote's identity, its rater's included: an export from before m008 has none, so its votes are the
     one local person's (DEFAULT_RATER), as m008 made them."""
-    from .library.votes import DEFAULT_RATER
-
     return _key(dict(row, rater=row.get("rater") or DEFAULT_RATER), VOTE_KEY)
 
 

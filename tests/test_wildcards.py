@@ -94,6 +94,12 @@ def test_wildcard_experiment_records_choices_and_refusals_write_nothing(saved_pr
     dry = CliRunner().invoke(main, ["ab", "wildcards", "w2", "--prompt", "lighthouse", "--text", "{a|b} sky",
                                     "--dry-run"])
     assert dry.exit_code == 0 and dry.output.splitlines()[0].startswith("a sky")
+    field = CliRunner().invoke(main, ["ab", "wildcards", "w3", "--prompt", "lighthouse", "--text",
+                                      "environment={dusk|dawn}", "--dry-run", "--json"])
+    assert [row["text"] for row in json.loads(field.output)] == ["dusk", "dawn"]
+    import promptkit
+
+    assert [row["text"] for row in promptkit.expand_wildcards("style = {oil|ink} wash")] == ["oil wash", "ink wash"]
     assert counts() == [before[0] + 4, before[1] + 1]
 
 

@@ -118,9 +118,7 @@ def ab_wildcards(ctx, name, prompt_ref, text, wildcards_dir, mode, count, random
     wildcard that includes itself, or more than 64 expansions is refused and nothing is stored.
     """
     if dry_run:
-        field, sep, rest = text.partition("=")
-        body = rest if sep and field.isidentifier() else text
-        rows = service.expand_wildcards(body, wildcards=wildcards_dir, mode=mode, count=count, seed=random_seed)
+        rows = service.expand_wildcards(text, wildcards=wildcards_dir, mode=mode, count=count, seed=random_seed)
         emit(rows, as_json, "\n".join(f"{r['text']}   ({'; '.join(c['chose'] for c in r['choices'])})" for r in rows))
         return
     params = params_from(steps, cfg, sampler, width, height, noise_device, model)

@@ -38,10 +38,15 @@ _ROMAN = {3: "III", 4: "IV", 5: "V"}
 _FIELD_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$", re.S)
 
 
+def split_field(text: str) -> tuple[str | None, str]:
+    """`FIELD=TEXT` as (FIELD, TEXT); text without a field as (None, text), stripped."""
+    match = _FIELD_RE.match(text or "")
+    return (match.group(1), match.group(2).strip()) if match else (None, (text or "").strip())
+
+
 def parse_term(text: str, known_fields: tuple[str, ...] = ()) -> dict[str, Any]:
     """`golden hour` (added at the end of the prompt) or `FIELD=TEXT` (added to that template field)."""
-    match = _FIELD_RE.match(text or "")
-    field, value = (match.group(1), match.group(2).strip()) if match else (None, (text or "").strip())
+    field, value = split_field(text)
     if field is not None and field not in (*TEXT_FIELDS, *LIST_FIELDS, *known_fields):
         raise BadParameter(f"--term {text!r}: no field {field!r}; use one of "
                            f"{', '.join((*TEXT_FIELDS, *LIST_FIELDS, *known_fields))}, or leave the field out")

@@ -119,12 +119,16 @@ def expand_wildcards(text: str, *, wildcards: str | None = None, mode: str = "co
                      count: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
     """TEXT's expansions, each with the choices it made ({"text", "choices": [{"from", "chose"}]}); writes nothing.
 
-    :param text: wildcard text: {a|b}, {2$$a|b|c}, {1-2$$ and $$a|b}, __name__.
+    :param text: wildcard text: {a|b}, {2$$a|b|c}, {1-2$$ and $$a|b}, __name__; a leading `FIELD=` (as
+        `new_wildcard_experiment` takes it) is left out of the expansions.
     :param wildcards: the folder __name__ reads NAME.txt from (nothing outside it).
     :param mode: "combinatorial" (every expansion, at most 64) or "random" (COUNT drawn with SEED).
     """
+    from ..experiments.matrix import split_field
     from ..wildcards import expand
 
+    field, body = split_field(text)
+    text = body if field is not None else text
     return [e.to_dict() for e in expand(text, wildcards=wildcards, mode=mode, count=count, seed=seed, flag="--text")]
 
 
