@@ -172,3 +172,22 @@ def test_dry_run_prints_the_design_and_tokens_and_stores_nothing(saved_prompt, i
     assert data["design"]["kind"] == "pairs" and [v["label"] for v in data["variants"]] == ["base", "A"]
     with Library(isolated_library) as lib:
         assert lib.db.execute("SELECT count(*) FROM experiments").fetchone()[0] == 0
+
+
+def test_token_windows_follow_the_models_family(isolated_library):
+    """FLUX.1 reads the prompt with T5 (512 tokens): a term past CLIP's 77 is not cut off there, and
+    one past T5's window is; SD (no model) keeps CLIP's window."""
+    import promptkit
+    from promptkit.service.matrix import plan_matrix
+
+    with Library(isolated_library) as lib:
+        promptkit.build_prompt(lib, subject=", ".join(f"detail {i}" for i in range(40)), save="long")
+        promptkit.build_prompt(lib, subject=", ".join(f"detail {i}" for i in range(300)), save="longer")
+        clip = plan_matrix(lib, "long", ["golden hour"])
+        flux = plan_matrix(lib, "long", ["golden hour"], model="black-forest-labs/FLUX.1-dev")
+        flux_longer = plan_matrix(lib, "longer", ["golden hour"], model="black-forest-labs/FLUX.1-dev")
+    (clip_term,), (flux_term,), (longer_term,) = clip["tokens"], flux["tokens"], flux_longer["tokens"]
+    assert clip_term["limit"] == 75 and clip_term["cut_off_in"] == ["A"]
+    assert flux_term["limit"] > 500 and flux_term["cut_off_in"] == []
+    assert flux_term["tokenizer"].startswith("approximate")  # a hub id: no local tokenizer to count with
+    assert longer_term["cut_off_in"] == ["A"]

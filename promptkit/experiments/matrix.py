@@ -18,7 +18,7 @@ import itertools
 import re
 from typing import Any
 
-from ..errors import BadParameter
+from ..errors import BadParameter, PromptkitError
 from ..library import Library
 from ..params import GenerationParams
 from .runs import create_experiment
@@ -230,31 +230,68 @@ def matrix_record(experiment: dict[str, Any]) -> dict[str, Any] | None:
     return (experiment.get("params") or {}).get("matrix")
 
 
+def _prompt_counter(model: str | None):
+    """(count(text) -> (tokens, text past the window, window, the text as counted), tokenizer description)
+    for MODEL: the
+    encoder that reads the whole prompt in its family (T5 for SD 3.5 and FLUX.1, the LLM for FLUX.2
+    klein, Z-Image and Qwen-Image), else CLIP (SD 1.x/2.x/SDXL, or no family known)."""
+    from ..family_rules import family_for, variant_for
+    from ..families import UNET_FAMILIES
+
+    try:
+        fam = family_for(model) if model else None
+    except PromptkitError:
+        fam = None
+    if fam is not None and fam.key not in UNET_FAMILIES:
+        from ..tokenwindows import family_windows
+        from ..weighting import strip_weights
+
+        longest = variant_for(fam, model)[1].get("max_tokens")
+        reader = next(i for i, e in enumerate(fam.encoders) if e.tokenizer != "clip-bpe")
+
+        def count_long(text: str) -> tuple[int, str, int, str]:
+            sent = strip_weights(text)  # the engine strips A1111 weights for these encoders
+            window = family_windows(fam, sent, model, longest)[reader]
+            return window.count, window.overflow_text, window.window, sent
+
+        return count_long, family_windows(fam, "a", model, longest)[reader].tokenizer
+    from ..lint import lint_tokenizer, token_report
+
+    tokenizer, tokenizer_name = lint_tokenizer(model)
+
+    def count_clip(text: str) -> tuple[int, str, int, str]:
+        report = token_report(tokenizer, text)
+        return report.count, report.overflow_text, report.limit, text
+
+    return count_clip, tokenizer_name
+
+
 def term_tokens(plan: dict[str, Any], model: str | None = None) -> list[dict[str, Any]]:
     """Per term: the tokens it costs (its own, plus the comma that joins it) and the variants in
     which it falls past the encoder's window (a term that is cut off cannot help).
 
-    Uses lint's token counter (`lint.lint_tokenizer`, `lint.token_report`): MODEL's own tokenizer
-    when it is a local diffusers folder, else the bundled CLIP vocabulary (77-token window).
+    Counted as lint counts: for SD 1.x/2.x/SDXL (or no model) with CLIP (MODEL's own tokenizer when it
+    is a local diffusers folder, else the bundled vocabulary; 77-token window); for the transformer
+    families with the encoder that reads the whole prompt (T5 or the LLM, its window from the family
+    table), exactly with a local folder's tokenizer, else approximately.
     """
-    from ..lint import lint_tokenizer, token_report
-
-    tokenizer, tokenizer_name = lint_tokenizer(model)
+    count, tokenizer_name = _prompt_counter(model)
     positives = {v["label"]: (v["prompt"].positive if v["prompt"] is not None else plan["base"]["positive"])
                  for v in plan["variants"]}
-    reports = {label: token_report(tokenizer, text) for label, text in positives.items()}
+    reports = {label: count(text) for label, text in positives.items()}
     out = []
     for j, term in enumerate(plan["terms"]):
         cut = []
         for v in plan["variants"]:
-            report, text = reports[v["label"]], positives[v["label"]].lower()
-            if not v["bits"][j] or not report.overflow_text:
+            _, overflow, _, counted = reports[v["label"]]
+            if not v["bits"][j] or not overflow:
                 continue
-            where = text.find(term["text"].lower())
-            if where >= 0 and where + len(term["text"]) > text.rfind(report.overflow_text.lower()):
+            text, said = counted.lower(), count(term["text"])[3].lower()
+            where, past = text.find(said), text.rfind(overflow.lower())
+            if where >= 0 and past >= 0 and where + len(said) > past:
                 cut.append(v["label"])
-        out.append({"term": term_name(term), "letter": LETTERS[j], "tokens": token_report(tokenizer, term["text"]).count + 1,
-                    "cut_off_in": cut, "limit": next(iter(reports.values())).limit, "tokenizer": tokenizer_name})
+        out.append({"term": term_name(term), "letter": LETTERS[j], "tokens": count(term["text"])[0] + 1,
+                    "cut_off_in": cut, "limit": next(iter(reports.values()))[2], "tokenizer": tokenizer_name})
     return out
 
 
