@@ -221,3 +221,32 @@ def test_the_page_follows_the_chosen_family(page):
     page.wait_for_function("() => !document.querySelector('#negative-block').hidden")
     page.select_option("#setting-family", "qwenimage")
     page.wait_for_function("() => document.querySelector('#label-cfg').textContent === 'True CFG'")
+
+
+def test_a_prompt_matrix_from_the_studio(page, isolated_library):
+    """/studio/ID shows the matrix panel for that prompt; two terms make a 4-variant matrix on the seeds
+    shown, generated before the blind review opens (a bad term's refusal: test_matrix_studio.py)."""
+    import promptkit
+    from promptkit.experiments import get_experiment, missing_cells
+
+    with promptkit.open_library(isolated_library) as lib:
+        prompt_id = promptkit.build_prompt(lib, subject="a lighthouse", save="lighthouse").id
+    page.goto("/studio")
+    assert page.locator("#matrix").is_hidden()  # no saved prompt yet
+    page.goto(f"/studio/{prompt_id}")
+    assert page.locator("#matrix").is_visible() and f"#{prompt_id}" in page.inner_text("#matrix-base")
+    page.get_by_label("Seeds", exact=True).fill("3")
+    page.get_by_label("Steps", exact=True).fill("2")
+    page.get_by_role("button", name="Make prompt matrix").click()  # no terms yet: said, nothing sent
+    page.wait_for_selector("#toast.show.error")
+    assert "at least one term" in page.inner_text("#toast")
+    page.get_by_label("Terms, one per line").fill("golden hour\nstyle=bokeh\n")
+    screenshot(page, "studio-matrix", full_page=False)
+    page.get_by_role("button", name="Make prompt matrix").click()
+    name = f"studio-matrix-{prompt_id}"
+    page.wait_for_url(f"**/experiments/{name}/review", timeout=120_000)
+    with Library(isolated_library) as lib:
+        experiment = get_experiment(lib, name)
+        assert experiment["seeds"] == [3] and len(experiment["variants"]) == 4
+        assert all(not missing for missing in missing_cells(lib, experiment).values())
+        assert lib.db.execute("SELECT count(*) FROM experiments").fetchone()[0] == 1

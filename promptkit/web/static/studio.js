@@ -393,6 +393,8 @@
       queued = await api("POST", "/api/studio/generate", body);
     } catch (error) { finish(`Could not generate: ${error.message}`, "error"); return; }
     form.dataset.promptId = String(queued.prompt_id);
+    $("#matrix").hidden = false;
+    $("#matrix-base").textContent = `on prompt #${queued.prompt_id}`;
     lastRun = { model: body.model, settings: body.settings };
     $("#images").replaceChildren();
     $("#results").hidden = false;
@@ -423,6 +425,33 @@
       toast(`Could not make the A/B test: ${error.message}`, "error");
       button.disabled = false;
       button.textContent = "Make A/B test";
+    }
+  });
+
+  // -- prompt matrix -------------------------------------------------------------------
+
+  $("#make-matrix").addEventListener("click", async () => {
+    const promptId = Number(form.dataset.promptId);
+    const terms = $("#matrix-terms").value.split("\n").map((line) => line.trim()).filter(Boolean);
+    if (!promptId) { toast("Generate first: the matrix starts from a saved prompt", "error"); return; }
+    if (!terms.length) { toast("Write at least one term, one per line", "error"); $("#matrix-terms").focus(); return; }
+    let body;
+    try {
+      body = { prompt_id: promptId, terms, pairs_only: $("#matrix-pairs-only").checked,
+               model: $("#setting-model").value.trim(), seeds: seedList(), settings: settings() };
+    } catch (error) { toast(error.message, "error"); return; }
+    if (!body.model) { toast("Choose a model first", "error"); $("#setting-model").focus(); return; }
+    const button = $("#make-matrix");
+    button.disabled = true;
+    button.textContent = "Generating the matrix …";
+    try {
+      const made = await api("POST", "/api/studio/matrix", body);
+      toast(`Prompt matrix ${made.name}: ${made.generated} images`);
+      window.location.assign(made.review_url);
+    } catch (error) {
+      toast(`Could not make the prompt matrix: ${error.message}`, "error");
+      button.disabled = false;
+      button.textContent = "Make prompt matrix";
     }
   });
 
