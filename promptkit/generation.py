@@ -176,14 +176,14 @@ def start_writer(library: Library, batch_size: int | None) -> _Writer:
     return writer
 
 
-class _StopAfterBatch:
+class StopAfterBatch:
     """First Ctrl-C: finish and save the current batch, then stop. Second: stop now."""
 
     def __init__(self) -> None:
         self.requested = False
         self._previous = None
 
-    def __enter__(self) -> "_StopAfterBatch":
+    def __enter__(self) -> "StopAfterBatch":
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
@@ -270,7 +270,7 @@ def run_job(library: Library, engine, job: GenerationJob, progress: Progress | N
         writer = start_writer(library, job.batch_size)
     outcome = JobOutcome()
     try:
-        with _StopAfterBatch() as stop:
+        with StopAfterBatch() as stop:
             for batch in batches:
                 # 2. Denoise one batch (split in halves if the GPU runs out of memory)
                 for sub_batch, result in _denoise(engine, job, batch, profile, outcome.notes, inputs):

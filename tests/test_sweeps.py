@@ -172,6 +172,40 @@ def test_ray_worker_killed_driver_stopped_then_rerun(ray_cluster, isolated_libra
     assert cell_bytes(isolated_library) == resumed
 
 
+def test_ray_first_ctrl_c_writes_what_is_back_then_stops(isolated_library, tiny_model):
+    """Ctrl-C in a terminal signals the whole process group, Ray's processes too: the first one stops
+    the run after the cells already back are written (exit 130, "interrupted", doctor clean), and
+    Ray's start-up notices stay off the terminal."""
+    import sqlite3
+    import time
+
+    pytest.importorskip("ray.data", reason="the ray extra is not installed: pip install 'promptkit[ray]'")
+    make_experiment(isolated_library, tiny_model)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "PROMPTKIT_DB": str(isolated_library)}
+    run = subprocess.Popen([sys.executable, "-m", "promptkit", "ab", "run", "e", "--ray", "--workers", "1",
+                            "--batch-size", "1", "--device", "cpu"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def cells() -> int:
+        with sqlite3.connect(isolated_library) as conn:
+            return conn.execute("SELECT count(*) FROM generations").fetchone()[0]
+
+    deadline = time.time() + 240
+    while run.poll() is None and cells() < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert run.poll() is None, run.stderr.read()[-2000:]
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err[-2000:]
+    assert "interrupted: the images above are saved" in err and "second Ctrl-C" not in err
+    assert "WARNING" not in err, err  # Ray's token and progress-bar notices
+    assert 2 <= cells() < 16
+    doctor = CliRunner().invoke(main, ["doctor"], catch_exceptions=False)
+    assert doctor.exit_code == 0, doctor.output
+    cell_bytes(isolated_library)  # one row per cell
+
+
 def _local_resume(db: Path, engine) -> dict[tuple[str, int], str]:
     """The cells a local run (batch size 3, one torch thread) makes from a copy of DB."""
     import torch

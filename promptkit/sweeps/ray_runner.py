@@ -15,6 +15,7 @@ streamed part of its output) is written once: the driver skips any cell it has w
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -83,8 +84,9 @@ def _connect(ray, address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
-    logging.getLogger("ray").setLevel(logging.WARNING)
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    # Ray's start-up notices (token authentication, progress bars off) are not the person's business.
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if address and address != "local":
         kwargs["address"] = address
     else:
@@ -128,7 +130,7 @@ def run_on_ray(library, name: str, *, address: str | None = None, workers: int |
 
         from ray.data import ActorPoolStrategy, DataContext
 
-        logging.getLogger("ray.data").setLevel(logging.WARNING)  # the progress is ours: cells done of total
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # the progress is ours: cells done of total
         context = DataContext.get_current()
         context.enable_progress_bars = False
         resources = ray.cluster_resources()
@@ -175,20 +177,32 @@ def _promptkit_error(exc: BaseException) -> PromptkitError | None:
 
 
 def _collect(library, plan: SweepPlan, made, progress, engine: str) -> dict[str, Any]:
-    """Write each cell as it streams back; a cell already written is skipped (never a second row)."""
+    """Write each cell as it streams back; a cell already written is skipped (never a second row).
+
+    First Ctrl-C: the cells already back are written, then the run stops (`interrupted`; the workers'
+    batches in flight are dropped and a re-run makes them); a second Ctrl-C stops at once."""
+    from ..generation import StopAfterBatch
+
     written: dict[tuple[str, int], dict[str, Any]] = {}
     notes: list[str] = []
     timings = {"database": 0.0}
     load_seconds = 0.0
     total = plan.total
-    for cell in made.iter_rows():
-        key = (str(cell["label"]), int(cell["seed"]))
-        notes += json.loads(cell["notes"])
-        load_seconds = max(load_seconds, float(cell["load_seconds"]))
-        if key in written or key in plan.done_before:
-            continue
-        written[key] = write_cell(library, cell)
-        timings["database"] += written[key].pop("seconds")
-        if progress:
-            progress(len(written), total)
-    return outcome_dict(list(written.values()), notes, False, timings, load_seconds, engine)
+    with StopAfterBatch() as stop:
+        try:
+            for cell in made.iter_rows():
+                key = (str(cell["label"]), int(cell["seed"]))
+                notes += json.loads(cell["notes"])
+                load_seconds = max(load_seconds, float(cell["load_seconds"]))
+                if key in written or key in plan.done_before:
+                    continue
+                written[key] = write_cell(library, cell)
+                timings["database"] += written[key].pop("seconds")
+                if progress:
+                    progress(len(written), total)
+                if stop.requested:
+                    break
+        except Exception:
+            if not stop.requested:  # Ctrl-C reached Ray's processes too (a terminal signals the whole group)
+                raise
+    return outcome_dict(list(written.values()), notes, stop.requested, timings, load_seconds, engine)
