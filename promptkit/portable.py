@@ -314,7 +314,7 @@ class ExportFolder:
                 raise self._problem(path, f"{what} content has sha256 {actual}, not the {sha} its name says")
 
     def image_file(self, sha: str) -> Path:
-        return existing_image_file(lambda suffix: self.folder / "images" / f"{sha}{suffix}", sha)
+        return existing_image_file(lambda suffix: self.folder / "images" / f"{sha}{suffix}")
 
     def lora_file(self, sha: str) -> Path:
         return self.folder / "loras" / f"{sha}.safetensors"

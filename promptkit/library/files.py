@@ -42,13 +42,13 @@ def image_file_in(images_dir: Path, sha256: str, suffix: str = ".png") -> Path:
     return images_dir / sha256[:2] / f"{sha256}{suffix}"
 
 
-def existing_image_file(folder_of, sha256: str) -> Path:
-    """The stored file for SHA256 whatever its suffix (FOLDER_OF(suffix) names it); the `.png` name when
+def existing_image_file(folder_of) -> Path:
+    """The stored image file whatever its suffix (FOLDER_OF(suffix) names it); the `.png` name when
     there is none."""
-    for suffix in IMAGE_SUFFIXES[1:]:
-        other = folder_of(suffix)
-        if other.is_file():
-            return other
+    for suffix in IMAGE_SUFFIXES:  # PNG first: promptkit's own, nearly every image
+        file = folder_of(suffix)
+        if file.is_file():
+            return file
     return folder_of(".png")
 
 
@@ -91,7 +91,7 @@ class FileStore:
 
     def image_file(self, sha256: str) -> Path:
         """The stored image SHA256 (`.png`, or the `.jpg`/`.webp` an import kept); the `.png` name if absent."""
-        return existing_image_file(lambda suffix: image_file_in(self.images_dir, sha256, suffix), sha256)
+        return existing_image_file(lambda suffix: image_file_in(self.images_dir, sha256, suffix))
 
     def store_image(self, png: bytes) -> tuple[str, Path]:
         """Write image bytes (PNG, or an imported JPEG/WebP) under their sha256 and the suffix of their
