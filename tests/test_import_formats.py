@@ -284,6 +284,7 @@ def test_jpeg_and_webp_keep_their_format_in_the_store_on_the_page_and_through_ex
             {".jpg": "image/jpeg", ".webp": "image/webp", ".png": "image/png"}
         assert served[".jpg"].content == (folder / "a.jpg").read_bytes()
         assert client.get(f"/images/{jpeg_id}/thumb").headers["content-type"] == "image/jpeg"
+        assert client.get(f"/api/generations/{jpeg_id}").json()["parameters"] == s.A1111_TEXT  # its UserComment
     assert CliRunner().invoke(main, ["doctor"]).exit_code == 0
 
     export = tmp_path / "export"

@@ -177,8 +177,17 @@ class GenerationRows:
         return file
 
     def image_parameters(self, generation_id: int) -> str | None:
-        """The AUTOMATIC1111 `parameters` text stored in a generation's PNG (None if it has none)."""
+        """The AUTOMATIC1111 `parameters` text stored in a generation's PNG, or in an imported JPEG's or
+        WebP's EXIF UserComment (None if it has none)."""
         from ..pnginfo import PARAMETERS_KEY, read_png_text
 
         file = self.generation_image(generation_id)
-        return read_png_text(file).get(PARAMETERS_KEY) if file.suffix == ".png" else None
+        if file.suffix == ".png":
+            return read_png_text(file).get(PARAMETERS_KEY)
+        # an imported JPEG/WebP: the A1111 text its EXIF UserComment held, kept verbatim at import
+        try:
+            kept = json.loads(self.get_generation(generation_id).get("source_metadata") or "{}")
+        except ValueError:
+            return None
+        text = kept.get("UserComment") if isinstance(kept, dict) else None
+        return text if isinstance(text, str) else None
