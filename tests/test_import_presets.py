@@ -38,7 +38,8 @@ def test_a1111_styles_csv_with_prompt_placement(tmp_path, templates):
     builder = PromptBuilder(templates)
     noir = builder.preset("style", "cinematic noir")
     assert noir.name == "Cinematic Noir" and noir.source.startswith("a1111 styles.csv: ")
-    assert noir.source.endswith("styles.csv")
+    assert noir.source == "a1111 styles.csv: styles.csv"  # where it came from, without a local path
+    assert str(tmp_path) not in (templates / "presets" / "style.json").read_text(encoding="utf-8")
     prompt = builder.render(Fields(subject="a detective", style=["cinematic_noir", "PASTEL"], negative_preset=""))
     assert prompt.positive == "cinematic still of a detective, pastel colors, soft light, film noir, high contrast"
     assert prompt.negative == "color, harsh"

@@ -282,7 +282,7 @@ def import_presets(file: str | os.PathLike, templates_dir: str | os.PathLike | N
         existing = json.loads(target.read_text(encoding="utf-8")) if target.is_file() else []
     except ValueError:
         raise PromptkitError(f"preset file {str(target)!r} is not valid JSON; fix or move it first") from None
-    source = f"{fmt}: {Path(file).resolve()}"
+    source = f"{fmt}: {Path(file).name}"  # the file's name only: files we write carry no local paths
     incoming = {preset_key(row["name"]): {**row, "description": f"imported from {Path(file).name}",
                                           "source": source} for row in rows}
     kept = [entry for entry in existing if preset_key(entry.get("name", "")) not in incoming]
