@@ -199,6 +199,35 @@ def test_flow_pipeline_records_what_generate_records(kind, lib, flow_models, flo
     assert promptkit.reproduce(lib, out.generations[1]["id"], {"device": "cpu"})["match"]
 
 
+def test_flow_img2img_and_inpainting_match_generate(lib, flow_models, flow_pipes, saved_prompt, tmp_path):
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+    from PIL import Image, ImageDraw
+
+    import promptkit
+    from promptkit.inputs import InputRequest
+
+    init = Image.new("RGB", (32, 32), (200, 120, 40))
+    mask = Image.new("L", (32, 32), 0)
+    ImageDraw.Draw(mask).rectangle((8, 8, 24, 24), fill=255)
+    init.save(tmp_path / "init.png")
+    mask.save(tmp_path / "mask.png")
+    for auto, request, call in (
+            (AutoPipelineForImage2Image, InputRequest(init_image=str(tmp_path / "init.png"), strength=0.6),
+             dict(image=init, strength=0.6)),
+            (AutoPipelineForInpainting, InputRequest(init_image=str(tmp_path / "init.png"),
+                                                     mask=str(tmp_path / "mask.png"), strength=0.9),
+             dict(image=init, mask_image=mask, strength=0.9))):
+        expected = promptkit.generate(lib, "lighthouse", model=flow_models["flux"], seeds=[3], batch_size=1,
+                                      inputs=request, use_engine=False, engine_options={"device": "cpu"},
+                                      steps=2, cfg=4.0, sampler="Euler", width=32, height=32)["generations"]
+        held = auto.from_pipe(flow_pipes["flux"])  # FluxImg2ImgPipeline, FluxInpaintPipeline
+        held.set_progress_bar_config(disable=True)
+        out = promptkit.track(held, library=lib)(saved_prompt["positive"], saved_prompt["negative"], seeds=[3],
+                                                 num_inference_steps=2, guidance_scale=4.0, width=32, height=32,
+                                                 **call)
+        assert out.reproducible and _rows(lib, out.generations) == _rows(lib, expected)
+
+
 def test_flow_untracked_calls_are_stored_and_flagged(lib, flow_pipes, saved_prompt):
     import promptkit
 
