@@ -215,6 +215,7 @@ class _Call:
         family = getattr(tracked.backend, "family", None)
         # The flow-matching family's table entry (its guidance argument and options), None for SD and plugins.
         self.flow = BY_KEY[family] if family in BY_KEY and family not in UNET_FAMILIES else None
+        self.init_image = True  # `image=` is an init image (not FLUX.2 klein's reference images, say)
         self.seeds: list[int] = []
         self.noise_device = "cpu"
         self.sampler = sampler_of(self.pipe.scheduler)
@@ -237,6 +238,9 @@ class _Call:
         unknown = sorted(set(self.kwargs) - self._recorded())
         if unknown:
             return f"the argument {unknown[0]!r} is not one promptkit records"
+        mode = self._mode_mismatch()
+        if mode:
+            return mode
         if self.flow is not None and self.flow.guidance_arg != "guidance_scale" \
                 and self.kwargs.get("guidance_scale") is not None:
             return (f"guidance_scale on {self.flow.label} (promptkit records its guidance as "
@@ -268,6 +272,22 @@ class _Call:
         self.seeds = [int(seed) for seed in seeds]
         self.noise_device = "cpu" if devices == {"cpu"} else "gpu"
         return None
+
+    def _mode_mismatch(self) -> str | None:
+        """For a flow-matching pipeline: why its `image=`/`mask_image=` are not what promptkit's img2img or
+        inpainting records (FLUX.2 klein's reference images, FLUX.1 Fill's pipeline), else None."""
+        if self.flow is None:
+            return None
+        asked = "inpaint" if self.kwargs.get("mask_image") is not None else \
+            "img2img" if self.kwargs.get("image") is not None else "txt2img"
+        held = type(self.pipe).__name__
+        if self.flow.pipelines.get(asked) == held:
+            return None
+        self.init_image = False
+        if asked == "txt2img":
+            return f"{held} is not a pipeline promptkit runs for {self.flow.label}"
+        return f"`image=` on {held} is not an init image promptkit records ({asked} runs on " \
+               f"{self.flow.pipelines.get(asked, 'no ' + self.flow.label + ' pipeline')})"
 
     def _recorded(self) -> set[str]:
         """The call arguments promptkit records for this pipeline's family."""
@@ -399,7 +419,7 @@ class _Call:
         images = list(output.images if hasattr(output, "images") else output[0])
         seeds = self._recorded_seeds(len(images))
         params = self.params(sampler="Euler")  # a placeholder: the scheduler's own name is recorded below
-        extra = self.store_inputs()
+        extra = self.store_inputs() if self.init_image else {}
         params.extra = {**extra, **self.family_extra(), "flags": [UNTRACKED_FLAG.format(reason=self.reason)]}
         job = GenerationJob(prompt=self.prompt_row(), params=params, seeds=seeds, batch_size=len(seeds))
         info, writer, outcome = backend.describe(), start_writer(library, len(images)), JobOutcome()

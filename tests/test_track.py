@@ -229,6 +229,8 @@ def test_flow_img2img_and_inpainting_match_generate(lib, flow_models, flow_pipes
 
 
 def test_flow_untracked_calls_are_stored_and_flagged(lib, flow_pipes, saved_prompt):
+    from PIL import Image
+
     import promptkit
 
     klein, qwen, flux = (promptkit.track(flow_pipes[k], library=lib) for k in ("flux2-klein", "qwenimage", "flux"))
@@ -244,7 +246,10 @@ def test_flow_untracked_calls_are_stored_and_flagged(lib, flow_pipes, saved_prom
     calls = [(klein, dict(), "global random state"),
              (qwen, dict(guidance_scale=2.0, seeds=[4]), "guidance_scale on Qwen-Image"),
              (flux, dict(prompt_2="a harbour", seeds=[4]), "'prompt_2' is not one promptkit records"),
-             (flux, dict(generator=promptkit.seeded([4])[0], num_images_per_prompt=2), "one generator for 2 images")]
+             (flux, dict(generator=promptkit.seeded([4])[0], num_images_per_prompt=2), "one generator for 2 images"),
+             # klein's `image=` is a reference image, not an init image: run as called, not recorded as one
+             (klein, dict(image=Image.new("RGB", (64, 64), (9, 90, 200)), seeds=[4]),
+              "`image=` on Flux2KleinPipeline is not an init image")]
     outs = [(tracked(f"a lighthouse {i}", "blurry", **settings, **kwargs), why)
             for i, (tracked, kwargs, why) in enumerate(calls)]
     original = flow_pipes["flux"].scheduler
@@ -261,6 +266,7 @@ def test_flow_untracked_calls_are_stored_and_flagged(lib, flow_pipes, saved_prom
         assert flag.startswith("untracked seed") and why in flag and why in out.notes[0], (why, flag)
     assert "Flux2KleinPipeline takes no negative prompt" in outs[0][0].notes[1]
     assert lib.get_generation(outs[1][0].generations[0]["id"])["seed"] == 4
+    assert "init_image" not in lib.get_generation(outs[4][0].generations[0]["id"])["params"]
 
 
 def test_flow_scheduler_is_euler():
