@@ -216,6 +216,7 @@ class _Call:
         # The flow-matching family's table entry (its guidance argument and options), None for SD and plugins.
         self.flow = BY_KEY[family] if family in BY_KEY and family not in UNET_FAMILIES else None
         self.init_image = True  # `image=` is an init image (not FLUX.2 klein's reference images, say)
+        self.mode_reason = self._mode_mismatch()
         self.seeds: list[int] = []
         self.noise_device = "cpu"
         self.sampler = sampler_of(self.pipe.scheduler)
@@ -238,9 +239,8 @@ class _Call:
         unknown = sorted(set(self.kwargs) - self._recorded())
         if unknown:
             return f"the argument {unknown[0]!r} is not one promptkit records"
-        mode = self._mode_mismatch()
-        if mode:
-            return mode
+        if self.mode_reason:
+            return self.mode_reason
         if self.flow is not None and self.flow.guidance_arg != "guidance_scale" \
                 and self.kwargs.get("guidance_scale") is not None:
             return (f"guidance_scale on {self.flow.label} (promptkit records its guidance as "
@@ -330,7 +330,8 @@ class _Call:
     def params(self, sampler: str | None = None):
         from .params import GenerationParams
 
-        guidance = ("guidance_scale", 7.5) if self.flow is None else (self.flow.guidance_arg, self.flow.default_guidance)
+        flow = self.flow
+        guidance = ("guidance_scale", 7.5) if flow is None else (flow.guidance_arg, flow.default_guidance)
         return GenerationParams(sampler=sampler or self.sampler, steps=int(self.setting("num_inference_steps", 50)),
                                 cfg=float(self.setting(*guidance)), width=self.kwargs.get("width"),
                                 height=self.kwargs.get("height"), noise_device=self.noise_device)
