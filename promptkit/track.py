@@ -16,7 +16,11 @@ generator already used, one generator for several images, a scheduler or argumen
 record) the pipeline runs exactly as called and every image is stored with reproducible=0 and a flag
 that says why: never silently. The pipeline's family is looked up in `promptkit.families` and its
 backend among the plugins' backends (`BackendSpec.families`), so a family works here once a
-backend for it is installed.
+backend for it is installed: the built-in one adopts the Stable Diffusion pipelines (`engine.stable_diffusion`)
+and the flow-matching ones (SD 3.5, FLUX.1, FLUX.2 klein, Z-Image, Qwen-Image, Chroma: `engine.flow`). For
+those, the guidance is the family's own argument (`Family.guidance_arg`: `guidance_scale`, or `true_cfg_scale`
+for Qwen-Image), FLUX.1's `true_cfg_scale` and any `max_sequence_length` are recorded as `--true-cfg` and
+`--max-sequence-length` record them, and a negative prompt is never passed to a pipeline that takes none.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ UNTRACKED_FLAG = "untracked seed: {reason}; promptkit cannot reproduce this imag
 # Arguments of a pipeline call that promptkit records (everything else makes a call untracked).
 RECORDED = {"prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "width", "height", "generator",
             "image", "mask_image", "strength", "num_images_per_prompt", "output_type"}
+# A flow-matching family's call arguments that promptkit records in `params.extra`, as `promptkit generate`'s
+# --true-cfg and --max-sequence-length do (`families.FAMILY_OPTIONS` says which families take each).
+FLOW_EXTRA = ("true_cfg_scale", "max_sequence_length")
 
 
 def seeded(seeds: list[int] | str | int) -> list[Any]:
@@ -68,8 +75,14 @@ def known_seed(generator: Any) -> int | None:
 
 
 def sampler_of(scheduler: Any) -> str | None:
-    """promptkit's sampler name for SCHEDULER (class and Karras/algorithm switches), or None."""
+    """promptkit's sampler name for SCHEDULER (class and Karras/algorithm switches), or None. A flow-matching
+    scheduler is named as the flow families name it (`engine.flow.FLOW_SAMPLERS`: FlowMatchEulerDiscrete is Euler)."""
     from .params import SAMPLERS
+
+    if type(scheduler).__name__.startswith("FlowMatch"):
+        from .engine.flow import FLOW_SAMPLERS
+
+        return next((name for name, cls in FLOW_SAMPLERS.items() if cls == type(scheduler).__name__), None)
 
     defaults = {"use_karras_sigmas": False, "algorithm_type": "dpmsolver++"}
     config = dict(scheduler.config)
@@ -153,6 +166,7 @@ class TrackedPipeline:
 def _adopt(pipe: Any, model: str) -> Any:
     """The backend for PIPE's family (looked up in `promptkit.families`), built on PIPE itself."""
     from .families import BY_KEY, PIPELINE_FAMILY, UNET_FAMILIES, family_label
+    from .plugins.builtin import DEFAULT_SCHEME
     from .plugins.manager import get_plugins
 
     name = type(pipe).__name__
@@ -162,7 +176,12 @@ def _adopt(pipe: Any, model: str) -> Any:
         raise ModelProblem(f"track: {name} is not a pipeline of a family promptkit knows "
                            f"({', '.join(f.label for f in BY_KEY.values())})")
     spec = get_plugins().backend_for_family(family)
-    adopt = getattr(spec.resolve(), "from_pipe", None) if spec is not None else None
+    target = spec.resolve() if spec is not None else None
+    if family not in UNET_FAMILIES and spec is not None and spec.scheme == DEFAULT_SCHEME:
+        # The built-in diffusers backend runs the flow-matching families on their own engine, as
+        # `engine.cache.load_diffusers_backend` loads them.
+        from .engine.flow import FlowEngine as target
+    adopt = getattr(target, "from_pipe", None)
     if adopt is None:
         raise ModelProblem(f"track: no installed backend runs {family_label(family)} pipelines ({name}) yet; "
                            "see `promptkit plugins`")
@@ -170,7 +189,13 @@ def _adopt(pipe: Any, model: str) -> Any:
     folder_config = Path(model) / "scheduler" / "scheduler_config.json"
     if folder_config.is_file() and hasattr(backend, "base_scheduler_config"):
         # Samplers are built from the model's own scheduler config, as `promptkit generate` builds them.
-        backend.base_scheduler_config = json.loads(folder_config.read_text(encoding="utf-8"))
+        config = json.loads(folder_config.read_text(encoding="utf-8"))
+        if family not in UNET_FAMILIES:  # with the class's defaults filled in, as a loaded pipeline's scheduler has
+            import diffusers
+
+            scheduler_class = getattr(diffusers, config.get("_class_name", ""), None)
+            config = dict(scheduler_class.from_config(config).config) if scheduler_class else config
+        backend.base_scheduler_config = config
     return backend
 
 
@@ -178,13 +203,20 @@ class _Call:
     """One call of a tracked pipeline: what it asks for, and whether promptkit can record it exactly."""
 
     def __init__(self, tracked: TrackedPipeline, prompt: str, negative: str, seeds: Any, kwargs: dict[str, Any]):
+        from .families import BY_KEY, UNET_FAMILIES
         from .params import parse_seeds
 
         self.tracked, self.pipe, self.kwargs = tracked, tracked.pipe, dict(kwargs)
         self.prompt, self.negative = prompt, negative
         self.count = int(kwargs.get("num_images_per_prompt") or 1)
-        self.defaults = {k: p.default for k, p in inspect.signature(type(self.pipe).__call__).parameters.items()
-                         if p.default is not inspect.Parameter.empty}
+        signature = inspect.signature(type(self.pipe).__call__).parameters
+        self.takes_negative = "negative_prompt" in signature
+        self.defaults = {k: p.default for k, p in signature.items() if p.default is not inspect.Parameter.empty}
+        family = getattr(tracked.backend, "family", None)
+        # The flow-matching family's table entry (its guidance argument and options), None for SD and plugins.
+        self.flow = BY_KEY[family] if family in BY_KEY and family not in UNET_FAMILIES else None
+        self.init_image = True  # `image=` is an init image (not FLUX.2 klein's reference images, say)
+        self.mode_reason = self._mode_mismatch()
         self.seeds: list[int] = []
         self.noise_device = "cpu"
         self.sampler = sampler_of(self.pipe.scheduler)
@@ -204,9 +236,15 @@ class _Call:
             reason = self._generator_seeds()
             if reason:
                 return reason
-        unknown = sorted(set(self.kwargs) - RECORDED)
+        unknown = sorted(set(self.kwargs) - self._recorded())
         if unknown:
             return f"the argument {unknown[0]!r} is not one promptkit records"
+        if self.mode_reason:
+            return self.mode_reason
+        if self.flow is not None and self.flow.guidance_arg != "guidance_scale" \
+                and self.kwargs.get("guidance_scale") is not None:
+            return (f"guidance_scale on {self.flow.label} (promptkit records its guidance as "
+                    f"{self.flow.guidance_arg} and runs it without guidance_scale)")
         if self.setting("output_type", "pil") != "pil":
             return f"output_type={self.kwargs['output_type']!r} (promptkit records PIL images)"
         if self.sampler is None:
@@ -227,11 +265,51 @@ class _Call:
         if any(seed is None for seed in seeds):
             return "a generator was already used or not seeded with manual_seed (use promptkit.seeded)"
         devices = {g.device.type for g in generators}
-        if devices != {"cpu"} and devices != {str(self.tracked.backend.device).split(":")[0]}:
+        if devices != {"cpu"} and (self.flow is not None
+                                   or devices != {str(self.tracked.backend.device).split(":")[0]}):
+            # the flow-matching engine draws every family's noise on CPU generators
             return f"generators on {', '.join(sorted(devices))}"
         self.seeds = [int(seed) for seed in seeds]
         self.noise_device = "cpu" if devices == {"cpu"} else "gpu"
         return None
+
+    def _mode_mismatch(self) -> str | None:
+        """For a flow-matching pipeline: why its `image=`/`mask_image=` are not what promptkit's img2img or
+        inpainting records (FLUX.2 klein's reference images, FLUX.1 Fill's pipeline), else None."""
+        if self.flow is None:
+            return None
+        asked = "inpaint" if self.kwargs.get("mask_image") is not None else \
+            "img2img" if self.kwargs.get("image") is not None else "txt2img"
+        held = type(self.pipe).__name__
+        if self.flow.pipelines.get(asked) == held:
+            return None
+        self.init_image = False
+        if asked == "txt2img":
+            return f"{held} is not a pipeline promptkit runs for {self.flow.label}"
+        return f"`image=` on {held} is not an init image promptkit records ({asked} runs on " \
+               f"{self.flow.pipelines.get(asked, 'no ' + self.flow.label + ' pipeline')})"
+
+    def _recorded(self) -> set[str]:
+        """The call arguments promptkit records for this pipeline's family."""
+        if self.flow is None:
+            return RECORDED
+        from .families import FAMILY_OPTIONS
+
+        own = {self.flow.guidance_arg} | {key for key in FLOW_EXTRA if self.flow.key in FAMILY_OPTIONS[key][1]}
+        return RECORDED | own
+
+    def family_extra(self) -> dict[str, Any]:
+        """FLUX.1's `true_cfg_scale` and any family's `max_sequence_length`, when the call gives them: recorded in
+        `params.extra` as `promptkit generate --true-cfg/--max-sequence-length` records them."""
+        if self.flow is None:
+            return {}
+        extra = {key: self.kwargs[key] for key in FLOW_EXTRA
+                 if key != self.flow.guidance_arg and self.kwargs.get(key) is not None}
+        if "true_cfg_scale" in extra:
+            extra["true_cfg_scale"] = float(extra["true_cfg_scale"])
+        if "max_sequence_length" in extra:
+            extra["max_sequence_length"] = int(extra["max_sequence_length"])
+        return extra
 
     def _scheduler_differs(self) -> bool:
         import diffusers
@@ -239,7 +317,12 @@ class _Call:
         from .params import SAMPLERS
 
         backend = self.tracked.backend
-        class_name, extra = SAMPLERS[self.sampler]
+        if self.flow is not None:
+            from .engine.flow import FLOW_SAMPLERS
+
+            class_name, extra = FLOW_SAMPLERS[self.sampler], {}
+        else:
+            class_name, extra = SAMPLERS[self.sampler]
         expected = getattr(diffusers, class_name).from_config(backend.base_scheduler_config, **extra).config
         strip = lambda config: {k: v for k, v in dict(config).items() if not k.startswith("_")}  # noqa: E731
         return strip(expected) != strip(self.pipe.scheduler.config)
@@ -247,8 +330,10 @@ class _Call:
     def params(self, sampler: str | None = None):
         from .params import GenerationParams
 
+        flow = self.flow
+        guidance = ("guidance_scale", 7.5) if flow is None else (flow.guidance_arg, flow.default_guidance)
         return GenerationParams(sampler=sampler or self.sampler, steps=int(self.setting("num_inference_steps", 50)),
-                                cfg=float(self.setting("guidance_scale", 7.5)), width=self.kwargs.get("width"),
+                                cfg=float(self.setting(*guidance)), width=self.kwargs.get("width"),
                                 height=self.kwargs.get("height"), noise_device=self.noise_device)
 
     def store_inputs(self) -> dict[str, Any]:
@@ -296,7 +381,7 @@ class _Call:
 
         library, backend = self.tracked.library, self.tracked.backend
         params = self.params()
-        params.extra = self.store_inputs()
+        params.extra = {**self.store_inputs(), **self.family_extra()}
         job = GenerationJob(prompt=self.prompt_row(), params=params, seeds=self.seeds, batch_size=len(self.seeds))
         scheduler = self.pipe.scheduler
         try:
@@ -324,14 +409,19 @@ class _Call:
         library, backend = self.tracked.library, self.tracked.backend
         if self.seeds and self.kwargs.get("generator") is None:  # seeds= given: seed the noise even so
             self.kwargs.update(generator=seeded(self.seeds), num_images_per_prompt=len(self.seeds))
+        notes = [UNTRACKED_FLAG.format(reason=self.reason)]
+        if self.takes_negative:
+            self.kwargs["negative_prompt"] = self.negative or None
+        elif self.negative:  # FLUX.2 klein's pipeline has no negative prompt: never passed to it
+            notes.append(f"{type(self.pipe).__name__} takes no negative prompt; it was not passed")
         started = time.perf_counter()
-        output = self.pipe(prompt=self.prompt, negative_prompt=self.negative or None, **self.kwargs)
+        output = self.pipe(prompt=self.prompt, **self.kwargs)
         seconds = time.perf_counter() - started
         images = list(output.images if hasattr(output, "images") else output[0])
         seeds = self._recorded_seeds(len(images))
         params = self.params(sampler="Euler")  # a placeholder: the scheduler's own name is recorded below
-        extra = self.store_inputs()
-        params.extra = {**extra, "flags": [UNTRACKED_FLAG.format(reason=self.reason)]}
+        extra = self.store_inputs() if self.init_image else {}
+        params.extra = {**extra, **self.family_extra(), "flags": [UNTRACKED_FLAG.format(reason=self.reason)]}
         job = GenerationJob(prompt=self.prompt_row(), params=params, seeds=seeds, batch_size=len(seeds))
         info, writer, outcome = backend.describe(), start_writer(library, len(images)), JobOutcome()
         for index, (seed, image) in enumerate(zip(seeds, images)):
@@ -343,8 +433,7 @@ class _Call:
             writer.put((job, image, record, seconds / len(images)))
         writer.finish()
         writer.collect(outcome)
-        return TrackedOutput(images=images, generations=outcome.generations, reproducible=False,
-                             notes=[UNTRACKED_FLAG.format(reason=self.reason)],
+        return TrackedOutput(images=images, generations=outcome.generations, reproducible=False, notes=notes,
                              nsfw_content_detected=getattr(output, "nsfw_content_detected", None))
 
     def _recorded_seeds(self, count: int) -> list[int]:

@@ -107,14 +107,16 @@ def _hub_family(model: str) -> str | None:
 class FlowEngine(DeviceMemory):
     """A loaded flow-matching pipeline and the way promptkit runs batches on it (a `Backend`)."""
 
-    def __init__(self, model: str, options: EngineOptions | None = None) -> None:
+    def __init__(self, model: str, options: EngineOptions | None = None, pipe: Any = None) -> None:
         self.model = model
         self.options = options or EngineOptions()
         self.device = pick_device(self.options.device)
         self.dtype = pick_dtype(self.device, self.options.dtype)
         started = time.perf_counter()
-        pipe = load_flow_pipeline(model, self.options, self.dtype)
-        self.pipe = prepare_pipeline(pipe, self.options, self.device, part="transformer")
+        if pipe is None:  # else a pipeline someone already holds (`promptkit.track`), used as it is
+            pipe = prepare_pipeline(load_flow_pipeline(model, self.options, self.dtype), self.options, self.device,
+                                    part="transformer")
+        self.pipe = pipe
         self.load_seconds = time.perf_counter() - started
         self.model_hash = model_fingerprint(model)
         self.family = {cls: key for key, fam in BY_KEY.items() for cls in fam.pipelines.values()
@@ -126,7 +128,9 @@ class FlowEngine(DeviceMemory):
         self.variant = self._variant()
         self.base_scheduler_config = dict(pipe.scheduler.config)
         self.approximate = approximate_loading(model, self.options)  # never the default; recorded on each image
-        self._pipes: dict[str, Any] = {"txt2img": pipe}
+        # The pipeline serves its own mode (a held FluxImg2ImgPipeline is the img2img one); others come from it.
+        mode = next((m for m, cls in self.spec.pipelines.items() if cls == type(pipe).__name__), "txt2img")
+        self._pipes: dict[str, Any] = {mode: pipe}
         self._adapters: dict[str, str] = {}
         self._lora_state: tuple = ()
 
@@ -140,6 +144,12 @@ class FlowEngine(DeviceMemory):
     @classmethod
     def load(cls, model: str, options: EngineOptions | None = None) -> "FlowEngine":
         return cls(model, options)
+
+    @classmethod
+    def from_pipe(cls, pipe: Any, model: str) -> "FlowEngine":
+        """An engine on PIPE, a loaded diffusers flow-matching pipeline (on its device and dtype), recorded as MODEL."""
+        options = EngineOptions(device=pipe.device.type, dtype=str(pipe.dtype).replace("torch.", ""))
+        return cls(model, options, pipe=pipe)
 
     @classmethod
     def get(cls, model: str, options: EngineOptions | None = None, cache: "PipelineCache | None" = None):
