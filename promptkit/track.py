@@ -166,7 +166,6 @@ class TrackedPipeline:
 def _adopt(pipe: Any, model: str) -> Any:
     """The backend for PIPE's family (looked up in `promptkit.families`), built on PIPE itself."""
     from .families import BY_KEY, PIPELINE_FAMILY, UNET_FAMILIES, family_label
-    from .plugins.builtin import DEFAULT_SCHEME
     from .plugins.manager import get_plugins
 
     name = type(pipe).__name__
@@ -176,12 +175,7 @@ def _adopt(pipe: Any, model: str) -> Any:
         raise ModelProblem(f"track: {name} is not a pipeline of a family promptkit knows "
                            f"({', '.join(f.label for f in BY_KEY.values())})")
     spec = get_plugins().backend_for_family(family)
-    target = spec.resolve() if spec is not None else None
-    if family not in UNET_FAMILIES and spec is not None and spec.scheme == DEFAULT_SCHEME:
-        # The built-in diffusers backend runs the flow-matching families on their own engine, as
-        # `engine.cache.load_diffusers_backend` loads them.
-        from .engine.flow import FlowEngine as target
-    adopt = getattr(target, "from_pipe", None)
+    adopt = getattr(spec.resolve(), "from_pipe", None) if spec is not None else None
     if adopt is None:
         raise ModelProblem(f"track: no installed backend runs {family_label(family)} pipelines ({name}) yet; "
                            "see `promptkit plugins`")

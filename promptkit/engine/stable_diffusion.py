@@ -79,7 +79,15 @@ class Engine(DeviceMemory):
 
     @classmethod
     def from_pipe(cls, pipe: Any, model: str) -> "Engine":
-        """An engine on PIPE, a loaded diffusers pipeline (on its device and dtype), recorded as MODEL."""
+        """An engine on PIPE, a loaded diffusers pipeline (on its device and dtype), recorded as MODEL; a
+        flow-matching family's pipeline gets its own engine (`engine.flow`), as `cache.load_diffusers_backend`
+        loads one."""
+        from ..families import PIPELINE_FAMILY, UNET_FAMILIES
+
+        if PIPELINE_FAMILY.get(type(pipe).__name__) not in (None, *UNET_FAMILIES):
+            from .flow import FlowEngine
+
+            return FlowEngine.from_pipe(pipe, model)
         options = EngineOptions(device=pipe.device.type, dtype=str(pipe.dtype).replace("torch.", ""))
         return cls(model, options, pipe=pipe)
 
