@@ -132,7 +132,8 @@ def test_family_lookup_goes_through_the_family_table(lib, tiny_model, monkeypatc
 
 # -- the flow-matching families (tiny random-weight stand-ins, loaded with diffusers as a person would) --------
 
-FLOW_PIPELINES = {"flux": "FluxPipeline", "qwenimage": "QwenImagePipeline", "flux2-klein": "Flux2KleinPipeline"}
+FLOW_PIPELINES = {"flux": "FluxPipeline", "qwenimage": "QwenImagePipeline", "flux2-klein": "Flux2KleinPipeline",
+                  "sd3": "StableDiffusion3Pipeline", "zimage": "ZImagePipeline", "chroma": "ChromaPipeline"}
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +163,11 @@ FLOW_CALLS = {
              dict(true_cfg_scale=1.5, max_sequence_length=64)),
     # Qwen-Image: the guidance is true_cfg_scale (the family table's guidance_arg)
     "qwenimage": (dict(true_cfg_scale=4.0), {}),
+    # the others: guidance_scale is the cfg (FLUX.2 klein takes no negative prompt: none is passed)
+    "sd3": (dict(guidance_scale=4.0), {}),
+    "zimage": (dict(guidance_scale=4.0), {}),
+    "chroma": (dict(guidance_scale=4.0), {}),
+    "flux2-klein": (dict(guidance_scale=4.0), {}),
 }
 
 
@@ -192,8 +198,9 @@ def test_flow_pipeline_records_what_generate_records(kind, lib, flow_models, flo
     assert {k: rows[0]["params"].get(k) for k in request} == request  # as --true-cfg/--max-sequence-length
     assert pipe.scheduler is scheduler  # the user's scheduler is theirs again
     # The held pipeline called directly with the same arguments and seeds makes the very same pixels.
-    direct = pipe(prompt=saved_prompt["positive"], negative_prompt=saved_prompt["negative"], num_inference_steps=2,
-                  width=32, height=32, generator=promptkit.seeded([1, 2]), num_images_per_prompt=2, **call).images
+    negative = {} if kind == "flux2-klein" else {"negative_prompt": saved_prompt["negative"]}
+    direct = pipe(prompt=saved_prompt["positive"], num_inference_steps=2, width=32, height=32,
+                  generator=promptkit.seeded([1, 2]), num_images_per_prompt=2, **negative, **call).images
     assert [np.asarray(im).tobytes() for im in direct] == [np.asarray(im.convert("RGB")).tobytes()
                                                            for im in out.images]
     assert promptkit.reproduce(lib, out.generations[1]["id"], {"device": "cpu"})["match"]
