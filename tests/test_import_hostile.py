@@ -132,3 +132,17 @@ def test_numbers_past_sqlite_integers_are_kept_exactly_in_params(isolated_librar
     assert comfy["seed"] == -1 and comfy["params"]["imported"]["settings"]["seed"] == 2**64 - 1
     assert huge["steps"] is None and huge["params"]["imported"]["settings"]["steps"] == 99999999999999999999999
     assert "cfg" not in huge["params"]["imported"]["settings"]
+
+
+def test_nothing_readable_is_exit_1(isolated_library, tmp_path):
+    """Some bad files in a folder: exit 0 and the summary; no file readable at all: exit 1; one named file
+    that cannot be read: one line."""
+    write(tmp_path / "one" / "empty.png", b"")
+    single = CliRunner().invoke(main, ["import-png", str(tmp_path / "one" / "empty.png")])
+    assert single.exit_code == 1 and single.output.strip().count("\n") == 0
+    assert "empty.png: it is empty" in single.output
+    write(tmp_path / "one" / "text.png", b"hello")
+    both = CliRunner().invoke(main, ["import-images", str(tmp_path / "one"), "--json"])
+    assert both.exit_code == 1 and json.loads(both.output)["counts"]["failed"] == 2
+    write(tmp_path / "one" / "ok.png", png_bytes({"parameters": A1111_TEXT}))
+    assert CliRunner().invoke(main, ["import-images", str(tmp_path / "one")]).exit_code == 0

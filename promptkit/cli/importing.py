@@ -68,7 +68,8 @@ def import_images(ctx, paths: tuple[str, ...], recursive: bool, dry_run: bool, v
 
     Each image is stored (content-addressed) as a generation of its prompt with every setting its
     metadata gives, the tool it came from and the metadata verbatim. Running it again adds nothing
-    twice; a file that cannot be read is one line in the summary and the run goes on.
+    twice; a file that cannot be read is one line in the summary and the run goes on. The exit
+    status is 1 only when no file could be read at all.
     `promptkit reproduce ID` re-runs an imported image when its model is available locally.
     """
     with open_library(ctx) as lib, _Bar(quiet or as_json) as bar:
@@ -79,15 +80,21 @@ def import_images(ctx, paths: tuple[str, ...], recursive: bool, dry_run: bool, v
                        "finish (nothing is imported twice)", err=True)
             sys.exit(130)
     data = report.to_dict()
+    files = data["files"]
+    nothing_read = bool(files) and all(outcome["status"] == "failed" for outcome in files)
+    if nothing_read and len(files) == 1 and not as_json:  # the one file given cannot be read: one line
+        raise click.ClickException(f"{files[0]['file']}: {files[0]['message']}")
     if as_json:
         emit(data, True)
-        return
-    for line in summary_lines(data):
-        click.echo(line)
-    if verbose:
-        for outcome in data["files"]:
-            for note in outcome["uncertain"]:
-                click.echo(f"uncertain {outcome['file']}: {note}")
+    else:
+        for line in summary_lines(data):
+            click.echo(line)
+        if verbose:
+            for outcome in files:
+                for note in outcome["uncertain"]:
+                    click.echo(f"uncertain {outcome['file']}: {note}")
+    if nothing_read:  # some files may fail in a folder; none readable at all is an error (exit 1)
+        sys.exit(1)
 
 
 @click.command("import")
