@@ -192,16 +192,37 @@ def native_size(unet: dict[str, Any], vae: dict[str, Any]) -> int | None:
     return sample_size * 2 ** (len(blocks) - 1)
 
 
+#: A flow-matching ControlNet's config class name -> the family it was made for.
+CONTROLNET_CLASS_FAMILY: dict[str, str] = {"FluxControlNetModel": "flux", "SD3ControlNetModel": "sd3",
+                                           "QwenImageControlNetModel": "qwenimage"}
+
+
 def detect_controlnet(folder: str | Path) -> dict[str, Any]:
-    """Kind and family of a diffusers ControlNet folder: the family by its cross-attention width
-    (SDXL's added text-time embedding when the width is not a known family's)."""
+    """Kind and family of a diffusers ControlNet folder: a flow-matching one (FLUX.1's `FluxControlNetModel`)
+    by its config's class name, a UNet one by its cross-attention width (SDXL's added text-time embedding when
+    the width is not a known family's)."""
     config = _reader(folder)("config.json")
     width = config.get("cross_attention_dim")
-    family = family_for_context_dim(width)
+    family = CONTROLNET_CLASS_FAMILY.get(config.get("_class_name", ""))
+    if family is None:
+        family = family_for_context_dim(width)
     if family is None and config.get("addition_embed_type") == "text_time":
         family = "sdxl"
     return {"kind": "controlnet", "family": family, "pipeline": config.get("_class_name", "ControlNetModel"),
             "cross_attention_dim": width}
+
+
+def controlnet_family(unit: dict[str, Any]) -> str | None:
+    """The family a ControlNet unit (GenerationParams.extra["controlnets"][i]) was made for: from its local
+    folder's config.json, else from the config recorded with it; None when neither tells (a hub id)."""
+    model = unit.get("model")
+    if isinstance(model, str) and model and (Path(model).expanduser() / "config.json").is_file():
+        return detect_controlnet(Path(model).expanduser())["family"]
+    config = unit.get("config") or {}
+    family = family_for_context_dim(config.get("cross_attention_dim"))
+    if family is None and config.get("addition_embed_type") == "text_time":
+        family = "sdxl"
+    return family
 
 
 def detect_family(folder: str | Path) -> dict[str, Any]:

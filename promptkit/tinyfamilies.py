@@ -258,6 +258,25 @@ def build_qwenimage():
                              text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer)
 
 
+def build_flux_controlnet():
+    """A FLUX.1 ControlNet (InstantX layout: no input hint block, the control image goes through the VAE) for the
+    tiny FLUX.1 pipeline: 1 double and 1 single block, with random (not zero) output projections."""
+    import torch
+    from diffusers import FluxControlNetModel
+
+    transformer = build_flux().transformer
+    controlnet = FluxControlNetModel.from_transformer(transformer, num_layers=1, num_single_layers=1,
+                                                      attention_head_dim=16, num_attention_heads=2)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        # from_transformer zero-initialises these, so an untrained ControlNet would change nothing.
+        for layer in [*controlnet.controlnet_blocks, *controlnet.controlnet_single_blocks,
+                      controlnet.controlnet_x_embedder]:
+            layer.weight.normal_(0, 0.5)
+            layer.bias.normal_(0, 0.1)
+    return controlnet
+
+
 BUILDERS: dict[str, Callable[[], Any]] = {
     "sd3": build_sd3, "flux": build_flux, "flux2-klein": build_flux2_klein, "zimage": build_zimage,
     "qwenimage": build_qwenimage, "chroma": build_chroma,

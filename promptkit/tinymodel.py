@@ -18,7 +18,8 @@ TINY_NOTE = "random-weight tiny Stable Diffusion pipeline made by `promptkit mod
 TINY_WHAT = {"lora": "tiny LoRA", "controlnet": "tiny ControlNet", "sdxl-refiner": "tiny SDXL refiner pipeline",
              "inpaint": "tiny inpainting pipeline", "sdxl": "tiny SDXL pipeline", "sd2": "tiny SD 2.x pipeline"}
 TINY_KINDS = ("sd", "sd2", "sdxl", "sdxl-refiner", "inpaint", "controlnet", "lora")
-TINY_BASES = ("sd", "sdxl")  # what a tiny ControlNet or LoRA is made for
+TINY_BASES = ("sd", "sdxl", "flux")  # what a tiny ControlNet or LoRA is made for (flux: a ControlNet only)
+_BASE_LABEL = {"sd": "SD 1.x", "sdxl": "SDXL", "flux": "FLUX.1"}
 
 
 def tiny_note(kind: str = "sd", base: str = "sd") -> str:
@@ -27,7 +28,7 @@ def tiny_note(kind: str = "sd", base: str = "sd") -> str:
         return TINY_NOTE
     what = TINY_WHAT[kind]
     if kind in ("lora", "controlnet"):
-        what += f" for the tiny {'SDXL' if base == 'sdxl' else 'SD 1.x'} pipeline"
+        what += f" for the tiny {_BASE_LABEL.get(base, 'SD 1.x')} pipeline"
     return f"random-weight {what} made by `promptkit model tiny`: it draws noise, not pictures"
 
 
@@ -218,11 +219,20 @@ def write_tiny_pipeline(path: str | Path, kind: str = "sd", base: str = "sd") ->
         from .errors import BadParameter
 
         raise BadParameter(f"`kind` must be one of {', '.join(TINY_KINDS)} but is {kind!r}")
+    if kind == "lora" and base == "flux":
+        from .errors import BadParameter
+
+        raise BadParameter("`for` flux makes a tiny FLUX.1 ControlNet (--kind controlnet), not a LoRA")
     _quiet()
     if kind == "lora":
         return write_tiny_lora(path, base)
     folder = Path(path).expanduser()
-    model = build_tiny_controlnet(base) if kind == "controlnet" else build_tiny_pipeline(kind)
+    if kind == "controlnet" and base == "flux":
+        from .tinyfamilies import build_flux_controlnet
+
+        model = build_flux_controlnet()
+    else:
+        model = build_tiny_controlnet(base) if kind == "controlnet" else build_tiny_pipeline(kind)
     model.save_pretrained(str(folder), safe_serialization=True)
     (folder / "README.txt").write_text(tiny_note(kind, base) + f" (kind {kind})\n", encoding="utf-8")
     return folder

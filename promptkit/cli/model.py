@@ -23,8 +23,8 @@ def model() -> None:
               show_default=True, help="SD 1.x, SD 2.x (v-prediction), SDXL, SDXL refiner, 9-channel inpainting, ControlNet, "
                                       "LoRA, or a flow-matching family: SD 3.5, FLUX.1, FLUX.2 klein, Z-Image, Qwen-Image, "
                                       "Chroma; or a CLIP model for the judges (`promptkit score --model PATH`).")
-@click.option("--for", "base", type=click.Choice(["sd", "sdxl"]), default="sd", show_default=True,
-              help="The tiny pipeline a ControlNet or LoRA is made for.")
+@click.option("--for", "base", type=click.Choice(["sd", "sdxl", "flux"]), default="sd", show_default=True,
+              help="The tiny pipeline a ControlNet or LoRA is made for (flux: a FLUX.1 ControlNet).")
 @json_option
 def model_tiny(path: str | None, out: str | None, kind: str, base: str, as_json: bool) -> None:
     """Write a tiny random-weight model to PATH or --out (offline; it draws noise, not pictures).
