@@ -6,6 +6,12 @@ family ignores it, so changing it cannot change the image), whether A1111 weight
 not, it is stripped before encoding, never sent as literal parentheses), the longest text the encoders read
 (`max_sequence_length`) and the schedulers that may be chosen. Seeds run on CPU generators, one per image, as
 in the Stable Diffusion engine: seed S starts from the same noise alone or in any batch.
+
+ControlNet runs on FLUX.1 (`CONTROLNET_PIPELINES`): the units in `params.extra["controlnets"]` are those the
+Stable Diffusion engine takes (model, control image by sha256, scale, start, end); each `FluxControlNetModel`
+loads once per engine, several make a `FluxMultiControlNetModel`, and the ControlNet pipeline is made from the
+loaded one with `from_pipe` (shared transformer, VAE and text encoders). A ControlNet of another family, or
+ControlNet on a family without a pipeline here, is refused in one line before anything is written.
 """
 
 from __future__ import annotations
@@ -33,6 +39,14 @@ if TYPE_CHECKING:
 
 #: A1111 sampler name -> the flow-matching scheduler it stands for (ComfyUI and Forge call it "euler").
 FLOW_SAMPLERS = {"Euler": "FlowMatchEulerDiscreteScheduler"}
+
+#: Family -> mode -> the diffusers ControlNet pipeline promptkit runs (made with `from_pipe` from the loaded one),
+#: and the ControlNet model class it loads. Families the table marks `controlnet` but not here are refused.
+CONTROLNET_PIPELINES: dict[str, dict[str, str]] = {
+    "flux": {"txt2img": "FluxControlNetPipeline", "img2img": "FluxControlNetImg2ImgPipeline",
+             "inpaint": "FluxControlNetInpaintPipeline"},
+}
+CONTROLNET_MODELS = {"flux": ("FluxControlNetModel", "FluxMultiControlNetModel")}
 
 
 def strip_weights(text: str) -> str:
@@ -130,9 +144,10 @@ class FlowEngine(DeviceMemory):
         self.approximate = approximate_loading(model, self.options)  # never the default; recorded on each image
         # The pipeline serves its own mode (a held FluxImg2ImgPipeline is the img2img one); others come from it.
         mode = next((m for m, cls in self.spec.pipelines.items() if cls == type(pipe).__name__), "txt2img")
-        self._pipes: dict[str, Any] = {mode: pipe}
+        self._pipes: dict[Any, Any] = {mode: pipe}  # mode, or (mode, ControlNet ids) for a ControlNet pipeline
         self._adapters: dict[str, str] = {}
         self._lora_state: tuple = ()
+        self._controlnets: dict[str, Any] = {}
 
     def _variant(self) -> str | None:
         if self.family == "flux":
@@ -186,12 +201,30 @@ class FlowEngine(DeviceMemory):
             raise BadParameter(f"{flag}: {mine} has no {mode} pipeline in diffusers (model {self.model!r})")
         if extra.get("refiner"):
             raise ModelProblem(f"`refiner` needs an SDXL base model, but model {self.model!r} is {mine}")
-        if extra.get("controlnets"):
-            raise ModelProblem(f"--controlnet: promptkit runs ControlNets on SD 1.x, 2.x and SDXL; model "
-                               f"{self.model!r} is {mine}")
+        for unit in extra.get("controlnets") or []:
+            self._check_controlnet(unit, mine, mode, extra)
         check_family_extra(self.family, extra, self.model)
         for lora in extra.get("loras") or []:
             self._check_lora(lora, mine)
+
+    def _check_controlnet(self, unit: dict[str, Any], mine: str, mode: str, extra: dict[str, Any]) -> None:
+        from ..families import controlnet_family
+
+        if not self.spec.controlnet or self.family not in CONTROLNET_PIPELINES:
+            raise ModelProblem(f"--controlnet: promptkit runs ControlNets on SD 1.x, 2.x, SDXL and FLUX.1; model "
+                               f"{self.model!r} is {mine}")
+        theirs = controlnet_family(unit)
+        width = (unit.get("config") or {}).get("cross_attention_dim")
+        if theirs is None and width is not None:  # a UNet ControlNet of a width no family has (a tiny one)
+            theirs = f"a UNet model (SD 1.x, 2.x or SDXL; cross-attention width {width})"
+        if theirs is not None and theirs != self.family:
+            raise ModelProblem(f"--controlnet: ControlNet {unit['model']!r} was made for {family_label(theirs)}, "
+                               f"but model {self.model!r} is {mine}")
+        if mode not in CONTROLNET_PIPELINES[self.family]:
+            raise BadParameter(f"--controlnet: {mine} has no {mode} ControlNet pipeline in diffusers")
+        if mode != "txt2img" and float(extra.get("true_cfg_scale") or 1.0) > 1:
+            raise BadParameter(f"--true-cfg: {mine}'s {mode} ControlNet pipeline has no true CFG; "
+                               "leave --true-cfg at 1 with --controlnet")
 
     def _check_lora(self, lora: dict[str, Any], mine: str) -> None:
         from pathlib import Path
@@ -275,11 +308,22 @@ class FlowEngine(DeviceMemory):
         inputs = inputs or RunInputs()
         self.check_request(extra)
         mode, width, height = self._size(extra, params, inputs)
+        units = extra.get("controlnets") or []
+        if len(inputs.control_images) != len(units):
+            raise BadParameter(f"{len(units)} ControlNet(s) but {len(inputs.control_images)} control image(s)")
         pipe = self._prepare(mode, extra, params, inputs)
         values = self.family_values(negative, params)
         call = self._call_args(positive, negative, params, values)
-        call.update(Engine._mode_args(mode, width, height, extra, inputs))
+        call.update(Engine._mode_args(mode, width, height, {k: v for k, v in extra.items() if k != "controlnets"},
+                                      inputs))
         call.update(width=width, height=height)  # every family's img2img pipeline takes the size too
+        if units:
+            call.update(self._control_args(units, inputs))
+            if mode != "txt2img":  # FLUX.1's ControlNet img2img/inpaint pipelines take no true CFG (checked at 1)
+                import inspect
+
+                accepted = inspect.signature(type(pipe).__call__).parameters
+                call = {k: v for k, v in call.items() if k in accepted}
         generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
         started = time.perf_counter()
         with torch.inference_mode(), warnings.catch_warnings():
@@ -314,13 +358,15 @@ class FlowEngine(DeviceMemory):
         import diffusers
 
         params_sampler = self._scheduler_class(params.sampler)
-        if mode not in self._pipes:
+        units = extra.get("controlnets") or []
+        if not units and mode not in self._pipes:
             cls = getattr(diffusers, self.spec.pipelines[mode])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self._pipes[mode] = cls.from_pipe(self.pipe)
             self._pipes[mode].set_progress_bar_config(disable=True)
-        pipe = self._pipes[mode]
+        pipe = (self._controlnet_pipe(mode, [self.controlnet(unit["model"]) for unit in units]) if units
+                else self._pipes[mode])
         self._apply_loras(extra.get("loras") or [], inputs.lora_files)
         config = dict(self.base_scheduler_config)
         if extra.get("shift"):
@@ -339,6 +385,57 @@ class FlowEngine(DeviceMemory):
             call["true_cfg_scale"] = float(values["true_cfg_scale"])
         if negative_ignored(self.spec, params.cfg, values.get("true_cfg_scale")) is None:
             call["negative_prompt"] = self.prompt_text(negative)[0]
+        return call
+
+    # -- ControlNets ----------------------------------------------------------------------
+    def controlnet(self, model: str):
+        """A ControlNet of this family (FLUX.1's `FluxControlNetModel`), loaded once per engine."""
+        if model not in self._controlnets:
+            from pathlib import Path
+
+            import diffusers
+
+            from .loading import load_problem
+
+            cls = getattr(diffusers, CONTROLNET_MODELS[self.family][0])
+            local = Path(model).expanduser().is_dir()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    net = cls.from_pretrained(str(Path(model).expanduser()) if local else model, torch_dtype=self.dtype,
+                                              use_safetensors=True, local_files_only=local)
+            except (OSError, ValueError) as exc:
+                raise load_problem("ControlNet", model, exc, not local) from None
+            self._controlnets[model] = net.to(self.device)
+        return self._controlnets[model]
+
+    def _controlnet_pipe(self, mode: str, controlnets: list[Any]):
+        """The family's ControlNet pipeline for MODE with CONTROLNETS (several: the family's multi-ControlNet
+        model), made once from the loaded pipeline: the transformer, VAE and text encoders are shared."""
+        import diffusers
+
+        key = (mode, tuple(id(net) for net in controlnets))
+        if key not in self._pipes:
+            cls = getattr(diffusers, CONTROLNET_PIPELINES[self.family][mode])
+            multi = getattr(diffusers, CONTROLNET_MODELS[self.family][1])
+            net = controlnets[0] if len(controlnets) == 1 else multi(list(controlnets))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pipe = cls.from_pipe(self.pipe, controlnet=net)
+            pipe.set_progress_bar_config(disable=True)
+            self._pipes[key] = pipe
+        return self._pipes[key]
+
+    @staticmethod
+    def _control_args(units: list[dict[str, Any]], inputs: RunInputs) -> dict[str, Any]:
+        """The control image(s) and each unit's scale, start and end, as the ControlNet pipeline takes them."""
+        one = len(units) == 1
+        images = [im.convert("RGB") for im in inputs.control_images]
+        call: dict[str, Any] = {"control_image": images[0] if one else images}
+        for arg, key, default in (("controlnet_conditioning_scale", "scale", 1.0),
+                                  ("control_guidance_start", "start", 0.0), ("control_guidance_end", "end", 1.0)):
+            values = [float(unit.get(key, default)) for unit in units]
+            call[arg] = values[0] if one else values
         return call
 
     # -- LoRAs ------------------------------------------------------------------------

@@ -163,6 +163,12 @@ class Engine(DeviceMemory):
                               f"but model {self.model!r} is {mine} (width {self.context_dim})")
 
     def _check_controlnet(self, unit: dict[str, Any], mine: str) -> None:
+        from ..families import UNET_FAMILIES, controlnet_family
+
+        flow = controlnet_family(unit)
+        if flow is not None and flow not in UNET_FAMILIES:  # a FLUX.1 ControlNet, say: no cross-attention width
+            raise ModelProblem(f"--controlnet: ControlNet {unit['model']!r} was made for {family_label(flow)}, "
+                               f"but model {self.model!r} is {mine}")
         config = unit.get("config") or {}
         dim = config.get("cross_attention_dim")
         xl = config.get("addition_embed_type") == "text_time"
