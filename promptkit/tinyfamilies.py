@@ -264,9 +264,13 @@ def build_flux_controlnet():
     import torch
     from diffusers import FluxControlNetModel
 
+    import warnings
+
     transformer = build_flux().transformer
-    controlnet = FluxControlNetModel.from_transformer(transformer, num_layers=1, num_single_layers=1,
-                                                      attention_head_dim=16, num_attention_heads=2)
+    with warnings.catch_warnings():  # diffusers' own FluxPosEmbed deprecation, from inside FluxControlNetModel
+        warnings.simplefilter("ignore", FutureWarning)
+        controlnet = FluxControlNetModel.from_transformer(transformer, num_layers=1, num_single_layers=1,
+                                                          attention_head_dim=16, num_attention_heads=2)
     torch.manual_seed(1)
     with torch.no_grad():
         # from_transformer zero-initialises these, so an untrained ControlNet would change nothing.
