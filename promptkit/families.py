@@ -214,10 +214,20 @@ def detect_controlnet(folder: str | Path) -> dict[str, Any]:
 
 def controlnet_family(unit: dict[str, Any]) -> str | None:
     """The family a ControlNet unit (GenerationParams.extra["controlnets"][i]) was made for: from its local
-    folder's config.json, else from the config recorded with it; None when neither tells (a hub id)."""
+    folder's config.json (a hub id's, when it is in the local cache), else from the config recorded with it;
+    None when neither tells."""
     model = unit.get("model")
     if isinstance(model, str) and model and (Path(model).expanduser() / "config.json").is_file():
         return detect_controlnet(Path(model).expanduser())["family"]
+    if isinstance(model, str) and model.count("/") == 1 and not model.startswith((".", "/", "~")):
+        try:  # the cache only: a check never goes online
+            from huggingface_hub import hf_hub_download
+
+            found = detect_controlnet(Path(hf_hub_download(model, "config.json", local_files_only=True)).parent)
+        except Exception:  # not cached, or no hub library: the load says why
+            found = {"family": None}
+        if found["family"] is not None:
+            return found["family"]
     config = unit.get("config") or {}
     family = family_for_context_dim(config.get("cross_attention_dim"))
     if family is None and config.get("addition_embed_type") == "text_time":

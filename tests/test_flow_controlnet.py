@@ -178,3 +178,22 @@ def test_controlnet_of_another_family_is_one_line_and_writes_nothing(case, model
     with Library(isolated_library) as lib:
         assert lib.db["generations"].count == before == 0
         assert not any(p.is_file() for p in lib.images_dir.rglob("*")) if lib.images_dir.exists() else True
+
+
+def test_a_cached_hub_controlnet_is_told_by_its_config(models, tmp_path, monkeypatch):
+    import shutil
+
+    from promptkit.families import controlnet_family
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--someone--flux-canny" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    shutil.copy(f"{models['flux_cn']}/config.json", snapshot / "config.json")
+    (cache / "models--someone--flux-canny" / "refs").mkdir()
+    (cache / "models--someone--flux-canny" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    assert controlnet_family({"model": "someone/flux-canny", "config": {}}) == "flux"
+    assert controlnet_family({"model": "someone/not-cached", "config": {}}) is None
