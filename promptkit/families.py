@@ -54,7 +54,7 @@ class Family:
     prompt_style: str                  # "tags" | "sentences": which packaged template is the default
     schedulers: tuple[str, ...]        # scheduler classes a person may choose
     lora: bool
-    controlnet: bool
+    controlnet: bool                   # promptkit runs ControlNets on it (`generate --controlnet`)
     context_dim: int | None = None     # cross-attention width (UNet families only)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. schnell / turbo / distilled defaults
 
@@ -90,7 +90,7 @@ TABLE: tuple[Family, ...] = (
     Family("sd3", "SD 3.5", {"txt2img": "StableDiffusion3Pipeline", "img2img": "StableDiffusion3Img2ImgPipeline",
                              "inpaint": "StableDiffusion3InpaintPipeline"},
            (_CLIP_L, Encoder("clip-g", "clip-bpe", 77), Encoder("t5", "t5-unigram", 256)),
-           "cfg", "guidance_scale", 7.0, 28, 1024, "cfg", False, "sentences", _FLOW, True, True),
+           "cfg", "guidance_scale", 7.0, 28, 1024, "cfg", False, "sentences", _FLOW, True, False),
     Family("flux", "FLUX.1", {"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline",
                               "inpaint": "FluxInpaintPipeline", "fill": "FluxFillPipeline"},
            (Encoder("clip-l", "clip-bpe", 77, "pooled vector only"), Encoder("t5", "t5-unigram", 512)),
@@ -103,11 +103,11 @@ TABLE: tuple[Family, ...] = (
     Family("zimage", "Z-Image", {"txt2img": "ZImagePipeline", "img2img": "ZImageImg2ImgPipeline",
                                  "inpaint": "ZImageInpaintPipeline"},
            (Encoder("qwen3", "qwen-bpe", 512),), "cfg", "guidance_scale", 5.0, 50, 1024, "cfg", False, "sentences",
-           _FLOW, True, True, variants={"turbo": {"guidance": 0.0, "steps": 8}}),
+           _FLOW, True, False, variants={"turbo": {"guidance": 0.0, "steps": 8}}),
     Family("qwenimage", "Qwen-Image", {"txt2img": "QwenImagePipeline", "img2img": "QwenImageImg2ImgPipeline",
                                        "inpaint": "QwenImageInpaintPipeline"},
            (Encoder("qwen2.5-vl", "qwen-bpe", 512, reserved=0),), "true_cfg", "true_cfg_scale", 4.0, 50, 1024, "true_cfg",
-           False, "sentences", _FLOW, True, True),
+           False, "sentences", _FLOW, True, False),
     Family("chroma", "Chroma", {"txt2img": "ChromaPipeline", "img2img": "ChromaImg2ImgPipeline",
                                 "inpaint": "ChromaInpaintPipeline"},
            (Encoder("t5", "t5-unigram", 512),), "cfg", "guidance_scale", 5.0, 35, 1024, "cfg", False, "sentences",
