@@ -84,23 +84,9 @@ def test_untracked_seed_is_stored_and_flagged(lib, held_pipe, saved_prompt):
 
 
 def test_img2img_and_inpainting_match_generate(lib, tiny_model, held_pipe, saved_prompt, tmp_path):
-    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
-    from PIL import Image, ImageDraw
-
     import promptkit
-    from promptkit.inputs import InputRequest
 
-    init = Image.new("RGB", (32, 32), (200, 120, 40))
-    mask = Image.new("L", (32, 32), 0)
-    ImageDraw.Draw(mask).rectangle((8, 8, 24, 24), fill=255)
-    init.save(tmp_path / "init.png")
-    mask.save(tmp_path / "mask.png")
-    for auto, request, call in (
-            (AutoPipelineForImage2Image, InputRequest(init_image=str(tmp_path / "init.png"), strength=0.6),
-             dict(image=init, strength=0.6)),
-            (AutoPipelineForInpainting, InputRequest(init_image=str(tmp_path / "init.png"),
-                                                     mask=str(tmp_path / "mask.png"), strength=0.9),
-             dict(image=init, mask_image=mask, strength=0.9))):
+    for auto, request, call in _img2img_and_inpaint_calls(tmp_path):
         expected = _generate(lib, tiny_model, [3], inputs=request)
         tracked = promptkit.track(auto.from_pipe(held_pipe), library=lib)
         out = _call(tracked, saved_prompt, seeds=[3], **call)
@@ -207,23 +193,9 @@ def test_flow_pipeline_records_what_generate_records(kind, lib, flow_models, flo
 
 
 def test_flow_img2img_and_inpainting_match_generate(lib, flow_models, flow_pipes, saved_prompt, tmp_path):
-    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
-    from PIL import Image, ImageDraw
-
     import promptkit
-    from promptkit.inputs import InputRequest
 
-    init = Image.new("RGB", (32, 32), (200, 120, 40))
-    mask = Image.new("L", (32, 32), 0)
-    ImageDraw.Draw(mask).rectangle((8, 8, 24, 24), fill=255)
-    init.save(tmp_path / "init.png")
-    mask.save(tmp_path / "mask.png")
-    for auto, request, call in (
-            (AutoPipelineForImage2Image, InputRequest(init_image=str(tmp_path / "init.png"), strength=0.6),
-             dict(image=init, strength=0.6)),
-            (AutoPipelineForInpainting, InputRequest(init_image=str(tmp_path / "init.png"),
-                                                     mask=str(tmp_path / "mask.png"), strength=0.9),
-             dict(image=init, mask_image=mask, strength=0.9))):
+    for auto, request, call in _img2img_and_inpaint_calls(tmp_path):
         expected = promptkit.generate(lib, "lighthouse", model=flow_models["flux"], seeds=[3], batch_size=1,
                                       inputs=request, use_engine=False, engine_options={"device": "cpu"},
                                       steps=2, cfg=4.0, sampler="Euler", width=32, height=32)["generations"]
@@ -295,3 +267,23 @@ def test_seeded_generators_are_recognised():
     assert [known_seed(g) for g in generators] == [7, 8]
     torch.randn(2, generator=generators[0])
     assert known_seed(generators[0]) is None and known_seed(None) is None
+
+
+def _img2img_and_inpaint_calls(tmp_path):
+    """(AutoPipeline class, promptkit's InputRequest, the pipeline call's arguments) for img2img and inpainting
+    on the same 32 px init image (and a square mask), written to TMP_PATH for the request."""
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+    from PIL import Image, ImageDraw
+
+    from promptkit.inputs import InputRequest
+
+    init = Image.new("RGB", (32, 32), (200, 120, 40))
+    mask = Image.new("L", (32, 32), 0)
+    ImageDraw.Draw(mask).rectangle((8, 8, 24, 24), fill=255)
+    init.save(tmp_path / "init.png")
+    mask.save(tmp_path / "mask.png")
+    return [(AutoPipelineForImage2Image, InputRequest(init_image=str(tmp_path / "init.png"), strength=0.6),
+             dict(image=init, strength=0.6)),
+            (AutoPipelineForInpainting, InputRequest(init_image=str(tmp_path / "init.png"),
+                                                     mask=str(tmp_path / "mask.png"), strength=0.9),
+             dict(image=init, mask_image=mask, strength=0.9))]
