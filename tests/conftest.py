@@ -32,6 +32,17 @@ def tiny_engine(tiny_model):
     return Engine.get(tiny_model, EngineOptions(device="cpu"))
 
 
+@pytest.fixture(scope="session")
+def family_models(tmp_path_factory) -> dict[str, str]:
+    """A tiny random-weight pipeline folder per flow-matching family (sd3, flux, flux2-klein, zimage,
+    qwenimage, chroma), written once per test session; tests only read them."""
+    from promptkit.tinyfamilies import write_tiny_family
+
+    root = tmp_path_factory.mktemp("families")
+    return {kind: str(write_tiny_family(root / kind, kind))
+            for kind in ("sd3", "flux", "flux2-klein", "zimage", "qwenimage", "chroma")}
+
+
 @pytest.fixture
 def saved_prompt(isolated_library):
     from promptkit.library import Library

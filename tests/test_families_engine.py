@@ -22,14 +22,6 @@ TINY = dict(steps=2, width=32, height=32, sampler="Euler")
 
 
 @pytest.fixture(scope="session")
-def family_models(tmp_path_factory):
-    from promptkit.tinyfamilies import write_tiny_family
-
-    root = tmp_path_factory.mktemp("families")
-    return {kind: str(write_tiny_family(root / kind, kind)) for kind in KINDS}
-
-
-@pytest.fixture(scope="session")
 def family_engines(family_models):
     cache = PipelineCache(max_entries=len(KINDS) + 2)
     options = EngineOptions(device="cpu")

@@ -21,16 +21,14 @@ TINY = dict(steps=2, width=32, height=32, sampler="Euler", cfg=3.5)
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny_model):
-    from promptkit.tinyfamilies import write_tiny_family
+def models(tmp_path_factory, tiny_model, family_models):
     from promptkit.tinymodel import write_tiny_pipeline
 
     root = tmp_path_factory.mktemp("flowcn")
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((32, 32, 3)) * 255).astype("uint8")).save(root / "control.png")
     Image.fromarray((rng.random((32, 32, 3)) * 255).astype("uint8")).save(root / "control2.png")
-    return {"flux": str(write_tiny_family(root / "flux", "flux")),
-            "sd3": str(write_tiny_family(root / "sd3", "sd3")),
+    return {"flux": family_models["flux"], "sd3": family_models["sd3"],
             "flux_cn": str(write_tiny_pipeline(root / "flux-cn", "controlnet", base="flux")),
             "sd_cn": str(write_tiny_pipeline(root / "sd-cn", "controlnet")),
             "sd": tiny_model, "control": str(root / "control.png"), "control2": str(root / "control2.png")}

@@ -123,11 +123,8 @@ FLOW_PIPELINES = {"flux": "FluxPipeline", "qwenimage": "QwenImagePipeline", "flu
 
 
 @pytest.fixture(scope="module")
-def flow_models(tmp_path_factory):
-    from promptkit.tinyfamilies import write_tiny_family
-
-    root = tmp_path_factory.mktemp("flow")
-    return {kind: str(write_tiny_family(root / kind, kind)) for kind in FLOW_PIPELINES}
+def flow_models(family_models):
+    return {kind: family_models[kind] for kind in FLOW_PIPELINES}
 
 
 @pytest.fixture(scope="module")
