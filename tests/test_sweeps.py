@@ -200,10 +200,31 @@ def test_ray_first_ctrl_c_writes_what_is_back_then_stops(isolated_library, tiny_
     assert run.returncode == 130, err[-2000:]
     assert "interrupted: the images above are saved" in err and "second Ctrl-C" not in err
     assert "WARNING" not in err, err  # Ray's token and progress-bar notices
+    assert "(raylet)" not in out and out.startswith("generated "), out  # stdout is promptkit's own
     assert 2 <= cells() < 16
     doctor = CliRunner().invoke(main, ["doctor"], catch_exceptions=False)
     assert doctor.exit_code == 0, doctor.output
     cell_bytes(isolated_library)  # one row per cell
+
+
+def test_what_ray_prints_on_stdout_goes_to_stderr(isolated_library, tiny_model, monkeypatch, capsys):
+    """Ray's error listener prints notices (a task of an actor killed at shutdown) with print() on stdout,
+    from its own thread, while promptkit runs Ray: they go to stderr, so `ab run --ray --json` stays JSON."""
+    from promptkit.library import Library
+    from promptkit.sweeps import ray_runner
+    from promptkit.sweeps.cells import outcome_dict
+
+    def ray_run(*args):
+        print("(raylet) Task MapWorker(MapBatches(CellMaker)).submit failed.")
+        return outcome_dict([], [], True, {}, 0.0, "ray")
+
+    monkeypatch.setattr(ray_runner, "require_ray", lambda: object())
+    monkeypatch.setattr(ray_runner, "_run", ray_run)
+    make_experiment(isolated_library, tiny_model)
+    with Library(isolated_library) as lib:
+        assert ray_runner.run_on_ray(lib, "e", batch_size=BATCH)["interrupted"]
+    printed = capsys.readouterr()
+    assert printed.out == "" and "(raylet) Task" in printed.err
 
 
 def _local_resume(db: Path, engine) -> dict[tuple[str, int], str]:

@@ -14,8 +14,10 @@ streamed part of its output) is written once: the driver skips any cell it has w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -124,6 +126,14 @@ def run_on_ray(library, name: str, *, address: str | None = None, workers: int |
     plan = plan_sweep(library, name, model, lora_dir, batch_size, (engine_options or {}).get("allow_pickle", False))
     if not plan.batches:
         return outcome_dict([], [], False, {}, 0.0, "ray")
+    # Ray's error listener prints its notices (a killed actor's task, say) on stdout, where `--json` puts
+    # its answer: they go to stderr while Ray runs for us.
+    with contextlib.redirect_stdout(sys.stderr):
+        return _run(ray, library, plan, address, workers, engine_options, profile, progress)
+
+
+def _run(ray, library, plan: SweepPlan, address: str | None, workers: int | None,
+         engine_options: dict[str, Any] | None, profile: bool, progress) -> dict[str, Any]:
     started_ray = _connect(ray, address)
     try:
         import logging
