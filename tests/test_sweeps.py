@@ -54,21 +54,9 @@ def cell_bytes(db: Path) -> dict[tuple[str, int], str]:
 @pytest.fixture(scope="module")
 def local_bytes(tmp_path_factory, tiny_model, tiny_engine):
     """The cells of a local run (batch size 3, one torch thread)."""
-    import torch
-
-    from promptkit.experiments import run_experiment
-    from promptkit.library import Library
-
     db = tmp_path_factory.mktemp("local") / "library.db"
     make_experiment(db, tiny_model)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with Library(db) as lib:
-            run_experiment(lib, tiny_engine, "e", batch_size=BATCH)
-    finally:
-        torch.set_num_threads(threads)
-    cells = cell_bytes(db)
+    cells = _run_locally(db, tiny_engine)
     assert len(cells) == 16
     return cells
 
@@ -229,23 +217,30 @@ def test_what_ray_prints_on_stdout_goes_to_stderr(isolated_library, tiny_model, 
 
 def _local_resume(db: Path, engine) -> dict[tuple[str, int], str]:
     """The cells a local run (batch size 3, one torch thread) makes from a copy of DB."""
-    import torch
-
     from conftest import _copy_library
-    from promptkit.experiments import run_experiment
-    from promptkit.library import Library
 
     copy = db.parent / "resume" / "library.db"
     copy.parent.mkdir()
     _copy_library(db, copy)
+    return _run_locally(copy, engine)
+
+
+def _run_locally(db: Path, engine) -> dict[tuple[str, int], str]:
+    """Run experiment "e" of DB on ENGINE here (batch size 3, one torch thread, as Ray's CPU actors and
+    accelerate's processes run); its cells."""
+    import torch
+
+    from promptkit.experiments import run_experiment
+    from promptkit.library import Library
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with Library(copy) as lib:
+        with Library(db) as lib:
             run_experiment(lib, engine, "e", batch_size=BATCH)
     finally:
         torch.set_num_threads(threads)
-    return cell_bytes(copy)
+    return cell_bytes(db)
 
 
 def _free_port() -> int:

@@ -232,8 +232,7 @@ def matrix_record(experiment: dict[str, Any]) -> dict[str, Any] | None:
 
 def _prompt_counter(model: str | None):
     """(count(text) -> (tokens, text past the window, window, the text as counted), tokenizer description)
-    for MODEL: the
-    encoder that reads the whole prompt in its family (T5 for SD 3.5 and FLUX.1, the LLM for FLUX.2
+    for MODEL: the encoder that reads the whole prompt in its family (T5 for SD 3.5 and FLUX.1, the LLM for FLUX.2
     klein, Z-Image and Qwen-Image), else CLIP (SD 1.x/2.x/SDXL, or no family known)."""
     from ..family_rules import family_for, variant_for
     from ..families import UNET_FAMILIES
@@ -243,7 +242,7 @@ def _prompt_counter(model: str | None):
     except PromptkitError:
         fam = None
     if fam is not None and fam.key not in UNET_FAMILIES:
-        from ..tokenwindows import family_windows
+        from ..tokenwindows import encoder_tokenizer, family_windows
         from ..weighting import strip_weights
 
         longest = variant_for(fam, model)[1].get("max_tokens")
@@ -254,7 +253,7 @@ def _prompt_counter(model: str | None):
             window = family_windows(fam, sent, model, longest)[reader]
             return window.count, window.overflow_text, window.window, sent
 
-        return count_long, family_windows(fam, "a", model, longest)[reader].tokenizer
+        return count_long, encoder_tokenizer(fam.encoders[reader], reader, model)[1]
     from ..lint import lint_tokenizer, token_report
 
     tokenizer, tokenizer_name = lint_tokenizer(model)
@@ -281,16 +280,17 @@ def term_tokens(plan: dict[str, Any], model: str | None = None) -> list[dict[str
     reports = {label: count(text) for label, text in positives.items()}
     out = []
     for j, term in enumerate(plan["terms"]):
-        cut = []
+        tokens, _, _, said = count(term["text"])  # counted once per term, not once per variant
+        said, cut = said.lower(), []
         for v in plan["variants"]:
             _, overflow, _, counted = reports[v["label"]]
             if not v["bits"][j] or not overflow:
                 continue
-            text, said = counted.lower(), count(term["text"])[3].lower()
+            text = counted.lower()
             where, past = text.find(said), text.rfind(overflow.lower())
             if where >= 0 and past >= 0 and where + len(said) > past:
                 cut.append(v["label"])
-        out.append({"term": term_name(term), "letter": LETTERS[j], "tokens": count(term["text"])[0] + 1,
+        out.append({"term": term_name(term), "letter": LETTERS[j], "tokens": tokens + 1,
                     "cut_off_in": cut, "limit": next(iter(reports.values()))[2], "tokenizer": tokenizer_name})
     return out
 
